@@ -1,0 +1,77 @@
+"""flyteauth: pluggable authentication for Python clients of Flyte's gRPC and HTTP APIs.
+
+``import flyteauth_core`` stays light: grpc, authlib, httpx2, yaml and every provider load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .config import AuthConfig, load_config
+from .errors import (
+    ConfigError,
+    DiscoveryError,
+    FlyteAuthError,
+    InteractionRequired,
+    InvalidClientError,
+    InvalidGrantError,
+    PluginConflictError,
+    PluginError,
+    TokenError,
+    TokenRequestError,
+    TokenResponseError,
+    TokenTimeoutError,
+    TransientTokenError,
+    UnknownAuthTypeError,
+)
+from .events import TokenEvent
+from .hookspecs import hookimpl
+from .token import RefreshPolicy, Token, TokenState
+
+if TYPE_CHECKING:
+    from .lifecycle import AcquireRequest, TokenManager
+    from .session import AuthSession
+
+__version__ = "0.1.0"
+
+_LAZY = {"AuthSession": "session", "TokenManager": "lifecycle", "AcquireRequest": "lifecycle"}
+
+
+def __getattr__(name: str) -> Any:
+    # AuthSession pulls in the lifecycle and discovery modules; load them when first asked for.
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'flyteauth_core' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "AcquireRequest",
+    "AuthConfig",
+    "AuthSession",
+    "ConfigError",
+    "DiscoveryError",
+    "FlyteAuthError",
+    "InteractionRequired",
+    "InvalidClientError",
+    "InvalidGrantError",
+    "PluginConflictError",
+    "PluginError",
+    "RefreshPolicy",
+    "Token",
+    "TokenError",
+    "TokenEvent",
+    "TokenManager",
+    "TokenRequestError",
+    "TokenResponseError",
+    "TokenState",
+    "TokenTimeoutError",
+    "TransientTokenError",
+    "UnknownAuthTypeError",
+    "hookimpl",
+    "load_config",
+]

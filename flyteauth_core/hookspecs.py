@@ -1,0 +1,42 @@
+"""pluggy hook specifications of the ``flyteauth`` project.
+
+Registration hooks are synchronous and declarative: they call ``register(name, factory, aliases=())``
+and do no I/O, so listing plugins is cheap and side-effect free.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .events import TokenEvent
+    from .protocols import RegisterFn
+
+PROJECT = "flyteauth"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def flyteauth_register_authenticators(register: RegisterFn) -> None:
+    """Register authenticator factories: ``register("Acme", AcmeAuthenticator, aliases=("acme",))``."""
+
+
+@hookspec
+def flyteauth_register_token_stores(register: RegisterFn) -> None:
+    """Register token store factories: ``register("file", FileStore, aliases=())``."""
+
+
+@hookspec
+def flyteauth_register_interceptors(register: RegisterFn) -> None:
+    """Register extra interceptor factories (e.g. proxy authorization); a factory may return None."""
+
+
+@hookspec
+def flyteauth_token_event(event: TokenEvent) -> None:
+    """Observe the token lifecycle (acquired, refreshed, failed, invalidated) for metrics and audit.
+
+    The event never contains a secret.  Exceptions raised here are logged and ignored.
+    """

@@ -1,0 +1,280 @@
+"""AuthSession: the facade that wires config -> provider -> token manager -> transports.
+
+A session owns its manager, store, discovery cache, gRPC channel and HTTP settings; nothing is shared
+between sessions except the (read-only after load) plugin registry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .config import AuthConfig
+from .discovery import DEFAULT_METADATA_KEY, Discovery, ServerAuthInfo
+from .errors import ConfigError, DiscoveryError
+from .events import TokenEvent
+from .http import HttpClientFactory
+from .lifecycle import AcquireRequest, ManagerStats, TokenManager
+from .plugins import PluginRegistry, default_registry
+from .token import RefreshPolicy, Token
+
+if TYPE_CHECKING:
+    import grpc
+    from grpc import aio
+
+    from .protocols import Interceptor, Metadata, TokenStore
+
+log = logging.getLogger("flyteauth.session")
+
+#: Force interactive logins on (``1``) or off (``0``); by default only with a TTY and outside CI.
+INTERACTIVE_ENV = "FLYTEAUTH_INTERACTIVE"
+
+
+def interactive_default() -> bool:
+    """Interactive flows may start only in a terminal and outside CI, unless forced by env."""
+    forced = os.environ.get(INTERACTIVE_ENV)
+    if forced is not None:
+        return forced.strip().lower() in ("1", "true", "yes", "on")
+    ci = os.environ.get("CI", "").strip().lower()
+    if ci and ci not in ("0", "false", "no", "off"):
+        return False
+    return bool(getattr(sys.stdin, "isatty", lambda: False)())
+
+
+def store_key(config: AuthConfig, auth_type: str) -> str:
+    """A key that separates credentials by endpoint, auth type, client, scopes and audience.
+
+    So a human's PKCE token is never sent by a service-account session on the same endpoint.
+    """
+    parts = [config.endpoint, auth_type.lower(), config.client_id or "", " ".join(sorted(config.scopes)),
+             config.audience or ""]
+    digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+    return f"flyteauth:{config.endpoint}:{auth_type.lower()}:{digest}"
+
+
+class _Composite:
+    """The token interceptor followed by extra interceptors (proxy authorization, ...)."""
+
+    def __init__(self, parts: list[Interceptor]) -> None:
+        self._parts = parts
+
+    def metadata(self) -> Metadata:
+        return tuple(pair for part in self._parts for pair in part.metadata())
+
+    async def metadata_async(self) -> Metadata:
+        out: list[tuple[str, str]] = []
+        for part in self._parts:
+            out.extend(await part.metadata_async())
+        return tuple(out)
+
+    def rejected(self, sent: Metadata) -> bool:
+        retry = False
+        for part in self._parts:
+            keys = {k for k, _ in part.metadata()}
+            retry = part.rejected(tuple(p for p in sent if p[0] in keys)) or retry
+        return retry
+
+
+class AuthSession:
+    """Authenticates calls to one Flyte endpoint.
+
+    ``store``: a TokenStore, or the name of a registered one (default: the config's ``tokenStore``,
+    else ``memory``).  ``interactive``: whether browser/device flows may start during a call (default:
+    :func:`interactive_default`).
+    """
+
+    def __init__(
+        self,
+        config: AuthConfig,
+        *,
+        registry: PluginRegistry | None = None,
+        store: TokenStore | str | None = None,
+        interactive: bool | None = None,
+        policy: RefreshPolicy | None = None,
+        channel_options: list[tuple[str, Any]] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self._registry = registry or default_registry()
+        registration = self._registry.authenticator(config.resolved_auth_type)
+        self.auth_type = registration.name
+        self.interactive = interactive_default() if interactive is None else interactive
+        self._channel_options = channel_options or []
+        self._raw_channel: grpc.Channel | None = None
+        self._http = HttpClientFactory(config)
+        self._discovery = Discovery(
+            self._raw, endpoint=config.endpoint, http_base_url=config.http_base_url,
+            http_client=self._http.client,
+        )
+        self._authenticator = registration.factory(config)
+        self._header: str | None = config.authorization_header
+        self.store = self._resolve_store(store)
+        if policy is None and config.token_refresh_window is not None:
+            policy = RefreshPolicy(window=config.token_refresh_window)
+        self.manager = TokenManager(
+            self._acquire,
+            header_key=self._header_key,
+            store=self.store,
+            store_key=store_key(config, self.auth_type),
+            policy=policy,
+            clock=clock,
+            on_event=self._emit,
+            auth_type=self.auth_type,
+            endpoint=config.endpoint,
+        )
+        extras = [r.factory(config) for r in self._registry.interceptors()]
+        parts: list[Interceptor] = [self.manager, *(e for e in extras if e is not None)]
+        self.interceptor: Interceptor = parts[0] if len(parts) == 1 else _Composite(parts)
+
+    # -- wiring -------------------------------------------------------------------------------------
+    def _resolve_store(self, store: TokenStore | str | None) -> TokenStore | None:
+        if store is not None and not isinstance(store, str):
+            return store
+        name = store or self.config.store or "memory"
+        if name.lower() in ("none", "off"):
+            return None
+        return self._registry.token_store(name).factory(self.config)  # type: ignore[no-any-return]
+
+    def _acquire(self, previous: Token | None, reason: str) -> Token:
+        request = AcquireRequest(
+            config=self.config,
+            previous=previous,
+            reason=reason,
+            interactive=self.interactive,
+            server_info_fn=self._discovery.get,
+            http_client_fn=self._http.client,
+        )
+        token: Token = self._authenticator.acquire(request)
+        return token
+
+    def _header_key(self) -> str:
+        """The metadata key the server reads: explicit config, else discovered, before the first call."""
+        if self._header is None:
+            try:
+                self._header = self._discovery.get().authorization_metadata_key or DEFAULT_METADATA_KEY
+            except DiscoveryError:
+                if not self.config.token_url:
+                    raise
+                log.warning("flyteauth: discovery failed; sending the token under %r", DEFAULT_METADATA_KEY)
+                self._header = DEFAULT_METADATA_KEY
+        return self._header
+
+    def _emit(self, event: TokenEvent) -> None:
+        log.debug("flyteauth event: %s", event)
+        self._registry.emit(event)
+
+    def _credentials(self) -> grpc.ChannelCredentials:
+        import grpc
+
+        roots = None
+        if self.config.ca_cert_file_path:
+            try:
+                with open(self.config.ca_cert_file_path, "rb") as fh:
+                    roots = fh.read()
+            except OSError as exc:
+                raise ConfigError(
+                    f"Cannot read caCertFilePath {self.config.ca_cert_file_path!r} ({exc.strerror})"
+                ) from None
+        return grpc.ssl_channel_credentials(root_certificates=roots)
+
+    def _raw(self) -> grpc.Channel:
+        """The session's unauthenticated channel (discovery uses it; ``channel()`` wraps it)."""
+        if self._raw_channel is None:
+            import grpc
+
+            target = self.config.grpc_target
+            if self.config.use_plaintext:
+                self._raw_channel = grpc.insecure_channel(target, options=self._channel_options)
+            else:
+                self._raw_channel = grpc.secure_channel(target, self._credentials(), options=self._channel_options)
+        return self._raw_channel
+
+    # -- the public surface ---------------------------------------------------------------------------
+    def get_token(self) -> Token:
+        """The current token: cached, refreshed as needed."""
+        return self.manager.token()
+
+    async def get_token_async(self) -> Token:
+        return await self.manager.token_async()
+
+    def server_info(self) -> ServerAuthInfo:
+        """What the server advertised (discovery runs once per session)."""
+        return self._discovery.get()
+
+    @property
+    def stats(self) -> ManagerStats:
+        return self.manager.stats
+
+    def channel(self) -> grpc.Channel:
+        """A ``grpc.Channel`` to the configured endpoint that authenticates all four call kinds."""
+        from .transports.grpc_sync import AuthChannel
+
+        return AuthChannel(self._raw(), self.interceptor)
+
+    def intercept(self, channel: grpc.Channel) -> grpc.Channel:
+        """Wrap an existing channel (yours to close)."""
+        from .transports.grpc_sync import AuthChannel
+
+        return AuthChannel(channel, self.interceptor)
+
+    def grpc_interceptors(self) -> list[Any]:
+        """The interceptor form, for ``grpc.intercept_channel(channel, *session.grpc_interceptors())``."""
+        from .transports.grpc_sync import AuthClientInterceptor
+
+        return [AuthClientInterceptor(self.interceptor)]
+
+    def aio_interceptors(self) -> list[aio.ClientInterceptor]:
+        """One interceptor per call kind, for ``grpc.aio.*_channel(interceptors=...)``."""
+        from .transports.grpc_aio import aio_interceptors
+
+        return aio_interceptors(self.interceptor)
+
+    def aio_channel(self) -> aio.Channel:
+        """A new ``grpc.aio.Channel`` to the endpoint with auth interceptors (yours to close)."""
+        from grpc import aio
+
+        target = self.config.grpc_target
+        if self.config.use_plaintext:
+            return aio.insecure_channel(target, options=self._channel_options,
+                                        interceptors=self.aio_interceptors())
+        return aio.secure_channel(target, self._credentials(), options=self._channel_options,
+                                  interceptors=self.aio_interceptors())
+
+    def httpx_auth(self) -> Any:
+        """An ``httpx2.Auth`` carrying the same token (for REST, Connect and signed-URL calls)."""
+        from .transports.httpx_auth import HttpxAuth
+
+        return HttpxAuth(self.interceptor)
+
+    def logout(self) -> None:
+        """Forget the token in memory and in the store."""
+        self.manager.forget()
+
+    def close(self) -> None:
+        self.manager.close()
+        close = getattr(self._authenticator, "close", None)
+        if callable(close):
+            close()
+        if self._raw_channel is not None:
+            self._raw_channel.close()
+            self._raw_channel = None
+
+    def __enter__(self) -> AuthSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> AuthSession:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"AuthSession(endpoint={self.config.endpoint!r}, auth_type={self.auth_type!r})"

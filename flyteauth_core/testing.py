@@ -1,0 +1,245 @@
+"""In-process Flyte-compatible peers for demos and tests: no Flyte deployment needed.
+
+* :class:`FlyteTestServer`: a gRPC server on 127.0.0.1 that answers the v1 and/or v2
+  AuthMetadataService paths with real protobuf messages, and an ``Echo`` service (all four call kinds)
+  that rejects missing, expired, revoked or wrong-key tokens with UNAUTHENTICATED.
+* :class:`DemoTokenEndpoint`: a tiny OAuth2 token endpoint (client credentials, Basic auth) issuing
+  opaque tokens with a short lifetime, for ``flyteauth demo``.
+
+SDK authors can use both to test their own integration.  Imported only on demand.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+import grpc
+
+from ._proto import OAuth2MetadataResponse, PublicClientAuthConfigResponse
+from .discovery import PATHS
+
+ECHO_SERVICE = "flyteauth.demo.Echo"
+ECHO = {
+    "unary": f"/{ECHO_SERVICE}/Unary",
+    "server_stream": f"/{ECHO_SERVICE}/ServerStream",
+    "client_stream": f"/{ECHO_SERVICE}/ClientStream",
+    "bidi": f"/{ECHO_SERVICE}/Bidi",
+}
+#: A validator returns None for an accepted token, or the reason it is rejected.
+Validator = Callable[[str], "str | None"]
+
+
+def _identity(data: bytes) -> bytes:
+    return data
+
+
+class FlyteTestServer:
+    """A loopback gRPC server speaking Flyte's auth discovery wire format plus an authenticated Echo."""
+
+    def __init__(
+        self,
+        validate: Validator,
+        *,
+        token_endpoint: str = "",
+        header_key: str = "flyte-authorization",
+        versions: tuple[str, ...] = ("v2", "v1"),
+        client_id: str = "flytectl",
+        scopes: tuple[str, ...] = ("all",),
+        audience: str = "",
+        issuer: str = "",
+        max_workers: int = 16,
+    ) -> None:
+        self.validate = validate
+        self.header_key = header_key
+        self.stats: Counter[str] = Counter()
+        self.revoked: set[str] = set()
+        self.seen_metadata: list[tuple[tuple[str, str], ...]] = []
+        self.record_metadata = False
+        self._lock = threading.Lock()
+        self._oauth = OAuth2MetadataResponse(
+            issuer=issuer or token_endpoint.rsplit("/", 1)[0],
+            token_endpoint=token_endpoint,
+            grant_types_supported=["client_credentials"],
+            token_endpoint_auth_methods_supported=["client_secret_basic", "client_secret_post"],
+            scopes_supported=list(scopes),
+        )
+        self._client = PublicClientAuthConfigResponse(
+            client_id=client_id,
+            redirect_uri="http://localhost:53593/callback",
+            scopes=list(scopes),
+            authorization_metadata_key=header_key,
+            audience=audience,
+        )
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
+        handlers: dict[str, grpc.RpcMethodHandler] = {}
+        for version in versions:
+            oauth_path, client_path = PATHS[version]
+            handlers[oauth_path] = grpc.unary_unary_rpc_method_handler(
+                self._count(version, lambda req, ctx: self._oauth),
+                request_deserializer=_identity, response_serializer=OAuth2MetadataResponse.SerializeToString,
+            )
+            handlers[client_path] = grpc.unary_unary_rpc_method_handler(
+                self._count(version, lambda req, ctx: self._client),
+                request_deserializer=_identity,
+                response_serializer=PublicClientAuthConfigResponse.SerializeToString,
+            )
+        handlers[ECHO["unary"]] = grpc.unary_unary_rpc_method_handler(self._unary)
+        handlers[ECHO["server_stream"]] = grpc.unary_stream_rpc_method_handler(self._server_stream)
+        handlers[ECHO["client_stream"]] = grpc.stream_unary_rpc_method_handler(self._client_stream)
+        handlers[ECHO["bidi"]] = grpc.stream_stream_rpc_method_handler(self._bidi)
+        self._server.add_generic_rpc_handlers((_Handlers(handlers),))
+        self.port = self._server.add_insecure_port("127.0.0.1:0")
+        self.target = f"127.0.0.1:{self.port}"
+
+    def _count(self, version: str, fn: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+        def handler(request: Any, context: Any) -> Any:
+            with self._lock:
+                self.stats[f"discovery_{version}"] += 1
+            return fn(request, context)
+
+        return handler
+
+    # -- auth -------------------------------------------------------------------------------------------
+    def _check(self, context: grpc.ServicerContext) -> None:
+        metadata = tuple(context.invocation_metadata())
+        if self.record_metadata:
+            self.seen_metadata.append(metadata)
+        value = next((v for k, v in metadata if k == self.header_key), None)
+        reason: str | None
+        if value is None:
+            other = [k for k, _ in metadata if "authorization" in k]
+            reason = f"no {self.header_key} header" + (f" (got {other})" if other else "")
+        elif not value.startswith("Bearer "):
+            reason = "not a bearer token"
+        elif value[7:] in self.revoked:
+            reason = "revoked"
+        else:
+            reason = self.validate(value[7:])
+        with self._lock:
+            self.stats["calls"] += 1
+            if reason is not None:
+                self.stats["rejected"] += 1
+                self.stats[f"rejected: {reason}"] += 1
+        if reason is not None:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, f"unauthenticated: {reason}")
+
+    def revoke(self, token: str) -> None:
+        """Reject this access token from now on (a server-side revocation)."""
+        self.revoked.add(token)
+
+    def _unary(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        self._check(context)
+        return request
+
+    def _server_stream(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        self._check(context)
+        for i in range(3):
+            yield request + str(i).encode()
+
+    def _client_stream(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
+        self._check(context)
+        return b"".join(requests)
+
+    def _bidi(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+        self._check(context)
+        yield from requests
+
+    def start(self) -> FlyteTestServer:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop(grace=None).wait(5)
+
+    def __enter__(self) -> FlyteTestServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class _Handlers(grpc.GenericRpcHandler):
+    def __init__(self, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+        self._handlers = handlers
+
+    def service(self, handler_call_details: Any) -> grpc.RpcMethodHandler | None:
+        return self._handlers.get(handler_call_details.method)
+
+
+class DemoTokenEndpoint:
+    """A minimal client-credentials token endpoint on 127.0.0.1 issuing opaque, short-lived tokens."""
+
+    def __init__(self, client_id: str, client_secret: str, *, ttl: float = 3.0) -> None:
+        self.client_id = client_id
+        self._secret = client_secret
+        self.ttl = ttl
+        self.requests = 0
+        self._tokens: dict[str, float] = {}
+        self._lock = threading.Lock()
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                endpoint._handle(self)
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/token"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        length = int(handler.headers.get("content-length") or 0)
+        form = parse_qs(handler.rfile.read(length).decode())
+        with self._lock:
+            self.requests += 1
+        expected = "Basic " + base64.b64encode(f"{self.client_id}:{self._secret}".encode()).decode()
+        if handler.path != "/token" or form.get("grant_type") != ["client_credentials"]:
+            status, body = 400, {"error": "unsupported_grant_type"}
+        elif not secrets.compare_digest(handler.headers.get("authorization", ""), expected):
+            status, body = 401, {"error": "invalid_client"}
+        else:
+            token = secrets.token_urlsafe(24)
+            with self._lock:
+                self._tokens[token] = time.time() + self.ttl
+            status, body = 200, {"access_token": token, "token_type": "Bearer", "expires_in": self.ttl}
+        data = json.dumps(body).encode()
+        handler.send_response(status)
+        handler.send_header("content-type", "application/json")
+        handler.send_header("content-length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    def validate(self, token: str) -> str | None:
+        expires = self._tokens.get(token)
+        if expires is None:
+            return "unknown token"
+        if time.time() >= expires:
+            return "expired"
+        return None
+
+    def start(self) -> DemoTokenEndpoint:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> DemoTokenEndpoint:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,96 @@
+"""The token endpoint call shared by every grant: one request, retries, and error mapping.
+
+Retries and backoff come from ``flyteauth_core.http.send_with_retries``; the response is parsed by
+``flyteauth_core.token.token_from_response``.  OAuth2 error codes become typed errors whose messages
+name the endpoint and status, never a secret.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from flyteauth_core.errors import (
+    InvalidClientError,
+    InvalidGrantError,
+    TokenRequestError,
+    TokenResponseError,
+)
+from flyteauth_core.http import RetryPolicy, send_with_retries
+from flyteauth_core.lifecycle import AcquireRequest
+from flyteauth_core.token import Token, token_from_response
+
+
+def _describe(body: Any) -> tuple[str | None, str]:
+    if not isinstance(body, Mapping):
+        return None, ""
+    error = body.get("error")
+    description = body.get("error_description")
+    error = error if isinstance(error, str) else None
+    text = f": {error}" if error else ""
+    if isinstance(description, str) and description:
+        text += f" ({description[:200]})"
+    return error, text
+
+
+def raise_for_error(response: Any, endpoint: str) -> Any:
+    """Return the JSON body of a successful response, or raise the typed error it means."""
+    status = response.status_code
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if status == 200:
+        if body is None:
+            kind = response.headers.get("content-type", "no content type")
+            raise TokenResponseError(f"Token endpoint returned a non-JSON body ({kind})",
+                                     endpoint=endpoint, status=status)
+        return body
+    error, text = _describe(body)
+    if error == "invalid_client" or (status == 401 and error is None):
+        raise InvalidClientError(
+            f"Identity provider rejected the client credentials{text}", endpoint=endpoint, status=status,
+            error=error, hint="Check the client id and secret (admin.clientId, admin.clientSecretLocation "
+            "or admin.clientSecretEnvVar) and the token endpoint auth method",
+        )
+    if error == "invalid_grant":
+        raise InvalidGrantError(f"The grant is no longer valid{text}", endpoint=endpoint, status=status,
+                                error=error, hint="Log in again with `flyteauth login`")
+    raise TokenRequestError(f"Token request failed{text or ' with an unexpected response'}",
+                            endpoint=endpoint, status=status, error=error)
+
+
+class TokenEndpoint:
+    """Posts token requests for one provider, reusing one HTTP client (built by the core factory)."""
+
+    def __init__(self, retry: RetryPolicy | None = None) -> None:
+        self._client: Any = None
+        self._retry = retry
+
+    def request(
+        self,
+        request: AcquireRequest,
+        url: str,
+        data: Mapping[str, str],
+        *,
+        auth: Any = None,
+        previous: Token | None = None,
+    ) -> Token:
+        if self._client is None:
+            self._client = request.http_client()
+        client = self._client
+        form = {k: v for k, v in data.items() if v}
+        response = send_with_retries(
+            lambda: client.post(url, data=form, auth=auth, headers={"Accept": "application/json"}),
+            endpoint=url,
+            policy=self._retry,
+        )
+        body = raise_for_error(response, url)
+        return token_from_response(body, now=time.time(), endpoint=url, status=response.status_code,
+                                   previous=previous)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
