@@ -54,7 +54,7 @@ class ServerAuthInfo:
         def get(data: Mapping[str, Any], key: str) -> Any:
             if key in data:
                 return data[key]
-            camel = key.split("_")[0] + "".join(p.title() for p in key.split("_")[1:])
+            camel = key.split("_", maxsplit=1)[0] + "".join(p.title() for p in key.split("_")[1:])
             return data.get(camel)
 
         def text(data: Mapping[str, Any], key: str) -> str:

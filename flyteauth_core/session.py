@@ -228,7 +228,7 @@ class AuthSession:
 
         return [AuthClientInterceptor(self.interceptor)]
 
-    def aio_interceptors(self) -> list[aio.ClientInterceptor]:
+    def aio_interceptors(self) -> list[Any]:
         """One interceptor per call kind, for ``grpc.aio.*_channel(interceptors=...)``."""
         from .transports.grpc_aio import aio_interceptors
 

@@ -81,7 +81,7 @@ class FlyteTestServer:
             audience=audience,
         )
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
-        handlers: dict[str, grpc.RpcMethodHandler] = {}
+        handlers: dict[str, Any] = {}
         for version in versions:
             oauth_path, client_path = PATHS[version]
             handlers[oauth_path] = grpc.unary_unary_rpc_method_handler(
@@ -111,7 +111,7 @@ class FlyteTestServer:
 
     # -- auth -------------------------------------------------------------------------------------------
     def _check(self, context: grpc.ServicerContext) -> None:
-        metadata = tuple(context.invocation_metadata())
+        metadata = tuple((k, str(v)) for k, v in context.invocation_metadata())
         if self.record_metadata:
             self.seen_metadata.append(metadata)
         value = next((v for k, v in metadata if k == self.header_key), None)
@@ -168,11 +168,11 @@ class FlyteTestServer:
         self.stop()
 
 
-class _Handlers(grpc.GenericRpcHandler):
-    def __init__(self, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+class _Handlers(grpc.GenericRpcHandler):  # type: ignore[type-arg]
+    def __init__(self, handlers: dict[str, Any]) -> None:
         self._handlers = handlers
 
-    def service(self, handler_call_details: Any) -> grpc.RpcMethodHandler | None:
+    def service(self, handler_call_details: Any) -> Any:
         return self._handlers.get(handler_call_details.method)
 
 
@@ -205,6 +205,7 @@ class DemoTokenEndpoint:
         form = parse_qs(handler.rfile.read(length).decode())
         with self._lock:
             self.requests += 1
+        body: dict[str, Any]
         expected = "Basic " + base64.b64encode(f"{self.client_id}:{self._secret}".encode()).decode()
         if handler.path != "/token" or form.get("grant_type") != ["client_credentials"]:
             status, body = 400, {"error": "unsupported_grant_type"}

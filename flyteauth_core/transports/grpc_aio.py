@@ -40,7 +40,7 @@ class _AioAuthBase:
         return call
 
 
-class AioUnaryUnaryAuth(_AioAuthBase, aio.UnaryUnaryClientInterceptor):
+class AioUnaryUnaryAuth(_AioAuthBase, aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
     async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
         details, sent = await self._details(client_call_details)
         call = await continuation(details, request)
@@ -50,12 +50,12 @@ class AioUnaryUnaryAuth(_AioAuthBase, aio.UnaryUnaryClientInterceptor):
         return call
 
 
-class AioUnaryStreamAuth(_AioAuthBase, aio.UnaryStreamClientInterceptor):
+class AioUnaryStreamAuth(_AioAuthBase, aio.UnaryStreamClientInterceptor):  # type: ignore[type-arg]
     async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
         return await self._stream_with_retry(continuation, client_call_details, request, True)
 
 
-class AioStreamUnaryAuth(_AioAuthBase, aio.StreamUnaryClientInterceptor):
+class AioStreamUnaryAuth(_AioAuthBase, aio.StreamUnaryClientInterceptor):  # type: ignore[type-arg]
     async def intercept_stream_unary(self, continuation: Any, client_call_details: Any,
                                      request_iterator: Any) -> Any:
         details, sent = await self._details(client_call_details)
@@ -68,7 +68,7 @@ class AioStreamUnaryAuth(_AioAuthBase, aio.StreamUnaryClientInterceptor):
         return call
 
 
-class AioStreamStreamAuth(_AioAuthBase, aio.StreamStreamClientInterceptor):
+class AioStreamStreamAuth(_AioAuthBase, aio.StreamStreamClientInterceptor):  # type: ignore[type-arg]
     async def intercept_stream_stream(self, continuation: Any, client_call_details: Any,
                                       request_iterator: Any) -> Any:
         return await self._stream_with_retry(
@@ -76,7 +76,7 @@ class AioStreamStreamAuth(_AioAuthBase, aio.StreamStreamClientInterceptor):
         )
 
 
-def aio_interceptors(interceptor: Interceptor) -> list[aio.ClientInterceptor]:
+def aio_interceptors(interceptor: Interceptor) -> list[Any]:
     """One object per call kind, for ``grpc.aio.*_channel(interceptors=...)``."""
     return [
         AioUnaryUnaryAuth(interceptor),
