@@ -26,6 +26,11 @@ from ._retry import merge, replayable, should_retry
 _UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 
 
+def _feed(requests: Any) -> Any:
+    """grpc's sync client streams call ``next()`` on the requests: hand it a fresh iterator of a list."""
+    return iter(requests) if replayable(requests) else requests
+
+
 def _is_unauthenticated(error: BaseException) -> bool:
     code = getattr(error, "code", None)
     return callable(code) and code() is _UNAUTHENTICATED
@@ -149,13 +154,13 @@ class _StreamUnary:
                 wait_for_ready: bool | None, compression: Any) -> Any:
         sent = self._interceptor.metadata()
         try:
-            return fn(requests, timeout, merge(metadata, sent), credentials, wait_for_ready, compression)
+            return fn(_feed(requests), timeout, merge(metadata, sent), credentials, wait_for_ready, compression)
         except grpc.RpcError as error:
             if not (_is_unauthenticated(error)
                     and should_retry(self._interceptor, sent, replayable=replayable(requests))):
                 raise
         md = merge(metadata, self._interceptor.metadata())
-        return fn(requests, timeout, md, credentials, wait_for_ready, compression)
+        return fn(_feed(requests), timeout, md, credentials, wait_for_ready, compression)
 
     def __call__(self, request_iterator: Any, timeout: float | None = None, metadata: Any = None,
                  credentials: Any = None, wait_for_ready: bool | None = None,
@@ -173,7 +178,7 @@ class _StreamUnary:
                credentials: Any = None, wait_for_ready: bool | None = None,
                compression: Any = None) -> Any:
         sent = self._interceptor.metadata()
-        return self._inner.future(request_iterator, timeout, merge(metadata, sent), credentials,
+        return self._inner.future(_feed(request_iterator), timeout, merge(metadata, sent), credentials,
                                   wait_for_ready, compression)
 
 
@@ -188,12 +193,12 @@ class _StreamStream:
                  credentials: Any = None, wait_for_ready: bool | None = None,
                  compression: Any = None) -> Any:
         sent = self._interceptor.metadata()
-        call = self._inner(request_iterator, timeout, merge(metadata, sent), credentials, wait_for_ready,
+        call = self._inner(_feed(request_iterator), timeout, merge(metadata, sent), credentials, wait_for_ready,
                            compression)
 
         def restart() -> Any:
             md = merge(metadata, self._interceptor.metadata())
-            return self._inner(request_iterator, timeout, md, credentials, wait_for_ready, compression)
+            return self._inner(_feed(request_iterator), timeout, md, credentials, wait_for_ready, compression)
 
         return _RetryBeforeFirstMessage(
             call, self._interceptor, sent, restart if replayable(request_iterator) else None
@@ -305,14 +310,14 @@ class AuthClientInterceptor(
 
     def intercept_stream_unary(self, continuation: Any, client_call_details: Any, request_iterator: Any) -> Any:
         sent = self._interceptor.metadata()
-        outcome = continuation(_with_metadata(client_call_details, sent), request_iterator)
+        outcome = continuation(_with_metadata(client_call_details, sent), _feed(request_iterator))
         if (outcome.code() is _UNAUTHENTICATED
                 and should_retry(self._interceptor, sent, replayable=replayable(request_iterator))):
             md = self._interceptor.metadata()
-            return continuation(_with_metadata(client_call_details, md), request_iterator)
+            return continuation(_with_metadata(client_call_details, md), _feed(request_iterator))
         return outcome
 
     def intercept_stream_stream(self, continuation: Any, client_call_details: Any, request_iterator: Any) -> Any:
         sent = self._interceptor.metadata()
-        call = continuation(_with_metadata(client_call_details, sent), request_iterator)
+        call = continuation(_with_metadata(client_call_details, sent), _feed(request_iterator))
         return _RetryBeforeFirstMessage(call, self._interceptor, sent, None)
