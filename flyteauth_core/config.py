@@ -119,6 +119,8 @@ class AuthConfig:
         content.
         """
         if self.client_secret:
+            if not self.client_secret.strip():
+                raise ConfigError("client_secret is blank", hint="Pass the secret itself, or leave it unset")
             return self.client_secret.strip()
         if self.client_secret_env_var:
             value = os.environ.get(self.client_secret_env_var)
@@ -129,13 +131,18 @@ class AuthConfig:
                 )
             return value.strip()
         location = self.client_secret_location or DEFAULT_SECRET_LOCATION
+        reason = None
         try:
             value = Path(location).read_text(encoding="utf-8")
         except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+        except UnicodeDecodeError:  # raised outside this block: the error's bytes are the secret
+            reason = "not UTF-8 text"
+        if reason is not None:
             raise ConfigError(
-                f"Cannot read the client secret file {location!r} ({exc.strerror or type(exc).__name__})",
+                f"Cannot read the client secret file {location!r} ({reason})",
                 hint="Set admin.clientSecretLocation, admin.clientSecretEnvVar, or pass client_secret",
-            ) from None
+            )
         if not value.strip():
             raise ConfigError(f"The client secret file {location!r} is empty")
         return value.strip()
@@ -232,8 +239,9 @@ def _read_admin_section(path: Path) -> Mapping[str, Any]:
 
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"Cannot read config file {str(path)!r} ({exc.strerror})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"Cannot read config file {str(path)!r} ({reason})") from None
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:

@@ -164,7 +164,7 @@ class PluginRegistry:
             who = " and ".join(f"{r.name!r} from {r.distribution} (entry point {r.plugin})" for r in regs)
             raise PluginConflictError(
                 f"Two plugins claim the {kind} name {name!r}: {who}",
-                hint=f"Uninstall one, or block it with {BLOCK_ENV}=<entry point name>",
+                hint=f"Uninstall one, or block one with {BLOCK_ENV}=<distribution name>",
             )
         return regs[0]
 
@@ -198,11 +198,17 @@ class PluginRegistry:
         return self._pm.hook
 
     def emit(self, event: Any) -> None:
-        """Hand a lifecycle event to every ``flyteauth_token_event`` implementation; never raises."""
-        try:
-            self.hook.flyteauth_token_event(event=event)
-        except Exception:
-            log.warning("a flyteauth_token_event hook failed", exc_info=True)
+        """Hand a lifecycle event to every ``flyteauth_token_event`` implementation; never raises.
+
+        Each implementation is called on its own (pluggy would stop at the first exception), so one
+        failing observer does not hide events from the others.
+        """
+        kwargs = {"event": event}
+        for impl in reversed(self.hook.flyteauth_token_event.get_hookimpls()):
+            try:
+                impl.function(*(kwargs[arg] for arg in impl.argnames))
+            except Exception:
+                log.warning("a flyteauth_token_event hook (plugin %r) failed", impl.plugin_name, exc_info=True)
 
 
 _default: PluginRegistry | None = None

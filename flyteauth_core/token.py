@@ -67,12 +67,22 @@ class Token:
         if not isinstance(access, str) or not access:
             raise ValueError("stored token has no access_token")
         expires_at = data.get("expires_at")
-        if expires_at is not None and not isinstance(expires_at, (int, float)):
-            raise TypeError("stored expires_at is not a number")
+        if expires_at is not None:
+            if not isinstance(expires_at, (int, float)) or isinstance(expires_at, bool):
+                raise TypeError("stored expires_at is not a number")
+            try:
+                expires_at = float(expires_at)
+            except OverflowError:
+                expires_at = math.inf
+            if not math.isfinite(expires_at):
+                raise ValueError("stored expires_at is not finite")
+        for key in ("refresh_token", "id_token"):
+            if data.get(key) is not None and not isinstance(data[key], str):
+                raise TypeError(f"stored {key} is not a string")
         return cls(
             access_token=access,
             token_type=str(data.get("token_type") or "Bearer"),
-            expires_at=float(expires_at) if expires_at is not None else None,
+            expires_at=expires_at,
             refresh_token=data.get("refresh_token") or None,
             id_token=data.get("id_token") or None,
             scopes=data.get("scopes") or (),
@@ -126,11 +136,15 @@ def jwt_expiry(access_token: str) -> float | None:
     payload = parts[1] + "=" * (-len(parts[1]) % 4)
     try:
         claims = json.loads(base64.urlsafe_b64decode(payload))
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):
         return None
     exp = claims.get("exp") if isinstance(claims, dict) else None
-    if isinstance(exp, (int, float)) and not isinstance(exp, bool) and math.isfinite(exp):
-        return float(exp)
+    if isinstance(exp, (int, float)) and not isinstance(exp, bool):
+        try:
+            exp = float(exp)
+        except OverflowError:  # an integer beyond float range
+            return None
+        return exp if math.isfinite(exp) else None
     return None
 
 
@@ -142,6 +156,11 @@ def _number(body: Mapping[str, Any], key: str, endpoint: str, status: int | None
         try:
             value = float(value)
         except ValueError:
+            value = None
+    elif isinstance(value, int) and not isinstance(value, bool):
+        try:
+            value = float(value)
+        except OverflowError:  # an integer beyond float range
             value = None
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
         raise TokenResponseError(
