@@ -131,7 +131,7 @@ class AuthConfig:
                 )
             return value.strip()
         location = self.client_secret_location or DEFAULT_SECRET_LOCATION
-        reason = None
+        reason, value = None, ""
         try:
             value = Path(location).read_text(encoding="utf-8")
         except OSError as exc:

@@ -8,7 +8,6 @@ endpoint's (``caCertFilePath``/``insecureSkipVerify`` apply to gRPC only): syste
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import random
 import time
@@ -50,6 +49,8 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     value = value.strip()
     if value.isdigit():
         return float(value)
+    import email.utils
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

@@ -12,7 +12,6 @@ tuple: no lock, no allocation, no I/O.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
 import math
@@ -220,6 +219,8 @@ class TokenManager:
             if action is _Action.USE_AND_REFRESH:
                 self._start_background()
             return st
+        import asyncio  # loaded here: sync-only programs should not pay for it at import
+
         future, owner = self._join("expired" if st.token else "initial")
         if owner:
             self._worker().submit(self._run, future)
@@ -234,6 +235,12 @@ class TokenManager:
     # -- single flight ----------------------------------------------------------------------------
     def _join(self, reason: str) -> tuple[Future[_State], bool]:
         with self._lock:
+            st = self._state
+            if self._decide(st, self._clock()) is not _Action.WAIT:
+                # Another caller's refresh finished between our read of the state and this lock.
+                done: Future[_State] = Future()
+                done.set_result(st)
+                return done, False
             self.stats.waits += 1
             current = self._inflight
             if current is not None and not current.done():
@@ -247,8 +254,8 @@ class TokenManager:
         with self._lock:
             if (self._inflight is not None and not self._inflight.done()) or self._closed:
                 return
-            if self._clock() < self._next_background_at:
-                return
+            if self._clock() < max(self._next_background_at, self._state.stale_at):
+                return  # backing off after a failure, or someone just refreshed
             future: Future[_State] = Future()
             future.reason = "expiring"  # type: ignore[attr-defined]
             self._inflight = future
@@ -272,6 +279,7 @@ class TokenManager:
         except BaseException as exc:
             self._failed(exc, reason, started)
             future.set_exception(exc)
+            self.stats.failures += 1  # counted once the failure is visible to everyone
         else:
             future.set_result(state)
 
@@ -311,7 +319,6 @@ class TokenManager:
 
     def _failed(self, exc: BaseException, reason: str, started: float) -> None:
         self._failures += 1
-        self.stats.failures += 1
         backoff = min(
             self.policy.failure_backoff_initial * 2 ** (self._failures - 1), self.policy.failure_backoff_max
         )

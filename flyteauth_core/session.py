@@ -62,20 +62,26 @@ class _Composite:
 
     def __init__(self, parts: list[Interceptor]) -> None:
         self._parts = parts
+        # The keys each part last sent, so a rejection is handed back to the part that sent each pair
+        # without asking any part for fresh metadata (which could block).
+        self._keys: list[frozenset[str]] = [frozenset() for _ in parts]
+
+    def _record(self, index: int, metadata: Metadata) -> Metadata:
+        self._keys[index] = frozenset(k for k, _ in metadata)
+        return metadata
 
     def metadata(self) -> Metadata:
-        return tuple(pair for part in self._parts for pair in part.metadata())
+        return tuple(pair for i, part in enumerate(self._parts) for pair in self._record(i, part.metadata()))
 
     async def metadata_async(self) -> Metadata:
         out: list[tuple[str, str]] = []
-        for part in self._parts:
-            out.extend(await part.metadata_async())
+        for i, part in enumerate(self._parts):
+            out.extend(self._record(i, await part.metadata_async()))
         return tuple(out)
 
     def rejected(self, sent: Metadata) -> bool:
         retry = False
-        for part in self._parts:
-            keys = {k for k, _ in part.metadata()}
+        for part, keys in zip(self._parts, self._keys):
             retry = part.rejected(tuple(p for p in sent if p[0] in keys)) or retry
         return retry
 

@@ -179,7 +179,8 @@ def token_from_response(
 ) -> Token:
     """Build a Token from an RFC 6749 §5.1 response body, or raise ``TokenResponseError``.
 
-    Expiry comes from ``expires_in``, else ``expires_at``, else the JWT ``exp`` claim, else unknown.
+    Expiry comes from ``expires_in``, else ``expires_at``, else the JWT ``exp`` claim, else unknown; a JWT
+    ``exp`` earlier than the response's expiry (but still in the future) wins, as the server enforces it.
     A response without a refresh token keeps the previous one (RFC 6749 §6: rotation is optional).
     """
     if not isinstance(body, Mapping):
@@ -194,8 +195,13 @@ def token_from_response(
     expires_at = _number(body, "expires_at", endpoint, status)
     if expires_in is not None:
         expires_at = now + expires_in
-    elif expires_at is None:
-        expires_at = jwt_expiry(access)
+    claimed = jwt_expiry(access)
+    if expires_at is None:
+        expires_at = claimed
+    elif claimed is not None and now < claimed < expires_at:
+        # The server enforces the JWT's own `exp`, a whole second that can be up to 1 s before
+        # now + expires_in (the IdP floors `iat`); a claim already in the past means clock skew: ignore it.
+        expires_at = claimed
     refresh = body.get("refresh_token")
     if not isinstance(refresh, str) or not refresh:
         refresh = previous.refresh_token if previous else None

@@ -1,7 +1,7 @@
 """``ClientSecret`` (aliases ``client_credentials``, ``basic``): the OAuth2 client credentials grant.
 
-Client authentication is authlib's (``client_secret_basic`` by default, ``client_secret_post`` by
-``admin.tokenEndpointAuthMethod``); the request, retries and refresh timing are ours, so ``scope`` and
+Client authentication is authlib's ``ClientAuth`` (``client_secret_basic`` by default,
+``client_secret_post`` by ``admin.tokenEndpointAuthMethod``); the request, retries and refresh timing are ours, so ``scope`` and
 ``audience`` go on every request (authlib's own auto-refresh drops ``audience``).
 """
 
@@ -37,9 +37,9 @@ class ClientSecretAuthenticator:
 
     def _client_auth(self) -> Any:
         if self._auth is None:
-            from authlib.integrations.httpx_client import OAuth2ClientAuth
+            from authlib.oauth2.auth import ClientAuth
 
-            self._auth = OAuth2ClientAuth(
+            self._auth = ClientAuth(
                 self._config.client_id, self._secret, self._config.token_endpoint_auth_method
             )
         return self._auth
@@ -67,7 +67,7 @@ class ClientSecretAuthenticator:
                 hint="Set admin.tokenUrl",
             )
         data = {"grant_type": "client_credentials", "scope": " ".join(scopes), "audience": audience or ""}
-        return self._endpoint.request(request, url, data, auth=self._client_auth())
+        return self._endpoint.request(request, url, data, client_auth=self._client_auth())
 
     def close(self) -> None:
         self._endpoint.close()

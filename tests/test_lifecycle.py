@@ -339,3 +339,13 @@ def test_events_are_emitted_without_secrets() -> None:
     m.metadata()
     assert [e.kind for e in events] == ["acquired", "invalidated", "refreshed"]
     assert "token-1" not in repr(events) and "refresh-1" not in repr(events)
+
+
+def test_a_caller_that_read_the_state_before_a_refresh_finished_does_not_refresh_again() -> None:
+    clock = Clock()
+    provider = Provider(clock)
+    m = manager(provider, clock)
+    snapshot = m._state  # read by a caller that is then preempted...
+    m.metadata()  # ...while another caller's refresh completes
+    assert m._state_sync(snapshot).metadata == (("flyte-authorization", "Bearer token-1"),)
+    assert len(provider.calls) == 1

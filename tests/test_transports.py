@@ -171,3 +171,51 @@ async def test_httpx_async_auth_sends_the_token(
         assert (await client.get(url)).text == "hello"
         assert (await client.get(url)).text == "hello"
     assert len(seen) == 2 and seen[0] == seen[1] and seen[0].startswith("Bearer ")
+
+
+class _ExtraHeader:
+    """An extra interceptor as a plugin would register it (e.g. proxy authorization)."""
+
+    def __init__(self, config: AuthConfig) -> None:
+        self.rejections: list[tuple[tuple[str, str], ...]] = []
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("x-extra", "1"),)
+
+    async def metadata_async(self) -> tuple[tuple[str, str], ...]:
+        return self.metadata()
+
+    def rejected(self, sent: tuple[tuple[str, str], ...]) -> bool:
+        self.rejections.append(sent)
+        return False
+
+
+def test_extra_interceptors_from_plugins_ride_along(peers: tuple[DemoTokenEndpoint, FlyteTestServer]) -> None:
+    import types
+
+    from flyteauth_core import hookimpl
+    from flyteauth_core.plugins import PluginRegistry
+
+    idp, server = peers
+    made: list[_ExtraHeader] = []
+    plugin = types.SimpleNamespace()
+
+    @hookimpl
+    def flyteauth_register_interceptors(register):  # type: ignore[no-untyped-def]
+        register("extra", lambda config: made.append(_ExtraHeader(config)) or made[-1])
+
+    plugin.flyteauth_register_interceptors = flyteauth_register_interceptors
+    registry = PluginRegistry()
+    registry.register_module(plugin, "extra-plugin")
+    config = AuthConfig(endpoint=server.target, insecure=True, auth_type="ClientSecret", client_id="client",
+                        client_secret=SECRET)
+    server.record_metadata = True
+    with AuthSession(config, registry=registry) as session:
+        unary = session.channel().unary_unary(ECHO["unary"])
+        assert unary(b"a") == b"a"
+        server.revoke(session.get_token().access_token)
+        assert unary(b"b") == b"b"  # the token part was invalidated and retried through the composite
+    seen = dict(server.seen_metadata[-1])
+    assert seen["x-extra"] == "1" and seen["flyte-authorization"].startswith("Bearer ")
+    assert made[0].rejections == [(("x-extra", "1"),)]  # each part sees only the pairs it sent
+    assert idp.requests == 2

@@ -47,7 +47,9 @@ class _AioAuthBase:
     async def _details(self, details: Any) -> tuple[Any, Metadata]:
         sent = await self._interceptor.metadata_async()
         merged = aio.Metadata(*(details.metadata or ()), *sent)
-        return details._replace(metadata=merged), sent
+        return aio.ClientCallDetails(
+            details.method, details.timeout, merged, details.credentials, details.wait_for_ready
+        ), sent
 
     def _invalidate_when_rejected(self, call: Any, sent: Metadata) -> Any:
         """For calls we cannot replay: no waiting (the caller may still be writing), but a rejection

@@ -1,0 +1,805 @@
+"""flyteauth benchmarks: per-call overhead (sync, aio), token-request storms, cold start.
+
+    python benchmarks/run.py [--quick] [--json out.json] [--inproc-peers]
+
+Everything runs on 127.0.0.1 against ``flyteauth_core.testing`` peers; every section compares with a
+baseline measured in the same run.  See ``benchmarks/README.md`` for how to read the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import timeit
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+if str(HERE.parent) not in sys.path:
+    sys.path.insert(1, str(HERE.parent))  # run from a checkout without installing
+
+import grpc  # noqa: E402
+from _peers import CLIENT_ID, CLIENT_SECRET, Peers  # noqa: E402
+from grpc import aio  # noqa: E402
+
+import flyteauth_core  # noqa: E402
+from flyteauth_core import AuthConfig, AuthSession  # noqa: E402
+from flyteauth_core.testing import ECHO  # noqa: E402
+
+UNARY = ECHO["unary"]
+PAYLOAD = b"flyteauth-bench-payload"
+HEADER = "flyte-authorization"
+TARGET_SYNC_OVERHEAD_US = 2.0
+TARGET_SYNC_RATIO = 1.01
+TARGET_COLD_START_MS = 250.0
+
+
+# -- settings -----------------------------------------------------------------------------------------
+class Settings:
+    def __init__(self, quick: bool) -> None:
+        self.quick = quick
+        # Interleaved rounds: rounds x per_round calls per variant (after warmup); the variant order
+        # rotates every round and every statistic pairs a variant with the baseline of the same round.
+        self.rounds, self.per_round, self.warmup = (10, 100, 300) if quick else (50, 200, 1000)
+        self.aio_rounds, self.aio_per_round = (8, 128) if quick else (40, 256)
+        self.concurrency = 16
+        self.timeit_calls = 200_000 if quick else 1_000_000
+        self.storm_threads = 64
+        self.storm_coroutines = 512
+        self.expiry_ttl = 2.0
+        self.cold_runs = 3 if quick else 5
+        self.import_runs = 3 if quick else 5
+
+
+# -- output -------------------------------------------------------------------------------------------
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    line = "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |"
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    body = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in cells]
+    return "\n".join([line, sep, *body])
+
+
+def section(title: str, text: str, notes: Sequence[str] = ()) -> None:
+    print(f"\n## {title}\n")
+    print(text)
+    for note in notes:
+        print(f"\n{note}")
+    sys.stdout.flush()
+
+
+def verdict(ok: bool) -> str:
+    return "ok" if ok else "MISS"
+
+
+# -- peers --------------------------------------------------------------------------------------------
+class _PeerProcess:
+    """The peers in a child process (``_peers.py``), so server work does not share our GIL or CPU clock."""
+
+    def __init__(self, ttl: float) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, str(HERE / "_peers.py"), "--ttl", str(ttl)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        if not line:
+            self.close()
+            raise RuntimeError("peer process did not start")
+        self.target: str = json.loads(line)["target"]
+
+    def close(self) -> None:
+        if self._proc.stdin is not None and not self._proc.stdin.closed:
+            self._proc.stdin.close()
+        try:
+            self._proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+
+
+@contextlib.contextmanager
+def overhead_peers(inproc: bool) -> Iterator[str]:
+    if inproc:
+        with Peers(ttl=3600.0) as peers:
+            yield peers.target
+    else:
+        proc = _PeerProcess(ttl=3600.0)
+        try:
+            yield proc.target
+        finally:
+            proc.close()
+
+
+def make_session(target: str, **kwargs: Any) -> AuthSession:
+    config = AuthConfig(endpoint=target, insecure=True, auth_type="ClientSecret",
+                        client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    return AuthSession(config, interactive=False, **kwargs)
+
+
+# -- statistics ---------------------------------------------------------------------------------------
+#: One round of one variant: (wall seconds per call, process CPU seconds per call).
+Sample = tuple[float, float]
+
+
+def _median_and_se(values: Sequence[float]) -> tuple[float, float]:
+    """The median and its standard error (normal approximation from the IQR: robust to outliers)."""
+    if len(values) < 4:
+        return statistics.median(values), math.nan
+    q = statistics.quantiles(values, n=4)
+    return statistics.median(values), 1.2533 * (q[2] - q[0]) / 1.349 / math.sqrt(len(values))
+
+
+def paired(samples: dict[str, list[Sample]], base: str, name: str) -> dict[str, float]:
+    """Compare ``name`` with ``base`` round by round (cancels drift and bursts of outside load)."""
+    out: dict[str, float] = {}
+    for i, clock in enumerate(("wall", "cpu")):
+        mine = [s[i] for s in samples[name]]
+        theirs = [s[i] for s in samples[base]]
+        delta, se = _median_and_se([m - t for m, t in zip(mine, theirs, strict=True)])
+        out[f"{clock}_us"] = statistics.median(mine) * 1e6
+        out[f"{clock}_overhead_us"] = delta * 1e6
+        out[f"{clock}_overhead_se_us"] = se * 1e6
+        out[f"{clock}_ratio"] = statistics.median(m / t for m, t in zip(mine, theirs, strict=True))
+    return out
+
+
+OVERHEAD_HEADERS = ["variant", "wall µs/call", "overhead µs (± SE)", "ratio", "client CPU µs/call",
+                    "CPU overhead µs (± SE)"]
+
+
+def overhead_rows(samples: dict[str, list[Sample]], base: str,
+                  labels: dict[str, str]) -> tuple[list[list[str]], dict[str, Any]]:
+    rows, out = [], {}
+    for name, label in labels.items():
+        st = paired(samples, base, name)
+        out[name] = st
+        if name == base:
+            rows.append([label, f"{st['wall_us']:.1f}", "(baseline)", "1.000", f"{st['cpu_us']:.1f}", "(baseline)"])
+        else:
+            rows.append([label, f"{st['wall_us']:.1f}",
+                         f"{st['wall_overhead_us']:+.2f} (± {st['wall_overhead_se_us']:.2f})",
+                         f"{st['wall_ratio']:.3f}", f"{st['cpu_us']:.1f}",
+                         f"{st['cpu_overhead_us']:+.2f} (± {st['cpu_overhead_se_us']:.2f})"])
+    return rows, out
+
+
+def _timed(fn: Callable[[], None], calls: int) -> Sample:
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return (time.perf_counter() - wall) / calls, (time.process_time() - cpu) / calls
+
+
+def _rotations(names: list[str], rounds: int) -> Iterator[list[str]]:
+    for r in range(rounds):
+        k = r % len(names)
+        yield names[k:] + names[:k]
+
+
+# -- 1. sync overhead ---------------------------------------------------------------------------------
+class _NoopInterceptor(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return continuation(client_call_details, request)
+
+
+def _loop(call: Callable[..., Any], n: int, metadata: Any) -> None:
+    if metadata is None:
+        for _ in range(n):
+            call(PAYLOAD)
+    else:
+        for _ in range(n):
+            call(PAYLOAD, metadata=metadata)
+
+
+def run_rounds(variants: dict[str, tuple[Any, Any]], rounds: int, per_round: int,
+               warmup: int) -> dict[str, list[Sample]]:
+    for call, metadata in variants.values():
+        _loop(call, warmup, metadata)
+    samples: dict[str, list[Sample]] = {n: [] for n in variants}
+    for order in _rotations(list(variants), rounds):
+        for name in order:
+            call, metadata = variants[name]
+            samples[name].append(_timed(lambda c=call, m=metadata: _loop(c, per_round, m), per_round))
+    return samples
+
+
+SYNC_LABELS = {
+    "raw": "(a) raw grpc.insecure_channel + static header",
+    "auth_channel": "(b) session.channel() (AuthChannel)",
+    "interceptor": "(c) grpc.intercept_channel(raw, *session.grpc_interceptors())",
+    "noop_interceptor": "(d) grpc no-op interceptor + static header",
+}
+
+
+def _sync_variants(session: AuthSession, raw: Callable[[], grpc.Channel], static: Any) -> dict[str, Any]:
+    return {
+        "raw": (raw().unary_unary(UNARY), static),
+        "auth_channel": (session.intercept(raw()).unary_unary(UNARY), None),
+        "interceptor": (grpc.intercept_channel(raw(), *session.grpc_interceptors()).unary_unary(UNARY), None),
+        "noop_interceptor": (grpc.intercept_channel(raw(), _NoopInterceptor()).unary_unary(UNARY), static),
+    }
+
+
+def bench_sync(target: str, cfg: Settings) -> dict[str, Any]:
+    session = make_session(target)
+    channels: list[grpc.Channel] = []
+
+    def raw() -> grpc.Channel:
+        channels.append(grpc.insecure_channel(target))
+        return channels[-1]
+
+    try:
+        static = ((HEADER, session.get_token().authorization),)
+        variants = _sync_variants(session, raw, static)
+        for call, metadata in variants.values():  # every variant must really authenticate
+            assert call(PAYLOAD, **({"metadata": metadata} if metadata else {})) == PAYLOAD
+        samples = run_rounds(variants, cfg.rounds, cfg.per_round, cfg.warmup)
+        rows, out = overhead_rows(samples, "raw", SYNC_LABELS)
+        n = cfg.rounds * cfg.per_round
+        section(
+            f"1. Per-call overhead, sync unary over loopback ({cfg.rounds} rounds x {cfg.per_round} calls "
+            f"per variant = {n}, after {cfg.warmup} warmup)",
+            table(OVERHEAD_HEADERS, rows),
+            ["Medians over rounds; overhead = median of per-round differences with (a); SE = standard error of "
+             "that median. (b) wraps its own raw channel like the others (`session.intercept(raw)`), so "
+             "every variant has one connection of its own."],
+        )
+        out["calls_per_variant"] = n
+        out["micro"] = bench_micro(session, static, cfg)
+        out["stub"] = bench_stub(session, static, cfg)
+        out["targets"] = sync_targets(out)
+        return out
+    finally:
+        for channel in channels:
+            channel.close()
+        session.close()
+
+
+def _per_call_ns(fn: Callable[[], Any], n: int) -> float:
+    return min(timeit.Timer(fn).repeat(repeat=3, number=n)) / n * 1e9
+
+
+def bench_micro(session: AuthSession, static: Any, cfg: Settings) -> dict[str, float]:
+    """The auth path alone, without any RPC: ns per call."""
+    from flyteauth_core.transports._retry import merge
+
+    n = cfg.timeit_calls
+    interceptor = session.interceptor
+
+    async def async_loop(count: int) -> float:
+        metadata_async = interceptor.metadata_async
+        start = time.perf_counter()
+        for _ in range(count):
+            await metadata_async()
+        return (time.perf_counter() - start) / count * 1e9
+
+    def floor() -> Any:
+        return static
+
+    results = {
+        "python call floor (a function returning a tuple)": _per_call_ns(floor, n),
+        "session.interceptor.metadata()": _per_call_ns(interceptor.metadata, n),
+        "merge(None, session.interceptor.metadata())": _per_call_ns(lambda: merge(None, interceptor.metadata()), n),
+        "await session.interceptor.metadata_async()": min(asyncio.run(async_loop(n // 5)) for _ in range(3)),
+    }
+    section(
+        f"1b. Auth path in isolation (timeit, {n:,} calls, best of 3)",
+        table(["operation", "ns/call"], [[k, f"{v:.0f}"] for k, v in results.items()]),
+    )
+    return results
+
+
+class _StubCall:
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.OK
+
+
+class _StubMultiCallable:
+    """Answers at once: measures what a wrapper adds in Python, with no transport underneath."""
+
+    _call = _StubCall()
+
+    def __call__(self, request: Any, timeout: Any = None, metadata: Any = None, credentials: Any = None,
+                 wait_for_ready: Any = None, compression: Any = None) -> Any:
+        return request
+
+    def with_call(self, request: Any, timeout: Any = None, metadata: Any = None, credentials: Any = None,
+                  wait_for_ready: Any = None, compression: Any = None) -> Any:
+        return request, self._call
+
+
+class _StubChannel(grpc.Channel):  # type: ignore[misc]
+    def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return _StubMultiCallable()
+
+    def unary_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    stream_unary = stream_stream = unary_stream
+
+    def subscribe(self, callback: Any, try_to_connect: bool = False) -> None:
+        pass
+
+    def unsubscribe(self, callback: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def bench_stub(session: AuthSession, static: Any, cfg: Settings) -> dict[str, float]:
+    """Each wrapper over a stub channel that answers at once: the wrapper's own cost, noise-free."""
+    n = max(cfg.timeit_calls // 5, 10_000)
+    variants = _sync_variants(session, _StubChannel, static)
+    results: dict[str, float] = {}
+    for name, (call, metadata) in variants.items():
+        if metadata is None:
+            results[name] = _per_call_ns(lambda c=call: c(PAYLOAD), n)
+        else:
+            results[name] = _per_call_ns(lambda c=call, m=metadata: c(PAYLOAD, metadata=m), n)
+    base = results["raw"]
+    rows = [[label.replace("raw grpc.insecure_channel", "stub channel").replace("raw", "stub"),
+             f"{results[name]:.0f}", "(baseline)" if name == "raw" else f"{results[name] - base:+.0f}"]
+            for name, label in SYNC_LABELS.items()]
+    section(
+        f"1c. Wrapper cost without the transport (stub channel answering at once; timeit, {n:,} calls, best of 3)",
+        table(["variant", "ns/call", "added ns/call"], rows),
+        ["(c)/(d) understate grpc's interceptor cost here: on a real channel grpc's interceptor also builds "
+         "a new multicallable per call (`channel.unary_unary(...)` in `_interceptor.py`)."],
+    )
+    return results
+
+
+def sync_targets(out: dict[str, Any]) -> list[dict[str, Any]]:
+    added_us = (out["stub"]["auth_channel"] - out["stub"]["raw"]) / 1e3
+    base_us = out["raw"]["wall_us"]
+    e2e = out["auth_channel"]
+    e2e_delta, e2e_se = e2e["wall_overhead_us"], e2e["wall_overhead_se_us"]
+    if e2e_delta <= TARGET_SYNC_OVERHEAD_US:
+        e2e_result = "ok"
+    elif e2e_delta - 2 * e2e_se <= TARGET_SYNC_OVERHEAD_US:
+        e2e_result = "within noise"
+    else:
+        e2e_result = "MISS"
+    checks = [
+        {"check": "AuthChannel added time per call (stub, 1c)", "measured": f"{added_us:.2f} µs",
+         "target": f"<= {TARGET_SYNC_OVERHEAD_US:g} µs", "result": verdict(added_us <= TARGET_SYNC_OVERHEAD_US)},
+        {"check": "AuthChannel ratio = (a + added) / (a)", "measured": f"{(base_us + added_us) / base_us:.4f}",
+         "target": f"<= {TARGET_SYNC_RATIO}", "result": verdict((base_us + added_us) / base_us <= TARGET_SYNC_RATIO)},
+        {"check": "AuthChannel end-to-end overhead (1, wall)", "measured": f"{e2e_delta:+.2f} ± {e2e_se:.2f} µs",
+         "target": f"<= {TARGET_SYNC_OVERHEAD_US:g} µs", "result": e2e_result},
+        {"check": "AuthChannel end-to-end ratio (1, wall)", "measured": f"{e2e['wall_ratio']:.3f}",
+         "target": f"<= {TARGET_SYNC_RATIO}",
+         "result": "ok" if e2e["wall_ratio"] <= TARGET_SYNC_RATIO else (
+             "within noise" if e2e_result != "MISS" else "MISS")},
+    ]
+    section("1d. Sync targets", table(["check", "measured", "target", "result"],
+                                      [list(c.values()) for c in checks]),
+            ["The stub rows are the precise ones; end-to-end rows are judged against their standard error "
+             "(\"within noise\": the target lies within 2 SE of the measured overhead)."])
+    return checks
+
+
+# -- 2. aio overhead ----------------------------------------------------------------------------------
+class _AioNoopInterceptor(aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return await continuation(client_call_details, request)
+
+
+class _AioWrappedUnary:
+    """Benchmarks-only prototype of an aio multicallable wrapper (no grpc.aio interceptors).
+
+    Same decisions as the library's aio interceptor (metadata, one retry after UNAUTHENTICATED), but it
+    awaits the inner call directly instead of going through grpc.aio's InterceptedUnaryUnaryCall.  A
+    library version would return a call-like object (initial_metadata(), code(), ...) rather than the
+    bare response.
+    """
+
+    def __init__(self, inner: Any, interceptor: Any) -> None:
+        self._inner = inner
+        self._interceptor = interceptor
+
+    async def __call__(self, request: Any, *, metadata: Any = None, **kwargs: Any) -> Any:
+        from flyteauth_core.transports._retry import merge, should_retry
+
+        sent = await self._interceptor.metadata_async()
+        try:
+            return await self._inner(request, metadata=merge(metadata, sent), **kwargs)
+        except aio.AioRpcError as error:
+            if error.code() is not grpc.StatusCode.UNAUTHENTICATED or not should_retry(
+                    self._interceptor, sent, replayable=True):
+                raise
+        return await self._inner(request, metadata=merge(metadata, await self._interceptor.metadata_async()),
+                                 **kwargs)
+
+
+async def _aio_loop(call: Any, n: int, metadata: Any) -> None:
+    if metadata is None:
+        for _ in range(n):
+            await call(PAYLOAD)
+    else:
+        for _ in range(n):
+            await call(PAYLOAD, metadata=metadata)
+
+
+async def _aio_rounds(variants: dict[str, tuple[Any, Any]], rounds: int, per_round: int, tasks: int,
+                      warmup: int) -> dict[str, list[Sample]]:
+    per_task = per_round // tasks
+
+    async def batch(call: Any, metadata: Any) -> None:
+        await asyncio.gather(*(_aio_loop(call, per_task, metadata) for _ in range(tasks)))
+
+    for call, metadata in variants.values():
+        await _aio_loop(call, warmup, metadata)
+    samples: dict[str, list[Sample]] = {n: [] for n in variants}
+    for order in _rotations(list(variants), rounds):
+        for name in order:
+            call, metadata = variants[name]
+            wall, cpu = time.perf_counter(), time.process_time()
+            await batch(call, metadata)
+            calls = per_task * tasks
+            samples[name].append(((time.perf_counter() - wall) / calls, (time.process_time() - cpu) / calls))
+    return samples
+
+
+AIO_LABELS = {
+    "raw": "raw grpc.aio.insecure_channel + static header",
+    "aio_channel": "session.aio_channel() (aio interceptors)",
+    "noop_interceptor": "grpc.aio no-op interceptor + static header",
+    "wrapper_prototype": "prototype: multicallable wrapper, no interceptors (benchmarks only)",
+}
+
+
+async def _bench_aio(target: str, cfg: Settings) -> dict[str, Any]:
+    session = make_session(target)
+    channels: list[aio.Channel] = []
+    try:
+        static = ((HEADER, (await session.get_token_async()).authorization),)
+        channels += [aio.insecure_channel(target), session.aio_channel(),
+                     aio.insecure_channel(target, interceptors=[_AioNoopInterceptor()]), aio.insecure_channel(target)]
+        variants = {
+            "raw": (channels[0].unary_unary(UNARY), static),
+            "aio_channel": (channels[1].unary_unary(UNARY), None),
+            "noop_interceptor": (channels[2].unary_unary(UNARY), static),
+            "wrapper_prototype": (_AioWrappedUnary(channels[3].unary_unary(UNARY), session.interceptor), None),
+        }
+        for call, metadata in variants.values():
+            assert await call(PAYLOAD, **({"metadata": metadata} if metadata else {})) == PAYLOAD
+        out: dict[str, Any] = {}
+        for tasks in (1, cfg.concurrency):
+            samples = await _aio_rounds(variants, cfg.aio_rounds, cfg.aio_per_round, tasks, cfg.aio_per_round)
+            rows, out[f"tasks_{tasks}"] = overhead_rows(samples, "raw", AIO_LABELS)
+            mode = "sequential awaits" if tasks == 1 else f"{tasks} concurrent tasks (µs = wall time / calls)"
+            section(
+                f"2{'a' if tasks == 1 else 'b'}. Per-call overhead, grpc.aio unary, {mode} "
+                f"({cfg.aio_rounds} rounds x {cfg.aio_per_round} calls per variant)",
+                table(OVERHEAD_HEADERS, rows),
+            )
+        out["interceptor_body"] = await _aio_interceptor_body(session, cfg)
+        return out
+    finally:
+        for channel in channels:
+            await channel.close()
+        session.close()
+
+
+async def _aio_interceptor_body(session: AuthSession, cfg: Settings) -> dict[str, float]:
+    """Each aio interceptor's own coroutine with a continuation that answers at once: ns per call."""
+    from flyteauth_core.transports.grpc_aio import AioUnaryUnaryAuth
+
+    class Done:
+        async def code(self) -> grpc.StatusCode:
+            return grpc.StatusCode.OK
+
+    done = Done()
+
+    async def continuation(details: Any, request: Any) -> Any:
+        return done
+
+    details = aio.ClientCallDetails(UNARY, None, None, None, None)
+    n = max(cfg.timeit_calls // 5, 10_000)
+
+    async def per_call(interceptor: Any) -> float:
+        best = math.inf
+        for _ in range(3):
+            start = time.perf_counter()
+            for _ in range(n):
+                await interceptor.intercept_unary_unary(continuation, details, PAYLOAD)
+            best = min(best, time.perf_counter() - start)
+        return best / n * 1e9
+
+    results = {"no-op interceptor": await per_call(_AioNoopInterceptor()),
+               "AioUnaryUnaryAuth (library)": await per_call(AioUnaryUnaryAuth(session.interceptor))}
+    base = results["no-op interceptor"]
+    section(
+        f"2c. aio interceptor body alone (continuation answering at once; {n:,} calls, best of 3)",
+        table(["interceptor", "ns/call", "added ns/call"],
+              [[k, f"{v:.0f}", "(baseline)" if v == base else f"{v - base:+.0f}"] for k, v in results.items()]),
+        ["The rest of the aio overhead in 2a/2b is grpc.aio's interceptor machinery "
+         "(InterceptedUnaryUnaryCall), which any aio interceptor pays; compare the no-op row of 2a/2b."],
+    )
+    return results
+
+
+def bench_aio(target: str, cfg: Settings) -> dict[str, Any]:
+    return asyncio.run(_bench_aio(target, cfg))
+
+
+# -- 3. storms ----------------------------------------------------------------------------------------
+def _thread_storm(session: AuthSession, threads: int) -> list[BaseException]:
+    call = session.channel().unary_unary(UNARY)
+    barrier = threading.Barrier(threads)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        barrier.wait()
+        try:
+            assert call(PAYLOAD, timeout=30) == PAYLOAD
+        except BaseException as exc:
+            errors.append(exc)
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return errors
+
+
+async def _coroutine_storm(session: AuthSession, coroutines: int) -> list[BaseException]:
+    async with session.aio_channel() as channel:
+        call = channel.unary_unary(UNARY)
+        results = await asyncio.gather(*(call(PAYLOAD, timeout=30) for _ in range(coroutines)),
+                                       return_exceptions=True)
+    return [r for r in results if isinstance(r, BaseException)]
+
+
+def bench_storms(cfg: Settings) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
+
+    def record(scenario: str, callers: int, peers: Peers, before: int, errors: list[BaseException],
+               session: AuthSession, state: str) -> None:
+        results.append({
+            "scenario": scenario, "callers": callers, "token_before": state,
+            "token_requests": peers.endpoint.requests - before, "expected": 1, "errors": len(errors),
+            "background_refreshes": session.stats.background_refreshes,
+            "first_error": repr(errors[0]) if errors else "",
+        })
+
+    def storm(session: AuthSession, kind: str) -> tuple[int, list[BaseException]]:
+        if kind == "threads":
+            return cfg.storm_threads, _thread_storm(session, cfg.storm_threads)
+        return cfg.storm_coroutines, asyncio.run(_coroutine_storm(session, cfg.storm_coroutines))
+
+    labels = {"threads": "threads behind a Barrier", "coroutines": "coroutines on one new aio channel"}
+    with Peers(ttl=3600.0, max_workers=64) as peers:
+        for kind in ("threads", "coroutines"):
+            with make_session(peers.target) as session:
+                before = peers.endpoint.requests
+                callers, errors = storm(session, kind)
+                record(f"cold session, {labels[kind]}", callers, peers, before, errors, session, "none")
+
+    with Peers(ttl=cfg.expiry_ttl, max_workers=64) as peers:
+        for kind in ("threads", "coroutines"):
+            peers.endpoint.ttl = cfg.expiry_ttl
+            with make_session(peers.target) as session:
+                session.get_token()  # one short-lived token, then stay idle until it has expired
+                time.sleep(cfg.expiry_ttl + 0.3)
+                state = session.manager.state()
+                # The replacement is long-lived, so a (legitimate) background refresh of a token that
+                # turns stale during the storm cannot be mistaken for a second storm request.
+                peers.endpoint.ttl = 3600.0
+                before = peers.endpoint.requests
+                callers, errors = storm(session, kind)
+                record(f"after expiry (ttl {cfg.expiry_ttl:g}s, idle), {labels[kind]}", callers, peers, before,
+                       errors, session, state.name if state else "none")
+
+    rows = [[r["scenario"], r["callers"], r["token_before"], r["token_requests"], r["expected"],
+             r["background_refreshes"], r["errors"],
+             verdict(r["token_requests"] == r["expected"] and not r["errors"])] for r in results]
+    notes = [f"First error: {r['scenario']}: {r['first_error']}" for r in results if r["first_error"]]
+    section("3. Token-request storms (requests counted at DemoTokenEndpoint)",
+            table(["scenario", "callers", "token before", "token requests", "expected", "background refreshes",
+                   "failed calls", "result"], rows), notes)
+    return results
+
+
+# -- 4. cold start ------------------------------------------------------------------------------------
+def _spawn(args: list[str], env: dict[str, str]) -> dict[str, Any]:
+    spawned = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, str(HERE / "_coldstart_child.py"), *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        returned = time.perf_counter()
+        _, err = proc.communicate(timeout=30)
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
+    if proc.returncode != 0 or not line:
+        raise RuntimeError(f"cold-start child failed ({proc.returncode}): {err.strip()[-2000:]}")
+    data: dict[str, Any] = json.loads(line)
+    stamps = data["stamps"]
+    data["phases_ms"] = {
+        "interpreter": (stamps["start"] - spawned) * 1e3,
+        "imports": (stamps["imported"] - stamps["start"]) * 1e3,
+        "setup": (stamps["session"] - stamps["imported"]) * 1e3,
+        "first call": (stamps["called"] - stamps["session"]) * 1e3,
+    }
+    data["total_ms"] = (returned - spawned) * 1e3
+    return data
+
+
+def _top_level_imports(args: list[str], env: dict[str, str]) -> dict[str, float]:
+    """``-X importtime``: cumulative ms of each top-level import (nested ones are inside their parent)."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", *args], env=env, capture_output=True, text=True,
+                          check=True)
+    out: dict[str, float] = {}
+    for line in proc.stderr.splitlines():
+        if not line.startswith("import time:") or "cumulative" in line:
+            continue
+        _, cumulative, name = line[len("import time:"):].split("|")
+        if not name.startswith("  "):  # top level: one space after the bar, nested ones more
+            out[name.strip()] = out.get(name.strip(), 0.0) + float(cumulative) / 1e3
+    return out
+
+
+def _import_ms(statement: str, env: dict[str, str], startup: set[str]) -> float:
+    """Total import time of the modules ``statement`` imports beyond interpreter startup."""
+    return sum(ms for name, ms in _top_level_imports(["-c", statement], env).items() if name not in startup)
+
+
+COLD_LABELS = {"raw": "raw grpc channel + static header (baseline)",
+               "flyteauth": "load_config + AuthSession + session.channel()"}
+COLD_PHASES = ["interpreter", "imports", "setup", "first call"]
+IMPORT_STATEMENTS = ["import grpc", "import flyteauth_core", "from flyteauth_core import AuthSession"]
+
+
+def bench_cold_start(cfg: Settings) -> dict[str, Any]:
+    with Peers(ttl=3600.0) as peers, tempfile.TemporaryDirectory(prefix="flyteauth-bench-") as tmp:
+        # Children compile .pyc files once (into the temp dir, not the source tree) and then reuse them,
+        # as an installed package would, even where PYTHONDONTWRITEBYTECODE is set.
+        env = {**os.environ, "FLYTEAUTH_INTERACTIVE": "0", "PYTHONPATH": str(HERE.parent),
+               "PYTHONPYCACHEPREFIX": str(Path(tmp, "pycache"))}
+        for var in ("PYTHONDONTWRITEBYTECODE", "FLYTECTL_CONFIG", "UCTL_CONFIG"):
+            env.pop(var, None)
+        secret = Path(tmp, "client_secret")
+        secret.write_text(CLIENT_SECRET + "\n", encoding="utf-8")
+        config = Path(tmp, "config.yaml")
+        config.write_text(
+            "admin:\n"
+            f"  endpoint: {peers.target}\n"
+            "  insecure: true\n"
+            "  authType: ClientSecret\n"
+            f"  clientId: {CLIENT_ID}\n"
+            f"  clientSecretLocation: {secret}\n",
+            encoding="utf-8",
+        )
+        with make_session(peers.target) as session:
+            env["FLYTEAUTH_BENCH_TOKEN"] = session.get_token().access_token
+        variants = {"raw": ["raw", peers.target, UNARY], "flyteauth": ["flyteauth", str(config), UNARY]}
+        for args in variants.values():  # warm the page cache and the .pyc files
+            _spawn(args, env)
+        runs: dict[str, list[dict[str, Any]]] = {k: [] for k in variants}
+        for _ in range(cfg.cold_runs):
+            for name, args in variants.items():
+                runs[name].append(_spawn(args, env))
+
+        startup = set(_top_level_imports(["-c", "pass"], env))
+        import_ms = {stmt: statistics.median(_import_ms(stmt, env, startup) for _ in range(cfg.import_runs))
+                     for stmt in IMPORT_STATEMENTS}
+        child = [str(HERE / "_coldstart_child.py"), *variants["flyteauth"]]
+        child_imports = {k: v for k, v in _top_level_imports(child, env).items() if k not in startup}
+
+    def med(name: str, key: str | None = None) -> float:
+        if key is None:
+            return statistics.median(r["total_ms"] for r in runs[name])
+        return statistics.median(r["phases_ms"][key] for r in runs[name])
+
+    out: dict[str, Any] = {}
+    rows = []
+    for name, label in COLD_LABELS.items():
+        total = med(name)
+        out[name] = {"median_ms": total, "runs_ms": [r["total_ms"] for r in runs[name]],
+                     "phases_ms": {p: med(name, p) for p in COLD_PHASES}}
+        rows.append([label, f"{total:.0f}", *(f"{med(name, p):.0f}" for p in COLD_PHASES),
+                     f"{total / med('raw'):.2f}", "" if name == "raw" else verdict(total <= TARGET_COLD_START_MS)])
+    token_requests = [r.get("token_requests") for r in runs["flyteauth"]]
+    out["added_ms"] = med("flyteauth") - med("raw")
+    out["token_requests_per_child"] = token_requests
+    section(
+        f"4. Cold start: spawn to first authenticated call returning (median of {cfg.cold_runs})",
+        table(["variant", "total ms", "interpreter ms", "imports ms", "setup ms", "first call ms", "ratio",
+               f"target <= {TARGET_COLD_START_MS:.0f} ms"], rows),
+        ["Phases (child's CLOCK_MONOTONIC stamps): interpreter = spawn to the child's first line; imports = "
+         "`from flyteauth_core import AuthSession, load_config` (or `import grpc`); setup = load_config + "
+         "AuthSession (or grpc.insecure_channel); first call = the call, including whatever loads lazily, "
+         "discovery (2 RPCs) and the token request.",
+         f"flyteauth adds {out['added_ms']:.0f} ms; token requests per flyteauth child: {token_requests}."],
+    )
+
+    base = import_ms["import grpc"]
+    out["import_ms"] = import_ms
+    section(
+        f"4b. Import time (python -X importtime, new top-level imports summed, median of {cfg.import_runs})",
+        table(["statement", "ms", "vs import grpc"],
+              [[k, f"{v:.1f}", f"{v / base:.2f}"] for k, v in import_ms.items()]),
+    )
+    top = sorted(child_imports.items(), key=lambda kv: -kv[1])[:10]
+    out["child_imports_ms"] = dict(top)
+    section(
+        "4c. What the flyteauth cold-start child imports (top 10 top-level imports by cumulative ms, one run)",
+        table(["module", "ms"], [[k, f"{v:.1f}"] for k, v in top]),
+        [f"All imports together: {sum(child_imports.values()):.0f} ms."],
+    )
+    return out
+
+
+# -- main ---------------------------------------------------------------------------------------------
+def environment(cfg: Settings, inproc: bool) -> dict[str, Any]:
+    import google.protobuf
+
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "grpcio": grpc.__version__,
+        "protobuf": google.protobuf.__version__,
+        "flyteauth": flyteauth_core.__version__,
+        "cpu_count": os.cpu_count(),
+        "usable_cpus": affinity,
+        "mode": "quick" if cfg.quick else "full",
+        "load average (1 min) at start": f"{os.getloadavg()[0]:.2f}",
+        "peers (sections 1-2)": "in-process" if inproc else "separate process",
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer calls and runs (smoke test, < 60 s)")
+    parser.add_argument("--json", metavar="PATH", help="also write all results as JSON")
+    parser.add_argument("--inproc-peers", action="store_true",
+                        help="run the overhead peers in this process (default: a separate process)")
+    args = parser.parse_args(argv)
+    cfg = Settings(args.quick)
+    started = time.perf_counter()
+
+    env = environment(cfg, args.inproc_peers)
+    print("# flyteauth benchmarks\n")
+    print(table(["", ""], [[k, v] for k, v in env.items()]))
+    results: dict[str, Any] = {"environment": env}
+    with overhead_peers(args.inproc_peers) as target:
+        results["sync_overhead"] = bench_sync(target, cfg)
+        results["aio_overhead"] = bench_aio(target, cfg)
+    results["storms"] = bench_storms(cfg)
+    results["cold_start"] = bench_cold_start(cfg)
+    results["elapsed_s"] = time.perf_counter() - started
+    print(f"\nTotal benchmark time: {results['elapsed_s']:.1f} s; load average (1 min) at the end: "
+          f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs (other work on the machine shows up as noise).")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+    storms_ok = all(r["token_requests"] == r["expected"] and not r["errors"] for r in results["storms"])
+    return 0 if storms_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
