@@ -64,8 +64,17 @@ class HttpClientFactory:
     def __init__(self, config: AuthConfig) -> None:
         self._config = config
 
-    def client_kwargs(self) -> dict[str, Any]:
+    def client_kwargs(self, for_url: str | None = None) -> dict[str, Any]:
         options = self._config.options
+        kwargs: dict[str, Any] = {"timeout": self._config.http_timeout, "trust_env": True}
+        proxy = options.get("httpProxyURL")
+        if proxy:
+            kwargs["proxy"] = str(proxy)
+        if for_url is not None and for_url.startswith("http://") and not proxy:
+            # A plain-HTTP IdP (loopback, sandboxes): no TLS will happen (redirects are not followed), so
+            # skip loading the system trust store, which costs ~100 ms at every process start.
+            kwargs["verify"] = False
+            return kwargs
         verify: Any = True
         ca = options.get("idpCaCertFilePath")
         if ca:
@@ -74,16 +83,14 @@ class HttpClientFactory:
             verify = ssl.create_default_context(cafile=str(ca))
         if options.get("idpInsecureSkipVerify") is True:
             verify = False
-        kwargs: dict[str, Any] = {"timeout": self._config.http_timeout, "verify": verify, "trust_env": True}
-        proxy = options.get("httpProxyURL")
-        if proxy:
-            kwargs["proxy"] = str(proxy)
+        kwargs["verify"] = verify
         return kwargs
 
-    def client(self, **overrides: Any) -> Any:
+    def client(self, for_url: str | None = None, **overrides: Any) -> Any:
+        """A new ``httpx2.Client`` for IdP calls; ``for_url`` lets a plain-HTTP endpoint skip TLS setup."""
         import httpx2
 
-        kwargs = self.client_kwargs()
+        kwargs = self.client_kwargs(for_url)
         kwargs.update(overrides)
         return httpx2.Client(**kwargs)
 

@@ -52,19 +52,20 @@ class AcquireRequest:
     reason: str = "initial"
     interactive: bool = False
     server_info_fn: Callable[[], ServerAuthInfo] | None = attrs.field(default=None, repr=False)
-    http_client_fn: Callable[[], Any] | None = attrs.field(default=None, repr=False)
+    http_client_fn: Callable[[str | None], Any] | None = attrs.field(default=None, repr=False)
 
     def server_info(self) -> ServerAuthInfo:
         if self.server_info_fn is None:
             raise FlyteAuthError("Discovery is not available to this request")
         return self.server_info_fn()
 
-    def http_client(self) -> Any:
+    def http_client(self, for_url: str | None = None) -> Any:
+        """An ``httpx2.Client`` for calls to ``for_url`` (or to any IdP URL when omitted)."""
         if self.http_client_fn is None:
             from .http import HttpClientFactory
 
-            return HttpClientFactory(self.config).client()
-        return self.http_client_fn()
+            return HttpClientFactory(self.config).client(for_url)
+        return self.http_client_fn(for_url)
 
 
 @attrs.frozen

@@ -72,6 +72,7 @@ class TokenEndpoint:
 
     def __init__(self, retry: RetryPolicy | None = None) -> None:
         self._client: Any = None
+        self._client_scheme = ""
         self._retry = retry
 
     def request(
@@ -85,8 +86,10 @@ class TokenEndpoint:
     ) -> Token:
         from urllib.parse import urlencode
 
-        if self._client is None:
-            self._client = request.http_client()
+        if self._client is None or self._client_scheme != url.split(":", 1)[0]:
+            self.close()
+            self._client = request.http_client(url)
+            self._client_scheme = url.split(":", 1)[0]
         client = self._client
         body = urlencode({k: v for k, v in data.items() if v})
         headers = {"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"}
