@@ -277,7 +277,7 @@ def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) ->
         options.update(admin)
         for key, raw in admin.items():
             spec = _FILE_KEYS.get(str(key))
-            if spec is None:
+            if spec is None or raw is None:  # unknown keys stay in options; `key:` with no value is unset
                 continue
             field, parse = spec
             values[field] = parse(f"admin.{key}", raw)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import traceback
 from collections.abc import Callable, Iterable
@@ -57,6 +58,11 @@ class PluginInfo:
     blocked: bool = False
 
 
+def _normalize(name: str) -> str:
+    """PEP 503 normalisation, so ``acme_flyteauth`` blocks the distribution ``acme-flyteauth``."""
+    return re.sub(r"[-_.]+", "-", name.strip()).lower()
+
+
 def _dist_of(ep: importlib_metadata.EntryPoint) -> tuple[str, str]:
     dist = getattr(ep, "dist", None)
     if dist is None:
@@ -89,7 +95,7 @@ class PluginRegistry:
         if self._blocked is not None:
             return self._blocked
         raw = os.environ.get(BLOCK_ENV, "")
-        return {n.strip().lower() for n in raw.replace(" ", ",").split(",") if n.strip()}
+        return {_normalize(n) for n in raw.replace(" ", ",").split(",") if n.strip()}
 
     def _entry_points(self) -> list[importlib_metadata.EntryPoint]:
         if self._explicit_eps is not None:
@@ -102,7 +108,7 @@ class PluginRegistry:
         with self._lock:
             if self._loaded:
                 return
-            blocked = {b.lower() for b in self._blocked_names()}
+            blocked = {_normalize(b) for b in self._blocked_names()}
             for ep in self._entry_points():
                 self._load_one(ep, blocked)
             self._loaded = True
@@ -112,7 +118,7 @@ class PluginRegistry:
         key = ep.name if ep.name not in self._plugins else f"{dist}:{ep.name}"
         info = PluginInfo(name=ep.name, distribution=dist, version=version, module=ep.value)
         self._plugins[key] = info
-        if ep.name.lower() in blocked or dist.lower() in blocked:
+        if _normalize(ep.name) in blocked or _normalize(dist) in blocked:
             info.blocked = True
             return
         try:

@@ -81,7 +81,7 @@ class _Composite:
 
     def rejected(self, sent: Metadata) -> bool:
         retry = False
-        for part, keys in zip(self._parts, self._keys):
+        for part, keys in zip(self._parts, self._keys, strict=True):
             retry = part.rejected(tuple(p for p in sent if p[0] in keys)) or retry
         return retry
 

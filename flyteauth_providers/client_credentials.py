@@ -1,8 +1,9 @@
 """``ClientSecret`` (aliases ``client_credentials``, ``basic``): the OAuth2 client credentials grant.
 
 Client authentication is authlib's ``ClientAuth`` (``client_secret_basic`` by default,
-``client_secret_post`` by ``admin.tokenEndpointAuthMethod``); the request, retries and refresh timing are ours, so ``scope`` and
-``audience`` go on every request (authlib's own auto-refresh drops ``audience``).
+``client_secret_post`` by ``admin.tokenEndpointAuthMethod``); the request, retries and refresh timing
+are ours, so ``scope`` and ``audience`` go on every request (authlib's own auto-refresh drops
+``audience``).
 """
 
 from __future__ import annotations

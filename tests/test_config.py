@@ -426,3 +426,11 @@ def test_repr_hides_the_secret_and_equality_ignores_sources() -> None:
     assert "client_id='ci'" in repr(config)
     assert config == AuthConfig(endpoint="flyte:443", client_id="ci", client_secret="repr-canary-Zx9",
                                 sources={"endpoint": "argument"})
+
+
+def test_a_key_with_no_value_is_unset_not_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("admin:\n  endpoint: dns:///flyte.example.com:443\n  insecure:\n  tokenRefreshWindow:\n")
+    config = load_config(path)
+    assert config.insecure is False and config.token_refresh_window is None
+    assert "insecure" not in config.sources

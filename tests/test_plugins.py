@@ -215,7 +215,7 @@ def test_two_distributions_claiming_one_name_conflict_only_on_that_name(site: Pa
 
 
 # -- blocking -------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("block", ["acme", "ACME", "acme-flyteauth", "other, acme"])
+@pytest.mark.parametrize("block", ["acme", "ACME", "acme-flyteauth", "Acme_FlyteAuth", "other, acme"])
 def test_disable_plugins_env_blocks_a_plugin(site: Path, block: str) -> None:
     (site.parent / "acme.yaml").write_text(ACME_CONFIG.format(auth_type="acme"))
     result = run_py(
