@@ -219,3 +219,15 @@ def test_extra_interceptors_from_plugins_ride_along(peers: tuple[DemoTokenEndpoi
     assert seen["x-extra"] == "1" and seen["flyte-authorization"].startswith("Bearer ")
     assert made[0].rejections == [(("x-extra", "1"),)]  # each part sees only the pairs it sent
     assert idp.requests == 2
+
+
+async def test_aio_server_stream_rejected_before_its_first_message_is_retried_every_time(
+    session: AuthSession, peers: tuple[DemoTokenEndpoint, FlyteTestServer]
+) -> None:
+    _, server = peers
+    async with session.aio_channel() as channel:
+        stream = channel.unary_stream(ECHO["server_stream"])
+        for _ in range(10):
+            server.revoke(session.get_token().access_token)
+            assert [m async for m in stream(b"r")] == [b"r0", b"r1", b"r2"]
+    assert session.stats.invalidations == 10 and server.stats["rejected"] == 10

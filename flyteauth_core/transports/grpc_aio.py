@@ -76,14 +76,11 @@ class _AioAuthBase:
         if not can_replay:
             return self._invalidate_when_rejected(call, sent)
         if streaming_response:
-            try:
-                await call.wait_for_connection()  # returns at the first message or the status
-            except aio.AioRpcError as error:
-                rejected = error.code() is _UNAUTHENTICATED
-            else:
+            # The server's headers, or its status when it rejects the call outright (trailers only).
+            await call.initial_metadata()
+            if not call.done():
                 return call
-        else:
-            rejected = await _rejected(call)
+        rejected = await _rejected(call)
         if rejected and should_retry(self._interceptor, sent, replayable=True):
             new_details, _ = await self._details(details)
             return await continuation(new_details, request)
