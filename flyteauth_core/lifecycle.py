@@ -200,13 +200,21 @@ class TokenManager:
             return _Action.USE_AND_REFRESH if now >= self._next_background_at else _Action.USE
         return _Action.WAIT
 
-    def _state_sync(self, st: _State) -> _State:
+    def _plan(self, st: _State) -> tuple[Future[_State], bool] | None:
+        """Act on the decision for ``st``: ``None`` means serve ``st`` (after starting a background
+        refresh if it is stale); otherwise the in-flight refresh to wait on, and whether we own it."""
         action = self._decide(st, self._clock())
-        if action is not _Action.WAIT:
-            if action is _Action.USE_AND_REFRESH:
-                self._start_background()
+        if action is _Action.WAIT:
+            return self._join("expired" if st.token else "initial")
+        if action is _Action.USE_AND_REFRESH:
+            self._start_background()
+        return None
+
+    def _state_sync(self, st: _State) -> _State:
+        plan = self._plan(st)
+        if plan is None:
             return st
-        future, owner = self._join("expired" if st.token else "initial")
+        future, owner = plan
         if owner:
             self._run(future)  # we would wait anyway: refresh in this thread
         try:
@@ -215,16 +223,14 @@ class TokenManager:
             raise self._timeout() from None
 
     async def _state_async(self, st: _State) -> _State:
-        action = self._decide(st, self._clock())
-        if action is not _Action.WAIT:
-            if action is _Action.USE_AND_REFRESH:
-                self._start_background()
+        plan = self._plan(st)
+        if plan is None:
             return st
         import asyncio  # loaded here: sync-only programs should not pay for it at import
 
-        future, owner = self._join("expired" if st.token else "initial")
+        future, owner = plan
         if owner:
-            self._worker().submit(self._run, future)
+            self._worker().submit(self._run, future)  # never block the event loop
         try:
             # shield: one cancelled caller must not cancel the refresh the others wait for
             return await asyncio.wait_for(

@@ -74,135 +74,112 @@ class _RetryBeforeFirstMessage:
         return getattr(self._call, name)
 
 
-class _UnaryUnary:
+class _Multicallable:
+    """What the four wrapped multicallables share: attach metadata, and the retry decision."""
+
     __slots__ = ("_inner", "_interceptor")
 
     def __init__(self, inner: Any, interceptor: Interceptor) -> None:
         self._inner = inner
         self._interceptor = interceptor
 
-    def __call__(self, request: Any, timeout: float | None = None, metadata: Any = None,
-                 credentials: Any = None, wait_for_ready: bool | None = None,
-                 compression: Any = None) -> Any:
+    def _blocking(self, fn: Any, request: Any, timeout: float | None, metadata: Any, credentials: Any,
+                  wait_for_ready: bool | None, compression: Any, stream: bool = False) -> Any:
+        """A call that returns its response or raises: retried once after UNAUTHENTICATED if replayable."""
         sent = self._interceptor.metadata()
         try:
-            return self._inner(request, timeout, merge(metadata, sent), credentials, wait_for_ready, compression)
+            return fn(_feed(request) if stream else request, timeout, merge(metadata, sent), credentials,
+                      wait_for_ready, compression)
         except grpc.RpcError as error:
-            if not (_is_unauthenticated(error) and should_retry(self._interceptor, sent, replayable=True)):
+            can_replay = not stream or replayable(request)
+            if not (_is_unauthenticated(error) and should_retry(self._interceptor, sent, replayable=can_replay)):
                 raise
-        md = merge(metadata, self._interceptor.metadata())
-        return self._inner(request, timeout, md, credentials, wait_for_ready, compression)
+        return fn(_feed(request) if stream else request, timeout, merge(metadata, self._interceptor.metadata()),
+                  credentials, wait_for_ready, compression)
 
-    def with_call(self, request: Any, timeout: float | None = None, metadata: Any = None,
-                  credentials: Any = None, wait_for_ready: bool | None = None,
-                  compression: Any = None) -> Any:
+    def _response_stream(self, request: Any, timeout: float | None, metadata: Any, credentials: Any,
+                         wait_for_ready: bool | None, compression: Any, stream: bool = False) -> Any:
+        """A response stream, restarted once if rejected before its first message (and replayable)."""
         sent = self._interceptor.metadata()
-        call = self._inner.with_call
-        try:
-            return call(request, timeout, merge(metadata, sent), credentials, wait_for_ready, compression)
-        except grpc.RpcError as error:
-            if not (_is_unauthenticated(error) and should_retry(self._interceptor, sent, replayable=True)):
-                raise
-        return call(request, timeout, merge(metadata, self._interceptor.metadata()), credentials,
-                    wait_for_ready, compression)
+        inner = self._inner
+        call = inner(_feed(request) if stream else request, timeout, merge(metadata, sent), credentials,
+                     wait_for_ready, compression)
 
-    def future(self, request: Any, timeout: float | None = None, metadata: Any = None,
-               credentials: Any = None, wait_for_ready: bool | None = None,
-               compression: Any = None) -> Any:
+        def restart() -> Any:
+            md = merge(metadata, self._interceptor.metadata())
+            return inner(_feed(request) if stream else request, timeout, md, credentials, wait_for_ready,
+                         compression)
+
+        can_replay = not stream or replayable(request)
+        return _RetryBeforeFirstMessage(call, self._interceptor, sent, restart if can_replay else None)
+
+    def _future(self, request: Any, timeout: float | None, metadata: Any, credentials: Any,
+                wait_for_ready: bool | None, compression: Any, stream: bool = False) -> Any:
         """Futures are not retried (the caller holds the future), but a rejection invalidates the token."""
         sent = self._interceptor.metadata()
-        fut = self._inner.future(request, timeout, merge(metadata, sent), credentials, wait_for_ready,
-                                 compression)
+        fut = self._inner.future(_feed(request) if stream else request, timeout, merge(metadata, sent),
+                                 credentials, wait_for_ready, compression)
         interceptor = self._interceptor
 
-        def _on_done(f: Any) -> None:
-            if f.code() is _UNAUTHENTICATED:
+        def on_done(done: Any) -> None:
+            if done.code() is _UNAUTHENTICATED:
                 interceptor.rejected(sent)
 
-        fut.add_done_callback(_on_done)
+        fut.add_done_callback(on_done)
         return fut
 
 
-class _UnaryStream:
-    __slots__ = ("_inner", "_interceptor")
-
-    def __init__(self, inner: Any, interceptor: Interceptor) -> None:
-        self._inner = inner
-        self._interceptor = interceptor
+class _UnaryUnary(_Multicallable):
+    __slots__ = ()
 
     def __call__(self, request: Any, timeout: float | None = None, metadata: Any = None,
-                 credentials: Any = None, wait_for_ready: bool | None = None,
-                 compression: Any = None) -> Any:
-        sent = self._interceptor.metadata()
-        call = self._inner(request, timeout, merge(metadata, sent), credentials, wait_for_ready, compression)
+                 credentials: Any = None, wait_for_ready: bool | None = None, compression: Any = None) -> Any:
+        return self._blocking(self._inner, request, timeout, metadata, credentials, wait_for_ready, compression)
 
-        def restart() -> Any:
-            md = merge(metadata, self._interceptor.metadata())
-            return self._inner(request, timeout, md, credentials, wait_for_ready, compression)
+    def with_call(self, request: Any, timeout: float | None = None, metadata: Any = None,
+                  credentials: Any = None, wait_for_ready: bool | None = None, compression: Any = None) -> Any:
+        return self._blocking(self._inner.with_call, request, timeout, metadata, credentials, wait_for_ready,
+                              compression)
 
-        return _RetryBeforeFirstMessage(call, self._interceptor, sent, restart)
+    def future(self, request: Any, timeout: float | None = None, metadata: Any = None,
+               credentials: Any = None, wait_for_ready: bool | None = None, compression: Any = None) -> Any:
+        return self._future(request, timeout, metadata, credentials, wait_for_ready, compression)
 
 
-class _StreamUnary:
-    __slots__ = ("_inner", "_interceptor")
+class _UnaryStream(_Multicallable):
+    __slots__ = ()
 
-    def __init__(self, inner: Any, interceptor: Interceptor) -> None:
-        self._inner = inner
-        self._interceptor = interceptor
+    def __call__(self, request: Any, timeout: float | None = None, metadata: Any = None,
+                 credentials: Any = None, wait_for_ready: bool | None = None, compression: Any = None) -> Any:
+        return self._response_stream(request, timeout, metadata, credentials, wait_for_ready, compression)
 
-    def _invoke(self, fn: Any, requests: Any, timeout: float | None, metadata: Any, credentials: Any,
-                wait_for_ready: bool | None, compression: Any) -> Any:
-        sent = self._interceptor.metadata()
-        try:
-            return fn(_feed(requests), timeout, merge(metadata, sent), credentials, wait_for_ready, compression)
-        except grpc.RpcError as error:
-            if not (_is_unauthenticated(error)
-                    and should_retry(self._interceptor, sent, replayable=replayable(requests))):
-                raise
-        md = merge(metadata, self._interceptor.metadata())
-        return fn(_feed(requests), timeout, md, credentials, wait_for_ready, compression)
+
+class _StreamUnary(_Multicallable):
+    __slots__ = ()
 
     def __call__(self, request_iterator: Any, timeout: float | None = None, metadata: Any = None,
-                 credentials: Any = None, wait_for_ready: bool | None = None,
-                 compression: Any = None) -> Any:
-        return self._invoke(self._inner, request_iterator, timeout, metadata, credentials, wait_for_ready,
-                            compression)
+                 credentials: Any = None, wait_for_ready: bool | None = None, compression: Any = None) -> Any:
+        return self._blocking(self._inner, request_iterator, timeout, metadata, credentials, wait_for_ready,
+                              compression, stream=True)
 
     def with_call(self, request_iterator: Any, timeout: float | None = None, metadata: Any = None,
-                  credentials: Any = None, wait_for_ready: bool | None = None,
-                  compression: Any = None) -> Any:
-        return self._invoke(self._inner.with_call, request_iterator, timeout, metadata, credentials,
-                            wait_for_ready, compression)
+                  credentials: Any = None, wait_for_ready: bool | None = None, compression: Any = None) -> Any:
+        return self._blocking(self._inner.with_call, request_iterator, timeout, metadata, credentials,
+                              wait_for_ready, compression, stream=True)
 
     def future(self, request_iterator: Any, timeout: float | None = None, metadata: Any = None,
-               credentials: Any = None, wait_for_ready: bool | None = None,
-               compression: Any = None) -> Any:
-        sent = self._interceptor.metadata()
-        return self._inner.future(_feed(request_iterator), timeout, merge(metadata, sent), credentials,
-                                  wait_for_ready, compression)
+               credentials: Any = None, wait_for_ready: bool | None = None, compression: Any = None) -> Any:
+        return self._future(request_iterator, timeout, metadata, credentials, wait_for_ready, compression,
+                            stream=True)
 
 
-class _StreamStream:
-    __slots__ = ("_inner", "_interceptor")
-
-    def __init__(self, inner: Any, interceptor: Interceptor) -> None:
-        self._inner = inner
-        self._interceptor = interceptor
+class _StreamStream(_Multicallable):
+    __slots__ = ()
 
     def __call__(self, request_iterator: Any, timeout: float | None = None, metadata: Any = None,
-                 credentials: Any = None, wait_for_ready: bool | None = None,
-                 compression: Any = None) -> Any:
-        sent = self._interceptor.metadata()
-        call = self._inner(_feed(request_iterator), timeout, merge(metadata, sent), credentials, wait_for_ready,
-                           compression)
-
-        def restart() -> Any:
-            md = merge(metadata, self._interceptor.metadata())
-            return self._inner(_feed(request_iterator), timeout, md, credentials, wait_for_ready, compression)
-
-        return _RetryBeforeFirstMessage(
-            call, self._interceptor, sent, restart if replayable(request_iterator) else None
-        )
+                 credentials: Any = None, wait_for_ready: bool | None = None, compression: Any = None) -> Any:
+        return self._response_stream(request_iterator, timeout, metadata, credentials, wait_for_ready,
+                                     compression, stream=True)
 
 
 class AuthChannel(grpc.Channel):
