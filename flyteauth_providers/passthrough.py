@@ -1,0 +1,1 @@
+"""Placeholder: this provider is being written (registers nothing yet)."""
