@@ -12,13 +12,14 @@ tuple: no lock, no allocation, no I/O.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import math
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any
@@ -36,13 +37,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("flyteauth.lifecycle")
 
+#: The reason given to providers by an explicit login: skip the refresh token, run the interactive flow.
+LOGIN = "login"
+
 
 @attrs.frozen
 class AcquireRequest:
     """What the core knows when it asks a provider for a token.
 
     ``previous`` is the token being replaced (its refresh token may be used); ``reason`` is one of
-    ``initial``, ``expiring``, ``expired``, ``rejected``; ``interactive`` says whether a browser or
+    ``initial``, ``expiring``, ``expired`` or ``login`` (an explicit login: run the interactive flow); ``interactive`` says whether a browser or
     device-code flow may start now.  ``server_info()`` runs discovery on first use (cached per session);
     ``http_client()`` returns an ``httpx2.Client`` configured for the IdP (timeouts, trust, proxy).
     """
@@ -121,7 +125,6 @@ class TokenManager:
         self._header_key = header_key
         self._store = store
         self._store_key = store_key
-        self._store_checked = store is None
         self._store_warned = False
         self.policy = policy or RefreshPolicy()
         self._clock = clock
@@ -240,10 +243,10 @@ class TokenManager:
             raise self._timeout() from None
 
     # -- single flight ----------------------------------------------------------------------------
-    def _join(self, reason: str) -> tuple[Future[_State], bool]:
+    def _join(self, reason: str, force: bool = False) -> tuple[Future[_State], bool]:
         with self._lock:
             st = self._state
-            if self._decide(st, self._clock()) is not _Action.WAIT:
+            if not force and self._decide(st, self._clock()) is not _Action.WAIT:
                 # Another caller's refresh finished between our read of the state and this lock.
                 done: Future[_State] = Future()
                 done.set_result(st)
@@ -291,27 +294,32 @@ class TokenManager:
             future.set_result(state)
 
     def _refresh(self, reason: str) -> _State:
-        previous = self._state.token
-        if not self._store_checked:
-            self._store_checked = True
-            stored = self._store_call("load")
-            if stored is not None:
+        """Get a new token, under the store's cross-process lock when it has one.
+
+        The store is read first: a fresh token that another process (or an earlier run) stored is used
+        without asking the IdP, and the newest stored refresh token is the one handed to the provider,
+        since another process may have rotated it (reusing a rotated refresh token revokes the grant).
+        """
+        with self._store_lock():
+            previous = self._state.token
+            stored = self._store_call("load") if reason != LOGIN else None
+            if stored is not None and (previous is None or stored.access_token != previous.access_token):
                 state = self._published(stored, obtained_at=self._clock())
                 if self._decide(state, self._clock()) is _Action.USE:
                     self._state = state
                     self.stats.loaded_from_store += 1
                     self._emit("loaded", expires_at=stored.expires_at, reason=reason)
                     return state
-                previous = stored  # stale or expired: hand its refresh token to the provider
-        started = self._clock()
-        with self._lock:
-            self.stats.token_requests += 1
-        token = self._acquire(previous, reason)
-        state = self._published(token, obtained_at=self._clock())
-        self._state = state
-        self._failures = 0
-        self._next_background_at = 0.0
-        self._store_call("save", token)
+                previous = stored
+            started = self._clock()
+            with self._lock:
+                self.stats.token_requests += 1
+            token = self._acquire(previous, reason)
+            state = self._published(token, obtained_at=self._clock())
+            self._state = state
+            self._failures = 0
+            self._next_background_at = 0.0
+            self._store_call("save", token)
         self._emit(
             "acquired" if previous is None else "refreshed",
             expires_at=token.expires_at,
@@ -319,6 +327,38 @@ class TokenManager:
             duration=self._clock() - started,
         )
         return state
+
+    @contextlib.contextmanager
+    def _store_lock(self) -> Iterator[None]:
+        """The store's optional ``lock(key)`` (a context manager); a failing lock is reported, not fatal."""
+        lock = getattr(self._store, "lock", None)
+        if lock is None:
+            yield
+            return
+        try:
+            held = lock(self._store_key)
+            held.__enter__()
+        except Exception as exc:
+            log.warning("flyteauth: could not lock the token store (%s); refreshing without it",
+                        type(exc).__name__)
+            yield
+            return
+        try:
+            yield
+        finally:
+            held.__exit__(None, None, None)
+
+    def refresh(self, reason: str = LOGIN) -> Token:
+        """Acquire a new token now, whatever the state of the current one (``flyteauth login``).
+
+        With the default reason the store is not consulted and providers skip their refresh token.
+        """
+        future, owner = self._join(reason, force=True)
+        if owner:
+            self._run(future)
+        st = future.result(timeout=self.policy.acquire_timeout)
+        assert st.token is not None
+        return st.token
 
     def _published(self, token: Token, obtained_at: float) -> _State:
         stale_at, expired_at = self.policy.deadlines(token, obtained_at, self._rng)

@@ -257,6 +257,10 @@ class AuthSession:
 
         return HttpxAuth(self.interceptor)
 
+    def login(self) -> Token:
+        """Run the provider's login now (interactive flows included) and store the result."""
+        return self.manager.refresh()
+
     def logout(self) -> None:
         """Forget the token in memory and in the store."""
         self.manager.forget()

@@ -66,5 +66,4 @@ def test_listing_plugins_does_not_import_grpc_or_network_libraries() -> None:
         "from flyteauth_core.plugins import PluginRegistry; PluginRegistry().authenticator('ClientSecret')"
     )
     assert "flyteauth_providers.client_credentials" in modules
-    assert heavy(modules) - {"flyteauth_providers", "flyteauth_providers.client_credentials",
-                             "flyteauth_providers._oauth", "flyteauth_providers.memory_store"} == set()
+    assert {m for m in heavy(modules) if not m.startswith("flyteauth_providers")} == set()

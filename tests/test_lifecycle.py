@@ -349,3 +349,79 @@ def test_a_caller_that_read_the_state_before_a_refresh_finished_does_not_refresh
     m.metadata()  # ...while another caller's refresh completes
     assert m._state_sync(snapshot).metadata == (("flyte-authorization", "Bearer token-1"),)
     assert len(provider.calls) == 1
+
+
+class LockingStore(MemoryTokenStore):
+    """A shared store with a lock, standing in for a file store shared by processes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock_calls = 0
+        self._cross = threading.Lock()
+
+    def lock(self, key: str):  # type: ignore[no-untyped-def]
+        self.lock_calls += 1
+        return self._cross
+
+
+def test_managers_sharing_a_store_refresh_once_between_them() -> None:
+    clock = Clock()
+    store = LockingStore()
+    providers = [Provider(clock) for _ in range(2)]
+    a, b = (manager(p, clock, store=store, store_key="k") for p in providers)
+    assert a.metadata() == (("flyte-authorization", "Bearer token-1"),)
+    assert b.metadata() == (("flyte-authorization", "Bearer token-1"),)  # loaded: no request
+    assert len(providers[1].calls) == 0 and b.stats.loaded_from_store == 1
+    clock.now += 100  # both expired
+    a.metadata()
+    b.metadata()
+    assert len(providers[0].calls) + len(providers[1].calls) == 2  # one initial + one refresh in all
+    assert store.lock_calls == 4
+
+
+def test_refresh_uses_the_newest_stored_refresh_token() -> None:
+    clock = Clock()
+    store = MemoryTokenStore()
+    provider = Provider(clock)
+    m = manager(provider, clock, store=store, store_key="k")
+    m.metadata()
+    # Another process refreshed (rotating the refresh token) and its token has expired too:
+    store.save("k", Token("other", expires_at=clock.now + 10, refresh_token="rotated"))
+    clock.now += 100
+    m.metadata()
+    previous, _ = provider.calls[-1]
+    assert previous is not None and previous.refresh_token == "rotated"
+
+
+def test_a_rejected_token_in_the_store_is_not_reused() -> None:
+    clock = Clock()
+    store = MemoryTokenStore()
+    provider = Provider(clock)
+    m = manager(provider, clock, store=store, store_key="k")
+    sent = m.metadata()
+    m.rejected(sent)
+    assert m.metadata() == (("flyte-authorization", "Bearer token-2"),)
+
+
+def test_forced_refresh_skips_the_store_and_says_login() -> None:
+    clock = Clock()
+    store = MemoryTokenStore()
+    store.save("k", Token("stored", expires_at=clock.now + 3600))
+    provider = Provider(clock)
+    m = manager(provider, clock, store=store, store_key="k")
+    assert m.refresh().access_token == "token-1"
+    assert provider.calls[0][1] == "login"
+    saved = store.load("k")
+    assert saved is not None and saved.access_token == "token-1"
+
+
+def test_a_store_lock_that_fails_does_not_fail_the_refresh(caplog: pytest.LogCaptureFixture) -> None:
+    class BadLock(MemoryTokenStore):
+        def lock(self, key: str):  # type: ignore[no-untyped-def]
+            raise TimeoutError("lock busy")
+
+    clock = Clock()
+    m = manager(Provider(clock), clock, store=BadLock(), store_key="k")
+    with caplog.at_level(logging.WARNING):
+        assert m.metadata() == (("flyte-authorization", "Bearer token-1"),)
+    assert "refreshing without it" in caplog.text
