@@ -48,7 +48,8 @@ class AcquireRequest:
     ``previous`` is the token being replaced (its refresh token may be used); ``reason`` is one of
     ``initial``, ``expiring``, ``expired`` or ``login`` (an explicit login: run the interactive flow);
     ``interactive`` says whether a browser or device-code flow may start now.  ``server_info()`` runs
-    discovery on first use (cached per session); ``http_client()`` returns an ``httpx2.Client`` configured for the IdP (timeouts, trust, proxy).
+    discovery on first use (cached per session); ``http_client()`` returns an ``httpx2.Client``
+    configured for the IdP (timeouts, trust, proxy).
     """
 
     config: AuthConfig
