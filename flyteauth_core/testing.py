@@ -57,6 +57,10 @@ class FlyteTestServer:
         scopes: tuple[str, ...] = ("all",),
         audience: str = "",
         issuer: str = "",
+        authorization_endpoint: str = "",
+        device_authorization_endpoint: str = "",
+        redirect_uri: str = "http://localhost:53593/callback",
+        grant_types: tuple[str, ...] = ("client_credentials",),
         max_workers: int = 16,
     ) -> None:
         self.validate = validate
@@ -69,13 +73,17 @@ class FlyteTestServer:
         self._oauth = OAuth2MetadataResponse(
             issuer=issuer or token_endpoint.rsplit("/", 1)[0],
             token_endpoint=token_endpoint,
-            grant_types_supported=["client_credentials"],
+            authorization_endpoint=authorization_endpoint,
+            device_authorization_endpoint=device_authorization_endpoint,
+            response_types_supported=["code"],
+            code_challenge_methods_supported=["S256"],
+            grant_types_supported=list(grant_types),
             token_endpoint_auth_methods_supported=["client_secret_basic", "client_secret_post"],
             scopes_supported=list(scopes),
         )
         self._client = PublicClientAuthConfigResponse(
             client_id=client_id,
-            redirect_uri="http://localhost:53593/callback",
+            redirect_uri=redirect_uri,
             scopes=list(scopes),
             authorization_metadata_key=header_key,
             audience=audience,

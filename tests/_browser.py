@@ -1,0 +1,3 @@
+"""Browser-driving fixtures for interactive login tests (headless Chromium + chromedriver).
+
+Placeholder: being written."""

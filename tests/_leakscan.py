@@ -1,0 +1,1 @@
+"""Suite-wide secret leak scan (placeholder: being written)."""
