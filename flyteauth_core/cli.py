@@ -1,4 +1,4 @@
-"""The ``flyteauth`` command: token, plugins, config, demo.
+"""The ``flyteauth`` command: token, login, logout, status, plugins, config, demo.
 
 Output meant for scripts (``flyteauth token``) goes to stdout alone; everything else a human reads goes
 to stderr or is a plain table.  Errors print one line saying what to do and exit with status 1
@@ -11,8 +11,12 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from .errors import FlyteAuthError
+
+if TYPE_CHECKING:
+    from .token import Token
 
 
 def _session(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -26,6 +30,99 @@ def cmd_token(args: argparse.Namespace) -> int:
     """Print only the access token, for ``curl -H "Authorization: Bearer $(flyteauth token)"``."""
     with _session(args) as session:
         print(session.get_token().access_token)
+    return 0
+
+
+def _claims(token: Token) -> dict[str, Any]:
+    """Unverified JWT claims of the id token, else the access token ({} for opaque tokens): for display."""
+    import base64
+    import binascii
+    import json
+
+    for jwt in (token.id_token, token.access_token):
+        parts = (jwt or "").split(".")
+        if len(parts) != 3:
+            continue
+        try:
+            claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+        except (binascii.Error, ValueError, RecursionError):
+            continue
+        if isinstance(claims, dict):
+            return claims
+    return {}
+
+
+def _who(token: Token) -> str:
+    claims = _claims(token)
+    sub = claims.get("sub")
+    name = next((claims[k] for k in ("email", "preferred_username", "name") if isinstance(claims.get(k), str)), None)
+    if isinstance(sub, str) and name and name != sub:
+        return f"{name} ({sub})"
+    return str(name or sub or "unknown subject")
+
+
+def _expiry(token: Token) -> str:
+    import time
+
+    if token.expires_at is None:
+        return "unknown"
+    left = token.expires_at - time.time()
+    when = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(token.expires_at))
+    span = f"{abs(left) // 3600:.0f}h{abs(left) % 3600 // 60:02.0f}m" if abs(left) >= 3600 else (
+        f"{abs(left) // 60:.0f}m{abs(left) % 60:02.0f}s")
+    return f"{when} (in {span})" if left > 0 else f"{when} (expired {span} ago)"
+
+
+def _store_name(store: Any) -> str:
+    if store is None:
+        return "none (tokens are not kept)"
+    describe = getattr(store, "describe", None)
+    return str(describe()) if callable(describe) else type(store).__name__
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    """Run the configured login now (a browser or device-code flow for Pkce/DeviceFlow) and store it."""
+    from .config import load_config
+    from .session import AuthSession
+
+    with AuthSession(load_config(args.config), interactive=True) as session:
+        token = session.login()
+        print(f"Logged in to {session.config.endpoint} as {_who(token)} ({session.auth_type}); token expires "
+              f"{_expiry(token)}; refresh token: {'yes' if token.refresh_token else 'no'}; stored in "
+              f"{_store_name(session.store)}", file=sys.stderr)
+    return 0
+
+
+def cmd_logout(args: argparse.Namespace) -> int:
+    """Forget the stored login; revoke its refresh token at the IdP when the IdP supports it."""
+    from .config import load_config
+    from .session import AuthSession
+
+    with AuthSession(load_config(args.config), interactive=False) as session:
+        revoked = session.logout(revoke=not args.no_revoke)
+        note = "the IdP revoked the refresh token" if revoked else "no revocation at the IdP"
+        print(f"Logged out of {session.config.endpoint} ({session.auth_type}; {note}); removed from "
+              f"{_store_name(session.store)}", file=sys.stderr)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Endpoint, auth type, subject, scopes, expiry and store of the stored login.  Never a secret."""
+    from .config import load_config
+    from .session import AuthSession, store_key
+
+    with AuthSession(load_config(args.config), interactive=False) as session:
+        rows = [("endpoint", session.config.endpoint), ("auth type", session.auth_type),
+                ("store", _store_name(session.store))]
+        token = session.store.load(store_key(session.config, session.auth_type)) if session.store else None
+        if token is None:
+            rows.append(("logged in", "no stored token (run `flyteauth login`)"))
+        else:
+            rows += [("subject", _who(token)), ("scopes", " ".join(token.scopes) or "(not stated)"),
+                     ("expires", _expiry(token)),
+                     ("refresh token", "yes" if token.refresh_token else "no")]
+    for name, value in rows:
+        print(f"{name:<14} {value}")
     return 0
 
 
@@ -47,19 +144,21 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
+    """Resolved values, the source of each (secrets masked), problems, and the auth type chosen and why."""
     from .config import describe, load_config
 
     config = load_config(args.config)
-    width = max(len(name) for name, _, _ in describe(config))
-    for name, value, source in describe(config):
+    rows = describe(config)
+    width = max(len(name) for name, _, _ in rows)
+    for name, value, source in rows:
         print(f"{name:<{width}}  {value:<40}  {source}")
-    if config.auth_type:
-        why = "explicit authType"
-    elif config.resolved_auth_type == "ClientSecret":
-        why = "inferred: a client secret is configured"
+    print(f"{'auth type used':<{width}}  {config.resolved_auth_type!r:<40}  {config.auth_type_reason}")
+    if config.problems:
+        print("problems:")
+        for problem in config.problems:
+            print(f"  - {problem}")
     else:
-        why = "default"
-    print(f"{'auth type used':<{width}}  {config.resolved_auth_type!r:<40}  {why}")
+        print("problems: none")
     return 0
 
 
@@ -76,6 +175,16 @@ def build_parser() -> argparse.ArgumentParser:
     token = sub.add_parser("token", help="print an access token (only the token, on stdout)")
     token.add_argument("--config", help="flytectl config.yaml (default: the usual search path)")
     token.set_defaults(func=cmd_token)
+    login = sub.add_parser("login", help="log in now (browser or device code) and store the token")
+    login.add_argument("--config", help="flytectl config.yaml (default: the usual search path)")
+    login.set_defaults(func=cmd_login)
+    logout = sub.add_parser("logout", help="forget the stored login and revoke its refresh token")
+    logout.add_argument("--config", help="flytectl config.yaml (default: the usual search path)")
+    logout.add_argument("--no-revoke", action="store_true", help="do not contact the IdP")
+    logout.set_defaults(func=cmd_logout)
+    status = sub.add_parser("status", help="who is logged in, with what, until when (no secrets)")
+    status.add_argument("--config", help="flytectl config.yaml (default: the usual search path)")
+    status.set_defaults(func=cmd_status)
     plugins = sub.add_parser("plugins", help="list installed plugins, what they register, load errors")
     plugins.set_defaults(func=cmd_plugins)
     config = sub.add_parser("config", help="show the resolved config and where each value came from")

@@ -1,14 +1,35 @@
 """AuthConfig and load_config(): what the user configured, and where each value came from.
 
-The file format is flytectl's ``config.yaml`` (section ``admin``).  Precedence: explicit arguments >
-environment > file > values discovered from the server > defaults.  YAML is imported only when a file
-is actually read, to keep ``import flyteauth_core`` light.
+Dialects read (so a user's existing setup keeps working unchanged):
+
+* flytectl / flyte 2.x ``config.yaml``: the whole ``admin`` section (see ``_FILE_KEYS``), Go durations
+  (``5m``, ``1h30m``) for the duration keys;
+* flytekit's legacy INI file (``[platform] url/insecure/...``, ``[credentials] client_id/auth_mode/...``);
+* environment variables of flytekit (``FLYTE_PLATFORM_*``, ``FLYTE_CREDENTIALS_*``), of flyte 2.x
+  (``FLYTE_ADMIN_<KEY>``, ``FLYTE_AUTH_TYPE``, ``FLYTE_AUTH_COMMAND``, ``FLYTE_AUTH_PROXY_COMMAND``,
+  ``FLYTE_API_KEY``) and our own ``FLYTEAUTH_<FIELD>`` (e.g. ``FLYTEAUTH_CLIENT_ID``).
+
+Precedence, per field: explicit arguments > environment > file > values discovered from the server >
+defaults.  Among environment variables: ``FLYTEAUTH_*`` > flyte 2.x (``FLYTE_ADMIN_*``/``FLYTE_AUTH_*``) >
+flytekit (``FLYTE_PLATFORM_*``/``FLYTE_CREDENTIALS_*``) > ``FLYTE_API_KEY``; two dialects disagreeing is
+reported in ``problems``.  ``sources`` maps each field to ``argument``, ``$VARNAME``, ``<file>:admin.key``
+(``<file>:[section] key`` for INI) or ``default``.  Values discovered from the server (token endpoint,
+scopes, audience, header key) are applied by the providers and the session only where the field is still
+unset, so they rank between the file and the defaults; they are not recorded here.
+
+Booleans are strict everywhere: ``true/1/yes/on`` and ``false/0/no/off`` (any case); anything else is a
+``ConfigError`` naming the key or variable (flyte 2.x reads ``FLYTE_ADMIN_INSECURE=false`` as true; we
+don't).  Unknown or deprecated keys are warnings (logged and kept in ``config.problems``), never errors.
+
+YAML is imported only when a file is actually read, to keep ``import flyteauth_core`` light.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +37,11 @@ import attrs
 
 from .errors import ConfigError
 
+log = logging.getLogger("flyteauth.config")
+
 DEFAULT_SECRET_LOCATION = "/etc/secrets/client_secret"
+#: Token endpoint client authentication methods the ClientSecret provider supports.
+AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
 
 
 def _tuple(value: Any) -> tuple[str, ...]:
@@ -25,6 +50,18 @@ def _tuple(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         return tuple(v for v in value.replace(",", " ").split() if v)
     return tuple(str(v) for v in value)
+
+
+def _argv_tuple(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return _split_argv("command", value)
+    return tuple(str(v) for v in value)
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    return tuple(str(v) for v in value or ())
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -36,7 +73,8 @@ class AuthConfig:
     """Everything a session needs to authenticate.  Secrets are never in ``repr``.
 
     ``options`` is the raw ``admin`` section (plus anything passed in code), for plugins that read
-    keys of their own.  ``sources`` maps a field name to where its value came from.
+    keys of their own.  ``sources`` maps a field name to where its value came from; ``problems`` lists
+    what :func:`load_config` found wrong but survivable (unknown/deprecated keys, conflicts).
     """
 
     endpoint: str
@@ -57,8 +95,36 @@ class AuthConfig:
     token_refresh_window: float | None = None
     store: str | None = None
     http_timeout: float = 15.0
+    #: ``private_key_jwt``: PEM file with the client's private key (RSA, EC or Ed25519).
+    client_key_file_path: str | None = None
+    #: ExternalCommand: argv (no shell) whose stdout is the token, and its deadline in seconds.
+    command: tuple[str, ...] = attrs.field(default=(), converter=_argv_tuple)
+    command_timeout: float = 30.0
+    #: argv whose stdout goes into ``proxy-authorization`` on gRPC calls (and IdP calls if
+    #: ``proxy_auth_for_idp``).
+    proxy_command: tuple[str, ...] = attrs.field(default=(), converter=_argv_tuple)
+    proxy_auth_for_idp: bool = False
+    #: Calls to the IdP: HTTP(S) proxy, extra CA (on top of system trust), skip verification.
+    http_proxy_url: str | None = attrs.field(default=None, repr=False)
+    idp_ca_cert_file_path: str | None = None
+    idp_insecure_skip_verify: bool = False
+    #: Passthrough: a token handed in, a file re-read on rejection, or the name of an env var.
+    token: str | None = attrs.field(default=None, repr=False)
+    token_file_path: str | None = None
+    token_env_var: str | None = None
+    org: str | None = None
+    pkce_timeout: float = 120.0
+    pkce_refresh_time: float = 300.0
+    device_flow_timeout: float = 600.0
+    device_flow_poll_interval: float = 5.0
+    device_flow_refresh_time: float = 300.0
+    max_retries: int = 4
+    per_retry_timeout: float = 15.0
+    max_backoff_delay: float = 8.0
+    disable_keyring: bool = False
     options: Mapping[str, Any] = attrs.field(factory=dict, converter=_mapping, repr=False)
     sources: Mapping[str, str] = attrs.field(factory=dict, converter=_mapping, repr=False, eq=False)
+    problems: tuple[str, ...] = attrs.field(default=(), converter=_strings, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         if not self.endpoint or not isinstance(self.endpoint, str):
@@ -66,23 +132,56 @@ class AuthConfig:
                 "No Flyte endpoint configured",
                 hint="Set admin.endpoint in config.yaml or pass AuthConfig(endpoint=...)",
             )
-        if self.token_endpoint_auth_method not in ("client_secret_basic", "client_secret_post"):
+        if self.token_endpoint_auth_method not in AUTH_METHODS:
             raise ConfigError(
                 f"Unsupported tokenEndpointAuthMethod {self.token_endpoint_auth_method!r}",
-                hint="Use client_secret_basic or client_secret_post",
+                hint=f"Use one of {', '.join(AUTH_METHODS)}",
+            )
+        if self.token_endpoint_auth_method == "private_key_jwt" and not self.client_key_file_path:
+            raise ConfigError(
+                "tokenEndpointAuthMethod private_key_jwt needs the client's private key",
+                hint="Set admin.clientKeyFilePath to a PEM file (or pass client_key_file_path=...)",
             )
 
     @property
     def resolved_auth_type(self) -> str:
-        """The auth type to resolve: explicit, else ClientSecret when a secret is configured, else Pkce.
+        """The auth type to resolve: explicit; else Passthrough when a token is handed in; else
+        ClientSecret when a secret (or a private key) is configured; else Pkce.
 
         An explicit ``authType`` always wins (flytekit overrides it whenever a secret exists; we don't).
         """
+        return self._auth_type_and_reason()[0]
+
+    @property
+    def auth_type_reason(self) -> str:
+        """Why :attr:`resolved_auth_type` was chosen, naming the source (for ``flyteauth config``)."""
+        return self._auth_type_and_reason()[1]
+
+    def _auth_type_and_reason(self) -> tuple[str, str]:
+        def src(field: str) -> str:
+            return self.sources.get(field, "argument")
+
         if self.auth_type:
-            return self.auth_type
-        if self.client_secret or self.client_secret_env_var or self.client_secret_location:
-            return "ClientSecret"
-        return "Pkce"
+            why = f"explicit authType ({src('auth_type')})"
+            secret = self._secret_field()
+            if secret and self.auth_type.lower() not in ("clientsecret", "client_credentials", "basic"):
+                why += f"; the client secret from {src(secret)} is not used by this auth type"
+            return self.auth_type, why
+        if self.token or self.token_file_path or self.token_env_var:
+            field = next(f for f in ("token", "token_file_path", "token_env_var") if getattr(self, f))
+            return "Passthrough", f"inferred: a token is handed in ({src(field)})"
+        secret = self._secret_field()
+        if secret:
+            return "ClientSecret", f"inferred: a client secret is configured ({src(secret)})"
+        if self.token_endpoint_auth_method == "private_key_jwt":
+            return "ClientSecret", "inferred: a client private key is configured"
+        return "Pkce", "default (no authType, secret or token configured; flytekit and flyte 2.x default to Pkce)"
+
+    def _secret_field(self) -> str | None:
+        for field in ("client_secret", "client_secret_env_var", "client_secret_location"):
+            if getattr(self, field):
+                return field
+        return None
 
     @property
     def grpc_target(self) -> str:
@@ -131,51 +230,109 @@ class AuthConfig:
                 )
             return value.strip()
         location = self.client_secret_location or DEFAULT_SECRET_LOCATION
-        reason, value = None, ""
-        try:
-            value = Path(location).read_text(encoding="utf-8")
-        except OSError as exc:
-            reason = exc.strerror or type(exc).__name__
-        except UnicodeDecodeError:  # raised outside this block: the error's bytes are the secret
-            reason = "not UTF-8 text"
-        if reason is not None:
-            raise ConfigError(
-                f"Cannot read the client secret file {location!r} ({reason})",
-                hint="Set admin.clientSecretLocation, admin.clientSecretEnvVar, or pass client_secret",
-            )
-        if not value.strip():
-            raise ConfigError(f"The client secret file {location!r} is empty")
-        return value.strip()
+        return read_secret_file(location, "the client secret file",
+                                "Set admin.clientSecretLocation, admin.clientSecretEnvVar, or pass client_secret")
 
 
-# flytectl key -> (AuthConfig field, parser)
+def read_secret_file(location: str, what: str, hint: str | None = None) -> str:
+    """Read and trim a file holding a secret; errors name the file and never carry its content."""
+    reason, value = None, ""
+    try:
+        value = Path(location).expanduser().read_text(encoding="utf-8")
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+    except UnicodeDecodeError:  # raised outside this block: the error's bytes are the secret
+        reason = "not UTF-8 text"
+    if reason is not None:
+        raise ConfigError(f"Cannot read {what} {location!r} ({reason})", hint=hint)
+    if not value.strip():
+        raise ConfigError(f"The {what.removeprefix('the ')} {location!r} is empty")
+    return value.strip()
+
+
+# -- parsers: (key or variable name, raw value) -> typed value ------------------------------------------
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+
+
 def _bool(key: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
+    if text in _TRUE:
         return True
-    if text in ("false", "0", "no", "off", ""):
+    if text in (*_FALSE, ""):
         return False
-    raise ConfigError(f"{key} must be a boolean, got {value!r}")
+    raise ConfigError(f"{key} must be a boolean (true/false, 1/0, yes/no, on/off), got {value!r}")
 
 
 def _str(key: str, value: Any) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, (str, int, float)):
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
         raise ConfigError(f"{key} must be a string, got {type(value).__name__}")
     return str(value) or None
 
 
+def _json_list(key: str, text: str) -> tuple[str, ...] | None:
+    if not text.startswith("["):
+        return None
+    import json
+
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise ConfigError(f"{key} looks like a JSON array but is not valid JSON") from None
+    if not isinstance(data, list) or not all(isinstance(v, (str, int, float)) for v in data):
+        raise ConfigError(f"{key} must be a list of strings")
+    return tuple(str(v) for v in data)
+
+
 def _list(key: str, value: Any) -> tuple[str, ...]:
     if isinstance(value, (list, tuple)):
+        if not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value):
+            raise ConfigError(f"{key} must be a list of strings")
         return tuple(str(v) for v in value)
     if isinstance(value, str):
-        return _tuple(value)
+        parsed = _json_list(key, value.strip())
+        return parsed if parsed is not None else _tuple(value)
     if value is None:
         return ()
     raise ConfigError(f"{key} must be a list of strings, got {type(value).__name__}")
+
+
+def _split_argv(key: str, text: str) -> tuple[str, ...]:
+    """An argv from a string: a JSON array, else comma separated (flytekit), else shell words."""
+    text = text.strip()
+    parsed = _json_list(key, text)
+    if parsed is not None:
+        return parsed
+    if "," in text:
+        return tuple(part.strip() for part in text.split(",") if part.strip())
+    import shlex
+
+    try:
+        return tuple(shlex.split(text))
+    except ValueError as exc:
+        raise ConfigError(f"{key} cannot be split into arguments ({exc})") from None
+
+
+def _argv(key: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return _split_argv(key, value)
+    return _list(key, value)
+
+
+def _int(key: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"{key} must be a whole number, got {value!r}")
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{key} must be a whole number, got {value!r}") from None
+    if number < 0:
+        raise ConfigError(f"{key} must not be negative, got {value!r}")
+    return number
 
 
 def parse_duration(key: str, value: Any) -> float:
@@ -204,7 +361,10 @@ def parse_duration(key: str, value: Any) -> float:
     return total
 
 
-_FILE_KEYS: dict[str, tuple[str, Any]] = {
+Parser = Callable[[str, Any], Any]
+
+#: flytectl ``admin`` key -> (AuthConfig field, parser).  Nested keys are written ``pkceConfig.timeout``.
+_FILE_KEYS: dict[str, tuple[str, Parser]] = {
     "endpoint": ("endpoint", _str),
     "authType": ("auth_type", _str),
     "insecure": ("insecure", _bool),
@@ -222,26 +382,167 @@ _FILE_KEYS: dict[str, tuple[str, Any]] = {
     "tokenRefreshWindow": ("token_refresh_window", parse_duration),
     "tokenStore": ("store", _str),
 }
+#: The rest of the surface (flytectl, flyte 2.x and ours); kept apart so the table above stays the
+#: "core" keys.
+_MORE_KEYS: dict[str, tuple[str, Parser]] = {
+    "command": ("command", _argv),
+    "proxyCommand": ("proxy_command", _argv),
+    "httpProxyURL": ("http_proxy_url", _str),
+    "pkceConfig.timeout": ("pkce_timeout", parse_duration),
+    "pkceConfig.refreshTime": ("pkce_refresh_time", parse_duration),
+    "deviceFlowConfig.timeout": ("device_flow_timeout", parse_duration),
+    "deviceFlowConfig.pollInterval": ("device_flow_poll_interval", parse_duration),
+    "deviceFlowConfig.refreshTime": ("device_flow_refresh_time", parse_duration),
+    "maxRetries": ("max_retries", _int),
+    "perRetryTimeout": ("per_retry_timeout", parse_duration),
+    "maxBackoffDelay": ("max_backoff_delay", parse_duration),
+    "disableKeyring": ("disable_keyring", _bool),
+    # ours
+    "clientKeyFilePath": ("client_key_file_path", _str),
+    "commandTimeout": ("command_timeout", parse_duration),
+    "proxyAuthForIdP": ("proxy_auth_for_idp", _bool),
+    "idpCaCertFilePath": ("idp_ca_cert_file_path", _str),
+    "idpInsecureSkipVerify": ("idp_insecure_skip_verify", _bool),
+    "httpTimeout": ("http_timeout", parse_duration),
+    "tokenFilePath": ("token_file_path", _str),
+    "tokenEnvVar": ("token_env_var", _str),
+    "org": ("org", _str),
+}
+ALL_KEYS: dict[str, tuple[str, Parser]] = {**_FILE_KEYS, **_MORE_KEYS}
+#: Keys accepted without a warning that are not fields: flytectl's that do nothing here, and keys providers
+#: read from ``options``; then deprecated ones (a warning).
+_IGNORED_KEYS = frozenset({"maxMessageSizeBytes", "defaultServiceConfig", "pkceConfig", "deviceFlowConfig",
+                           "pkceConfig.redirectUri", "revocationEndpoint", "clientKeyId"})
+_DEPRECATED_KEYS = {
+    "useAuth": "deprecated in flytectl and ignored: authentication follows authType and the server",
+    "authorizationServerUrl": "deprecated in flytectl and ignored: the token endpoint is discovered "
+    "(or set admin.tokenUrl)",
+}
+#: Fields whose values are secrets: masked by describe().
+SECRET_FIELDS = frozenset({"client_secret", "token"})
+
+_FIELD_PARSERS: dict[str, Parser] = {field: parse for field, parse in ALL_KEYS.values()}
+_FIELD_PARSERS.update({"client_secret": _str, "token": _str, "http_timeout": parse_duration})
+
+# -- flytekit's legacy INI: (section, option) -> field ------------------------------------------------
+_INI_KEYS: dict[tuple[str, str], str] = {
+    ("platform", "url"): "endpoint",
+    ("platform", "insecure"): "insecure",
+    ("platform", "insecure_skip_verify"): "insecure_skip_verify",
+    ("platform", "ca_cert_file_path"): "ca_cert_file_path",
+    ("platform", "http_proxy_url"): "http_proxy_url",
+    ("credentials", "client_id"): "client_id",
+    ("credentials", "client_secret"): "client_secret",
+    ("credentials", "client_secret_location"): "client_secret_location",
+    ("credentials", "client_secret_env_var"): "client_secret_env_var",
+    ("credentials", "scopes"): "scopes",
+    ("credentials", "auth_mode"): "auth_type",
+    ("credentials", "audience"): "audience",
+    ("credentials", "command"): "command",
+    ("credentials", "proxy_command"): "proxy_command",
+}
+_INI_IGNORED = frozenset({("platform", "console_endpoint")})
+
+# -- environment variables, highest precedence first -------------------------------------------------
+#: flytekit: FLYTE_<SECTION>_<OPTION> of the INI keys.
+FLYTEKIT_ENV: dict[str, str] = {f"FLYTE_{s.upper()}_{o.upper()}": f for (s, o), f in _INI_KEYS.items()}
+#: flyte 2.x: FLYTE_ADMIN_<KEY> (upper-cased flat admin keys) and FLYTE_AUTH_*.
+FLYTE2_ENV: dict[str, str] = {
+    f"FLYTE_ADMIN_{key.upper()}": field for key, (field, _) in ALL_KEYS.items() if "." not in key
+}
+FLYTE2_ENV.update({"FLYTE_AUTH_TYPE": "auth_type", "FLYTE_AUTH_COMMAND": "command",
+                   "FLYTE_AUTH_PROXY_COMMAND": "proxy_command"})
+API_KEY_ENV = "FLYTE_API_KEY"
+#: Ours: FLYTEAUTH_<FIELD>, e.g. FLYTEAUTH_CLIENT_ID.
+OUR_PREFIX = "FLYTEAUTH_"
+CONFIG_ENV = "FLYTEAUTH_CONFIG"
+_OUR_ENV_EXCLUDED = frozenset({"options", "sources", "problems"})
 
 
-def default_config_paths() -> list[Path]:
-    """Where ``load_config()`` looks when given no path, in order."""
+def _our_env() -> dict[str, str]:
+    return {f"{OUR_PREFIX}{f.name.upper()}": f.name for f in attrs.fields(AuthConfig)
+            if f.name not in _OUR_ENV_EXCLUDED}
+
+
+def decode_api_key(raw: str, name: str = API_KEY_ENV) -> dict[str, str]:
+    """``endpoint``, ``client_id``, ``client_secret``, ``org`` from a flyte 2.x API key.
+
+    The key is base64 of ``endpoint:client_id:client_secret:org``; the endpoint may itself contain
+    colons (``dns:///host:443``), so the last three fields are split off from the right.
+    """
+    import base64
+    import binascii
+
+    text = raw.strip()
+    try:
+        decoded = base64.b64decode(text + "=" * (-len(text) % 4), validate=False).decode("utf-8")
+    except (binascii.Error, ValueError):
+        decoded = ""
+    parts = decoded.rsplit(":", 3)
+    if len(parts) != 4 or not parts[0] or not parts[1] or not parts[2]:
+        raise ConfigError(
+            f"{name} is not a valid API key",
+            hint="Expected base64 of endpoint:client_id:client_secret:org (as printed by `flyte create api-key`)",
+        )
+    endpoint, client_id, client_secret, org = parts
+    return {"endpoint": endpoint, "client_id": client_id, "client_secret": client_secret, "org": org}
+
+
+# -- where files are looked for ---------------------------------------------------------------------
+def _git_root(start: Path) -> Path | None:
+    for directory in (start, *start.parents):
+        if (directory / ".git").exists():
+            return directory
+    return None
+
+
+def default_config_paths(env: Mapping[str, str] | None = None) -> list[Path]:
+    """Where ``load_config()`` looks when given no path, in order; the first file that exists wins.
+
+    1. ``$FLYTEAUTH_CONFIG``, ``$FLYTECTL_CONFIG``, ``$UCTL_CONFIG``
+    2. ``./config.yaml``, ``./.flyte/config.yaml``, ``<git root>/.flyte/config.yaml`` (flyte 2.x)
+    3. ``./flytekit.config`` (flytekit, INI)
+    4. ``~/.union/config.yaml``, ``~/.flyte/config.yaml``, ``~/.flyte/config`` (flytekit, INI)
+    """
+    env = os.environ if env is None else env
     paths: list[Path] = []
-    for var in ("FLYTECTL_CONFIG", "UCTL_CONFIG"):
-        if os.environ.get(var):
-            paths.append(Path(os.environ[var]).expanduser())
-    paths += [Path("config.yaml"), Path(".flyte/config.yaml"), Path("~/.flyte/config.yaml").expanduser()]
+    for var in (CONFIG_ENV, "FLYTECTL_CONFIG", "UCTL_CONFIG"):
+        if env.get(var):
+            paths.append(Path(env[var]).expanduser())
+    paths += [Path("config.yaml"), Path(".flyte/config.yaml")]
+    root = _git_root(Path.cwd())
+    if root is not None and root.resolve() != Path.cwd().resolve():
+        paths.append(root / ".flyte" / "config.yaml")
+    paths.append(Path("flytekit.config"))
+    home = Path("~").expanduser()
+    paths += [home / ".union" / "config.yaml", home / ".flyte" / "config.yaml", home / ".flyte" / "config"]
     return paths
 
 
-def _read_admin_section(path: Path) -> Mapping[str, Any]:
-    import yaml
-
+def _read_text(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigError(f"Cannot read config file {str(path)!r} ({reason})") from None
+
+
+_INI_HEADER = re.compile(r"^\s*\[[A-Za-z0-9_.\- ]+\]\s*$")
+
+
+def _is_ini(text: str) -> bool:
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith(("#", ";")):
+            continue
+        return bool(_INI_HEADER.match(line))
+    return False
+
+
+def _read_admin_section(path: Path, text: str | None = None) -> Mapping[str, Any]:
+    import yaml
+
+    text = _read_text(path) if text is None else text
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
@@ -256,55 +557,204 @@ def _read_admin_section(path: Path) -> Mapping[str, Any]:
     return admin
 
 
-def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) -> AuthConfig:
-    """Resolve an AuthConfig from a flytectl YAML file and explicit overrides.
+def _flatten(admin: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"pkceConfig": {"timeout": "2m"}}`` -> ``{"pkceConfig.timeout": "2m"}`` (one level)."""
+    flat: dict[str, Any] = {}
+    for raw_key, value in admin.items():
+        key = str(raw_key)
+        if key in ("pkceConfig", "deviceFlowConfig") and isinstance(value, Mapping):
+            for sub, subvalue in value.items():
+                flat[f"{key}.{sub}"] = subvalue
+        else:
+            flat[key] = value
+    return flat
 
-    ``path=None`` searches :func:`default_config_paths`.  ``overrides`` use AuthConfig field names and
-    win over the file.
+
+def _unknown(key: str, known: Sequence[str], where: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.75)
+    guess = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{where}: unknown key {key!r} is ignored (kept in options for plugins){guess}"
+
+
+class _Resolver:
+    """Collects values by precedence layer, with their sources and problems."""
+
+    def __init__(self) -> None:
+        self.layers: dict[str, list[tuple[str, Any, str]]] = {}  # field -> [(layer, value, source)]
+        self.problems: list[str] = []
+
+    def put(self, layer: str, field: str, value: Any, source: str) -> None:
+        if value is None:
+            return
+        self.layers.setdefault(field, []).append((layer, value, source))
+
+    def problem(self, text: str) -> None:
+        if text not in self.problems:
+            log.warning("flyteauth config: %s", text)
+            self.problems.append(text)
+
+
+_LAYERS = ("argument", "env", "file")
+
+
+def _read_yaml_into(resolver: _Resolver, file: Path, text: str, options: dict[str, Any]) -> None:
+    admin = _read_admin_section(file, text)
+    options.update(admin)
+    for key, raw in _flatten(admin).items():
+        where = f"{file}:admin.{key}"
+        spec = ALL_KEYS.get(key)
+        if spec is None:
+            if key in _DEPRECATED_KEYS:
+                resolver.problem(f"{where} is {_DEPRECATED_KEYS[key]}")
+            elif key not in _IGNORED_KEYS:
+                resolver.problem(_unknown(key, list(ALL_KEYS), where))
+            continue
+        if raw is None:  # `key:` with no value is unset
+            continue
+        field, parse = spec
+        resolver.put("file", field, parse(f"admin.{key}", raw), where)
+
+
+def _read_ini_into(resolver: _Resolver, file: Path, text: str) -> None:
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(text, source=str(file))
+    except configparser.Error as exc:
+        line = getattr(exc, "lineno", None)
+        where = f" at line {line}" if line else ""
+        raise ConfigError(f"Config file {str(file)!r} is not a valid flytekit INI file{where}") from None
+    for section in parser.sections():
+        for option, raw in parser.items(section):
+            where = f"{file}:[{section}] {option}"
+            field = _INI_KEYS.get((section, option))
+            if field is None:
+                if section in ("platform", "credentials") and (section, option) not in _INI_IGNORED:
+                    known = [o for s, o in _INI_KEYS if s == section]
+                    resolver.problem(_unknown(option, known, where))
+                continue
+            if raw == "":
+                continue
+            parse = _FIELD_PARSERS[field]
+            resolver.put("file", field, parse(f"[{section}] {option}", raw), where)
+
+
+def _read_env_into(resolver: _Resolver, env: Mapping[str, str]) -> None:
+    dialects: list[tuple[str, Mapping[str, str]]] = [
+        ("FLYTEAUTH", _our_env()), ("flyte 2.x", FLYTE2_ENV), ("flytekit", FLYTEKIT_ENV),
+    ]
+    seen: dict[str, tuple[str, Any]] = {}  # field -> (variable, value) of the winning variable
+    for _, table in dialects:
+        for var, field in table.items():
+            raw = env.get(var)
+            if raw is None or raw.strip() == "":
+                continue
+            value = _FIELD_PARSERS[field](var, raw)
+            if field in seen:
+                if seen[field][1] != value:
+                    resolver.problem(f"${var} disagrees with ${seen[field][0]}; ${seen[field][0]} wins")
+                continue
+            seen[field] = (var, value)
+            resolver.put("env", field, value, f"${var}")
+    api_key = env.get(API_KEY_ENV)
+    if api_key and api_key.strip():
+        decoded = decode_api_key(api_key)
+        values: dict[str, Any] = {**decoded, "auth_type": "ClientSecret"}
+        for field, value in values.items():
+            if not value:
+                continue
+            if field in seen:
+                if seen[field][1] != value and field != "client_secret":
+                    resolver.problem(f"${API_KEY_ENV} carries a {field} that ${seen[field][0]} overrides")
+                continue
+            resolver.put("env", field, value, f"${API_KEY_ENV}")
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> AuthConfig:
+    """Resolve an AuthConfig from a config file, environment variables and explicit overrides.
+
+    ``path=None`` searches :func:`default_config_paths` (a YAML ``admin`` section or flytekit's INI).
+    ``env`` defaults to ``os.environ``.  ``overrides`` use AuthConfig field names and win over
+    everything; ``None`` means "not given".  See the module docstring for the precedence.
     """
-    values: dict[str, Any] = {}
-    sources: dict[str, str] = {}
+    env = os.environ if env is None else env
+    resolver = _Resolver()
     options: dict[str, Any] = {}
     file: Path | None = None
+    searched: list[Path] = []
     if path is not None:
         file = Path(path).expanduser()
         if not file.is_file():
             raise ConfigError(f"Config file {str(file)!r} does not exist")
     else:
-        file = next((p for p in default_config_paths() if p.is_file()), None)
+        searched = default_config_paths(env)
+        for var in (CONFIG_ENV, "FLYTECTL_CONFIG", "UCTL_CONFIG"):
+            named = env.get(var)
+            if named and not Path(named).expanduser().is_file():
+                resolver.problem(f"${var} names {named!r}, which does not exist; looking further")
+        found = next((p for p in searched if p.is_file()), None)
+        file = found.absolute() if found is not None else None
     if file is not None:
-        admin = _read_admin_section(file)
-        options.update(admin)
-        for key, raw in admin.items():
-            spec = _FILE_KEYS.get(str(key))
-            if spec is None or raw is None:  # unknown keys stay in options; `key:` with no value is unset
-                continue
-            field, parse = spec
-            values[field] = parse(f"admin.{key}", raw)
-            sources[field] = f"{file}:admin.{key}"
+        text = _read_text(file)
+        if _is_ini(text):
+            _read_ini_into(resolver, file, text)
+        else:
+            _read_yaml_into(resolver, file, text, options)
+    _read_env_into(resolver, env)
+    fields = attrs.fields_dict(AuthConfig)
     for field, value in overrides.items():
-        if field not in attrs.fields_dict(AuthConfig):
+        if field not in fields or field in ("sources", "problems"):
             raise ConfigError(f"Unknown config field {field!r}")
-        if value is not None:
-            values[field] = value
-            sources[field] = "argument"
+        if value is not None and field != "options":
+            resolver.put("argument", field, value, "argument")
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for field, entries in resolver.layers.items():
+        best = min(entries, key=lambda e: _LAYERS.index(e[0]))
+        values[field], sources[field] = best[1], best[2]
     if not values.get("endpoint"):
-        searched = [str(file)] if file else [str(p) for p in default_config_paths()]
+        where = [str(file)] if file else [str(p) for p in searched]
         raise ConfigError(
             "No Flyte endpoint configured",
-            hint=f"Looked in {', '.join(searched)}; set admin.endpoint or pass endpoint=...",
+            hint=f"Looked in {', '.join(where)} and the environment (FLYTE_PLATFORM_URL, FLYTE_ADMIN_ENDPOINT, "
+            f"FLYTEAUTH_ENDPOINT, FLYTE_API_KEY); set admin.endpoint or pass endpoint=...",
         )
-    options.update(values.pop("options", {}) or {})
-    return AuthConfig(**values, options=options, sources=sources)
+    options.update(overrides.get("options") or {})
+    config = AuthConfig(**values, options=options, sources=sources, problems=tuple(resolver.problems))
+    secret = config._secret_field()
+    if config.auth_type and secret and config.auth_type.lower() not in ("clientsecret", "client_credentials",
+                                                                          "basic"):
+        resolver.problem(
+            f"a client secret is configured ({sources.get(secret)}) but authType {config.auth_type!r} "
+            f"({sources.get('auth_type')}) is explicit, so the secret is not used (flytekit would switch to "
+            "ClientSecret)"
+        )
+        config = attrs.evolve(config, problems=tuple(resolver.problems))
+    return config
+
+
+def _mask(field: str, value: Any) -> str:
+    if field in SECRET_FIELDS and value:
+        return "****"
+    if field == "http_proxy_url" and value:
+        return re.sub(r"//([^/@:]*):[^/@]*@", r"//\1:****@", str(value))
+    return repr(value)
 
 
 def describe(config: AuthConfig) -> Sequence[tuple[str, str, str]]:
     """``(field, masked value, source)`` rows, for ``flyteauth config`` and ``status``."""
     rows = []
     for field in attrs.fields(AuthConfig):
-        if field.name in ("options", "sources"):
+        if field.name in ("options", "sources", "problems"):
             continue
         value = getattr(config, field.name)
-        shown = "****" if (field.name == "client_secret" and value) else repr(value)
-        rows.append((field.name, shown, config.sources.get(field.name, "default")))
+        rows.append((field.name, _mask(field.name, value), config.sources.get(field.name, "default")))
     return rows

@@ -96,6 +96,22 @@ class TransientTokenError(TokenRequestError):
     """The IdP was unreachable, overloaded or slow, and retries ran out. Stored credentials are kept."""
 
 
+class CommandError(TokenError):
+    """A token command (``admin.command``, ``admin.proxyCommand``) failed or printed no usable token.
+
+    ``command`` is the program name, ``exit_code`` its status (None when it could not start or timed
+    out), ``stderr`` the trimmed tail of what it wrote to stderr (never its stdout, which may be a token).
+    """
+
+    def __init__(self, message: str, *, command: str, exit_code: int | None = None, stderr: str = "",
+                 hint: str | None = None, transient: bool = False) -> None:
+        self.command = command
+        self.exit_code = exit_code
+        self.stderr = stderr
+        self.transient = transient
+        super().__init__(message + (f"; stderr:\n{stderr}" if stderr else ""), hint=hint)
+
+
 class TokenTimeoutError(TokenError):
     """Waiting for a token took longer than the configured deadline."""
 

@@ -2,8 +2,15 @@
 
 Every provider (ours and third-party) gets its ``httpx2.Client`` here, so timeouts, trust and proxy
 settings for the IdP are applied the same way everywhere.  The IdP's trust is kept apart from the Flyte
-endpoint's (``caCertFilePath``/``insecureSkipVerify`` apply to gRPC only): system trust by default, plus
-``idpCaCertFilePath`` from the config options.  ``httpx2`` is imported on first use.
+endpoint's (``caCertFilePath``/``insecureSkipVerify`` apply to gRPC only): system trust (plus certifi's
+bundle) by default, plus ``admin.idpCaCertFilePath``; ``admin.idpInsecureSkipVerify`` turns verification
+off for the IdP only.  ``admin.httpProxyURL`` routes IdP calls through a proxy.  With
+``admin.proxyAuthForIdP: true`` the session's proxy-authorization header (``proxyCommand``) is added to
+IdP requests too; otherwise it never reaches the IdP.  ``httpx2`` is imported on first use.
+
+:func:`grpc_root_certificates` is the gRPC side: roots for the Flyte endpoint from ``caCertFilePath``,
+or, with ``insecureSkipVerify``, the certificate the server presents (fetched without verification and
+pinned as the only root, as flytekit does).
 """
 
 from __future__ import annotations
@@ -12,14 +19,16 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .errors import TransientTokenError
+from .errors import ConfigError, TokenRequestError, TransientTokenError
 
 if TYPE_CHECKING:
     from .config import AuthConfig
+    from .protocols import Metadata
 
 log = logging.getLogger("flyteauth.http")
 
@@ -59,32 +68,63 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
 
 
 class HttpClientFactory:
-    """Builds ``httpx2.Client`` objects for IdP calls from the session config."""
+    """Builds ``httpx2.Client`` objects for IdP calls from the session config.
+
+    ``header_sources`` are called before every request (an httpx event hook) and their metadata added as
+    headers: the session registers the proxy-authorization interceptor here when ``proxyAuthForIdP``.
+    """
 
     def __init__(self, config: AuthConfig) -> None:
         self._config = config
+        self.header_sources: list[Callable[[], Metadata]] = []
+        self._ssl: Any = None
+
+    def add_header_source(self, source: Callable[[], Metadata]) -> None:
+        self.header_sources.append(source)
+
+    def ssl_context(self) -> Any:
+        """System trust + certifi + ``idpCaCertFilePath`` (cached per factory)."""
+        if self._ssl is None:
+            import ssl
+
+            context = ssl.create_default_context()
+            try:
+                import certifi
+
+                context.load_verify_locations(cafile=certifi.where())
+            except (ImportError, OSError):  # pragma: no cover - certifi ships with httpx2
+                pass
+            ca = self._config.idp_ca_cert_file_path
+            if ca:
+                try:
+                    context.load_verify_locations(cafile=str(Path(ca).expanduser()))
+                except (OSError, ssl.SSLError) as exc:
+                    reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or type(exc).__name__
+                    raise ConfigError(f"Cannot load idpCaCertFilePath {ca!r} ({reason})",
+                                      hint="Point admin.idpCaCertFilePath at a PEM file of CA certificates") from None
+            self._ssl = context
+        return self._ssl
 
     def client_kwargs(self, for_url: str | None = None) -> dict[str, Any]:
-        options = self._config.options
-        kwargs: dict[str, Any] = {"timeout": self._config.http_timeout, "trust_env": True}
-        proxy = options.get("httpProxyURL")
+        config = self._config
+        kwargs: dict[str, Any] = {"timeout": config.http_timeout, "trust_env": True}
+        proxy = config.http_proxy_url or config.options.get("httpProxyURL")
         if proxy:
             kwargs["proxy"] = str(proxy)
+        if self.header_sources:
+            kwargs["event_hooks"] = {"request": [self._add_headers]}
         if for_url is not None and for_url.startswith("http://") and not proxy:
             # A plain-HTTP IdP (loopback, sandboxes): no TLS will happen (redirects are not followed), so
             # skip loading the system trust store, which costs ~100 ms at every process start.
             kwargs["verify"] = False
             return kwargs
-        verify: Any = True
-        ca = options.get("idpCaCertFilePath")
-        if ca:
-            import ssl
-
-            verify = ssl.create_default_context(cafile=str(ca))
-        if options.get("idpInsecureSkipVerify") is True:
-            verify = False
-        kwargs["verify"] = verify
+        kwargs["verify"] = False if config.idp_insecure_skip_verify else self.ssl_context()
         return kwargs
+
+    def _add_headers(self, request: Any) -> None:
+        for source in self.header_sources:
+            for key, value in source():
+                request.headers[key] = value
 
     def client(self, for_url: str | None = None, **overrides: Any) -> Any:
         """A new ``httpx2.Client`` for IdP calls; ``for_url`` lets a plain-HTTP endpoint skip TLS setup."""
@@ -93,6 +133,59 @@ class HttpClientFactory:
         kwargs = self.client_kwargs(for_url)
         kwargs.update(overrides)
         return httpx2.Client(**kwargs)
+
+
+def _tls_verify_failure(exc: BaseException) -> str | None:
+    """The reason, when ``exc`` (or its cause chain) is a failed TLS certificate verification."""
+    import ssl
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return str(current.verify_message or current.reason or "certificate verify failed")
+        if "CERTIFICATE_VERIFY_FAILED" in str(current):
+            return "certificate verify failed"
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def grpc_root_certificates(config: AuthConfig, timeout: float = 10.0) -> bytes | None:
+    """Root certificates for the gRPC channel to the Flyte endpoint (None: the system's).
+
+    ``caCertFilePath``: that file.  ``insecureSkipVerify``: grpc-python cannot turn verification off, so
+    the certificate the server presents is fetched (unverified) and pinned as the only root.  This
+    works for self-signed servers (the common case of skip-verify); a server whose certificate is issued
+    by a private CA needs ``caCertFilePath`` instead.  The host name is still checked.
+    """
+    if config.ca_cert_file_path:
+        try:
+            with open(Path(config.ca_cert_file_path).expanduser(), "rb") as fh:
+                return fh.read()
+        except OSError as exc:
+            raise ConfigError(f"Cannot read caCertFilePath {config.ca_cert_file_path!r} ({exc.strerror})") from None
+    if not config.insecure_skip_verify:
+        return None
+    import ssl
+
+    target = config.grpc_target
+    if target.startswith("dns:"):
+        target = target.split("/")[-1]
+    host, _, port = target.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit():
+        host, port = target, "443"
+    try:
+        pem = ssl.get_server_certificate((host, int(port)), timeout=timeout)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"insecureSkipVerify: could not fetch the certificate of {host}:{port} ({type(exc).__name__})",
+            hint="Check the endpoint, or set admin.caCertFilePath to the server's CA instead",
+        ) from None
+    log.warning("flyteauth: insecureSkipVerify: trusting the certificate %s:%s presents without verification",
+                host, port)
+    return pem.encode()
 
 
 def send_with_retries(
@@ -123,6 +216,13 @@ def send_with_retries(
         except httpx2.TimeoutException:
             last, status = "timed out", None
         except httpx2.TransportError as exc:
+            reason = _tls_verify_failure(exc)
+            if reason is not None:  # not transient: retrying cannot fix the trust configuration
+                raise TokenRequestError(
+                    f"TLS verification of the identity provider failed ({reason})", endpoint=endpoint,
+                    hint="If the IdP uses a private CA, set admin.idpCaCertFilePath to its PEM file "
+                    "(admin.caCertFilePath applies to the Flyte endpoint only)",
+                ) from None
             last, status = f"could not connect ({type(exc).__name__})", None
         else:
             if response.status_code not in RETRY_STATUSES:

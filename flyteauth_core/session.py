@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import AuthConfig
 from .discovery import DEFAULT_METADATA_KEY, Discovery, ServerAuthInfo
-from .errors import ConfigError, DiscoveryError
+from .errors import DiscoveryError
 from .events import TokenEvent
 from .http import HttpClientFactory
 from .lifecycle import AcquireRequest, ManagerStats, TokenManager
@@ -89,8 +89,9 @@ class _Composite:
 class AuthSession:
     """Authenticates calls to one Flyte endpoint.
 
-    ``store``: a TokenStore, or the name of a registered one (default: the config's ``tokenStore``,
-    else ``memory``).  ``interactive``: whether browser/device flows may start during a call (default:
+    ``store``: a TokenStore, or the name of a registered one (default: the config's ``tokenStore``, else
+    the provider's ``default_token_store`` (``keyring`` for Pkce/DeviceFlow), else ``memory``).
+    ``interactive``: whether browser/device flows may start during a call (default:
     :func:`interactive_default`).
     """
 
@@ -119,7 +120,9 @@ class AuthSession:
         )
         self._authenticator = registration.factory(config)
         self._header: str | None = config.authorization_header
-        self.store = self._resolve_store(store)
+        #: An authenticator class with ``anonymous = True`` (NoAuth) sends no token: no store, no manager use.
+        self.anonymous = bool(getattr(registration.factory, "anonymous", False))
+        self.store = None if self.anonymous else self._resolve_store(store)
         if policy is None and config.token_refresh_window is not None:
             policy = RefreshPolicy(window=config.token_refresh_window)
         self.manager = TokenManager(
@@ -133,21 +136,32 @@ class AuthSession:
             auth_type=self.auth_type,
             endpoint=config.endpoint,
         )
-        extras = [r.factory(config) for r in self._registry.interceptors()]
-        parts: list[Interceptor] = [self.manager, *(e for e in extras if e is not None)]
+        extras = [e for e in (r.factory(config) for r in self._registry.interceptors()) if e is not None]
+        for extra in extras:  # e.g. proxy authorization with proxyAuthForIdP: its header goes to the IdP too
+            if getattr(extra, "send_to_idp", False):
+                self._http.add_header_source(extra.metadata)
+        parts: list[Interceptor] = [*([] if self.anonymous else [self.manager]), *extras]
         self.interceptor: Interceptor = parts[0] if len(parts) == 1 else _Composite(parts)
 
     # -- wiring -------------------------------------------------------------------------------------
     def _resolve_store(self, store: TokenStore | str | None) -> TokenStore | None:
+        """The store: ``store=`` wins, then the config's ``tokenStore``, then the provider's
+        ``default_token_store`` (``keyring`` for interactive logins, so they survive the process), else
+        ``memory`` (service accounts: a new token is one cheap request, and no bearer token rests on disk).
+        ``disableKeyring: true`` turns any ``keyring`` choice into ``file``."""
         if store is not None and not isinstance(store, str):
             return store
-        name = store or self.config.store or "memory"
+        default = getattr(self._authenticator, "default_token_store", None)
+        name = store or self.config.store or (default if isinstance(default, str) else None) or "memory"
         if name.lower() in ("none", "off"):
             return None
+        disable = self.config.options.get("disableKeyring")
+        if name.lower() == "keyring" and str(disable).strip().lower() in ("true", "1", "yes", "on"):
+            name = "file"
         return self._registry.token_store(name).factory(self.config)  # type: ignore[no-any-return]
 
-    def _acquire(self, previous: Token | None, reason: str) -> Token:
-        request = AcquireRequest(
+    def _request(self, previous: Token | None, reason: str) -> AcquireRequest:
+        return AcquireRequest(
             config=self.config,
             previous=previous,
             reason=reason,
@@ -155,7 +169,9 @@ class AuthSession:
             server_info_fn=self._discovery.get,
             http_client_fn=self._http.client,
         )
-        token: Token = self._authenticator.acquire(request)
+
+    def _acquire(self, previous: Token | None, reason: str) -> Token:
+        token: Token = self._authenticator.acquire(self._request(previous, reason))
         return token
 
     def _header_key(self) -> str:
@@ -177,16 +193,9 @@ class AuthSession:
     def _credentials(self) -> grpc.ChannelCredentials:
         import grpc
 
-        roots = None
-        if self.config.ca_cert_file_path:
-            try:
-                with open(self.config.ca_cert_file_path, "rb") as fh:
-                    roots = fh.read()
-            except OSError as exc:
-                raise ConfigError(
-                    f"Cannot read caCertFilePath {self.config.ca_cert_file_path!r} ({exc.strerror})"
-                ) from None
-        return grpc.ssl_channel_credentials(root_certificates=roots)
+        from .http import grpc_root_certificates
+
+        return grpc.ssl_channel_credentials(root_certificates=grpc_root_certificates(self.config))
 
     def _raw(self) -> grpc.Channel:
         """The session's unauthenticated channel (discovery uses it; ``channel()`` wraps it)."""
@@ -261,9 +270,21 @@ class AuthSession:
         """Run the provider's login now (interactive flows included) and store the result."""
         return self.manager.refresh()
 
-    def logout(self) -> None:
-        """Forget the token in memory and in the store."""
+    def logout(self, *, revoke: bool = True) -> bool:
+        """Forget the token in memory and in the store.  With ``revoke``, first ask the provider (if it
+        can) to revoke the stored refresh token at the IdP, best effort; True when the IdP confirmed."""
+        revoked = False
+        revoke_fn = getattr(self._authenticator, "revoke", None)
+        if revoke and callable(revoke_fn) and self.store is not None:
+            try:
+                stored = self.store.load(store_key(self.config, self.auth_type))
+                if stored is not None:
+                    revoked = bool(revoke_fn(self._request(stored, "logout"), stored))
+            except Exception as exc:  # best effort: logging out must work offline
+                log.warning("flyteauth: token revocation failed (%s); forgetting the token anyway",
+                            type(exc).__name__)
         self.manager.forget()
+        return revoked
 
     def close(self) -> None:
         self.manager.close()

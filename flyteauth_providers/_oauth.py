@@ -108,3 +108,56 @@ class TokenEndpoint:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+def public_client_auth(client_id: str) -> Any:
+    """authlib ``ClientAuth`` for a public client (``none``: only ``client_id`` in the form)."""
+    from authlib.oauth2.auth import ClientAuth
+
+    return ClientAuth(client_id, None, "none")
+
+
+def refresh_grant(
+    endpoint: TokenEndpoint,
+    request: AcquireRequest,
+    url: str,
+    previous: Token,
+    *,
+    client_auth: Any,
+    audience: str | None = None,
+) -> Token:
+    """RFC 6749 §6: trade ``previous.refresh_token`` for a new token.
+
+    ``scope`` is not sent (the grant keeps its scopes).  A response without a new refresh token keeps the
+    old one (``previous``).  ``invalid_grant`` raises ``InvalidGrantError``; transient failures raise
+    ``TransientTokenError`` after retries, and the caller must keep the stored credentials.
+    """
+    if not previous.refresh_token:
+        raise InvalidGrantError("No refresh token to use", endpoint=url)
+    data = {"grant_type": "refresh_token", "refresh_token": previous.refresh_token, "audience": audience or ""}
+    return endpoint.request(request, url, data, client_auth=client_auth, previous=previous)
+
+
+def post_form(
+    request: AcquireRequest, url: str, data: Mapping[str, str], *, client_auth: Any = None
+) -> tuple[int, Any]:
+    """POST a form to an IdP endpoint (device authorization, revocation) with retries.
+
+    Returns ``(status, JSON body or None)``; raises ``TransientTokenError`` when retries run out.
+    """
+    from urllib.parse import urlencode
+
+    body = urlencode({k: v for k, v in data.items() if v})
+    headers = {"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"}
+    if client_auth is not None:
+        url, headers, body = client_auth.prepare("POST", url, headers, body)
+    client = request.http_client(url)
+    try:
+        response = send_with_retries(lambda: client.post(url, content=body, headers=headers), endpoint=url)
+        try:
+            parsed = response.json()
+        except ValueError:
+            parsed = None
+        return response.status_code, parsed
+    finally:
+        client.close()

@@ -1,7 +1,10 @@
 """``ClientSecret`` (aliases ``client_credentials``, ``basic``): the OAuth2 client credentials grant.
 
 Client authentication is authlib's ``ClientAuth`` (``client_secret_basic`` by default,
-``client_secret_post`` by ``admin.tokenEndpointAuthMethod``); the request, retries and refresh timing
+``client_secret_post`` by ``admin.tokenEndpointAuthMethod``, or ``private_key_jwt`` (RFC 7523, authlib's
+``PrivateKeyJWT``) with the key from the PEM file ``admin.clientKeyFilePath``: RSA keys sign RS256, EC keys
+ES256/ES384/ES512 by curve, Ed25519 EdDSA; the assertion's audience is the token endpoint URL, and
+``admin.clientKeyId`` sets its ``kid`` header); the request, retries and refresh timing
 are ours, so ``scope`` and ``audience`` go on every request (authlib's own auto-refresh drops
 ``audience``).
 """
@@ -29,7 +32,11 @@ class ClientSecretAuthenticator:
                 hint="Set admin.clientId (or pass client_id=...)",
             )
         self._config = config
-        self._secret = config.resolve_client_secret()  # fail at construction, not at the first RPC
+        # fail at construction, not at the first RPC
+        if config.token_endpoint_auth_method == "private_key_jwt":
+            self._secret: Any = _load_private_key(config)
+        else:
+            self._secret = config.resolve_client_secret()
         self._endpoint = TokenEndpoint()
         self._auth: Any = None
 
@@ -40,9 +47,13 @@ class ClientSecretAuthenticator:
         if self._auth is None:
             from authlib.oauth2.auth import ClientAuth
 
-            self._auth = ClientAuth(
-                self._config.client_id, self._secret, self._config.token_endpoint_auth_method
-            )
+            method: Any = self._config.token_endpoint_auth_method
+            if method == "private_key_jwt":
+                from authlib.oauth2.rfc7523 import PrivateKeyJWT
+
+                kid = self._config.options.get("clientKeyId")
+                method = PrivateKeyJWT(alg=_alg(self._secret), headers={"kid": str(kid)} if kid else None)
+            self._auth = ClientAuth(self._config.client_id, self._secret, method)
         return self._auth
 
     def acquire(self, request: AcquireRequest) -> Token:
@@ -72,6 +83,39 @@ class ClientSecretAuthenticator:
 
     def close(self) -> None:
         self._endpoint.close()
+
+
+def _load_private_key(config: AuthConfig) -> Any:
+    """The joserfc key from ``clientKeyFilePath``; errors name the file, never its content."""
+    from joserfc.errors import JoseError
+    from joserfc.jwk import ECKey, OKPKey, RSAKey
+
+    path = config.client_key_file_path or ""
+    try:
+        with open(path, "rb") as fh:
+            pem = fh.read()
+    except OSError as exc:
+        raise ConfigError(f"Cannot read clientKeyFilePath {path!r} ({exc.strerror or type(exc).__name__})",
+                          hint="Point admin.clientKeyFilePath at the client's PEM private key") from None
+    for kind in (RSAKey, ECKey, OKPKey):
+        try:
+            key = kind.import_key(pem)
+        except (JoseError, ValueError, TypeError):
+            continue
+        if key.is_private:
+            return key
+    raise ConfigError(f"clientKeyFilePath {path!r} holds no RSA, EC or Ed25519 private key in PEM form",
+                      hint="Use a PKCS#8 or traditional PEM private key (-----BEGIN PRIVATE KEY-----)")
+
+
+def _alg(key: Any) -> str:
+    from joserfc.jwk import ECKey, OKPKey
+
+    if isinstance(key, ECKey):
+        return {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}.get(str(key.curve_name), "ES256")
+    if isinstance(key, OKPKey):
+        return "EdDSA"
+    return "RS256"
 
 
 @hookimpl

@@ -1,1 +1,181 @@
-"""Placeholder: this provider is being written (registers nothing yet)."""
+"""``DeviceFlow``: the OAuth2 device authorization grant (RFC 8628), for machines without a browser.
+
+The code is shown through a prompt callback: by default a message on stderr; an SDK or notebook passes its
+own (constructor ``prompt=``, or ``AuthConfig(options={"deviceFlowPrompt": fn})`` from code), which gets a
+:class:`DeviceCode`.  Polling waits ``interval`` seconds between requests (the IdP's, else
+``deviceFlowConfig.pollInterval``, default 5 s), adds 5 s on every ``slow_down`` (RFC 8628 §3.5), and ends
+with a typed error on ``expired_token`` (:class:`LoginExpiredError`), ``access_denied``
+(:class:`LoginDeniedError`) or after ``deviceFlowConfig.timeout`` (default 10 minutes, or the code's own
+lifetime if shorter: :class:`LoginTimeoutError`).  Refresh tokens and the non-interactive rule live in
+:mod:`._interactive`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+from flyteauth_core import hookimpl
+from flyteauth_core.config import AuthConfig
+from flyteauth_core.errors import ConfigError, TokenRequestError, TokenResponseError
+from flyteauth_core.lifecycle import AcquireRequest
+from flyteauth_core.token import Token
+
+from ._interactive import (
+    InteractiveAuthenticator,
+    LoginDeniedError,
+    LoginError,
+    LoginExpiredError,
+    LoginTimeoutError,
+    PublicClient,
+    duration_option,
+)
+from ._oauth import post_form, raise_for_error
+
+log = logging.getLogger("flyteauth.device_flow")
+
+DEFAULT_TIMEOUT = 600.0
+DEFAULT_INTERVAL = 5.0
+SLOW_DOWN_STEP = 5.0  # RFC 8628 §3.5
+GRANT_TYPE = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+@attrs.frozen
+class DeviceCode:
+    """What the user needs to see.  The device code itself (the secret half) is not in here."""
+
+    user_code: str
+    verification_uri: str
+    verification_uri_complete: str | None
+    expires_in: float | None
+    interval: float
+    endpoint: str
+
+
+Prompt = Callable[[DeviceCode], Any]
+
+
+def print_prompt(code: DeviceCode) -> None:
+    """The default prompt: two lines on stderr."""
+    if code.verification_uri_complete:
+        text = (f"To log in to {code.endpoint}, open {code.verification_uri_complete}\n"
+                f"  (or go to {code.verification_uri} and enter the code {code.user_code})")
+    else:
+        text = f"To log in to {code.endpoint}, go to {code.verification_uri} and enter the code {code.user_code}"
+    print(text, file=sys.stderr, flush=True)
+
+
+class DeviceFlowAuthenticator(InteractiveAuthenticator):
+    """Shows a link and a code, then polls until the user has approved the login somewhere else."""
+
+    flow_name = "device code"
+
+    def __init__(self, config: AuthConfig, *, prompt: Prompt | None = None) -> None:
+        super().__init__(config)
+        configured = config.options.get("deviceFlowPrompt")
+        self._prompt = prompt or (configured if callable(configured) else None)
+        self.timeout = duration_option(config, "deviceFlowConfig", "timeout", DEFAULT_TIMEOUT)
+        self.poll_interval = duration_option(config, "deviceFlowConfig", "pollInterval", DEFAULT_INTERVAL)
+        #: How many ``slow_down`` answers the last login honoured (for reports and tests).
+        self.slow_downs = 0
+        self.polls = 0
+
+    def login(self, request: AcquireRequest, client: PublicClient) -> Token:
+        url = client.device_authorization_endpoint
+        if not url:
+            raise ConfigError(f"{self._config.endpoint} advertises no device authorization endpoint",
+                              hint="Use authType Pkce, or fix the server's auth config")
+        status, body = post_form(request, url, {
+            "client_id": client.client_id,  # RFC 8628 §3.1 (public clients send it in the form)
+            "scope": " ".join(client.scopes),
+            "audience": client.audience or "",
+        })
+        if status != 200:
+            raise_for_error(_Answer(status, body), url)
+        device_code, shown = self._parse(body, url, status)
+        (self._prompt or print_prompt)(shown)
+        return self._poll(request, client, device_code, shown)
+
+    def _parse(self, body: Any, url: str, status: int) -> tuple[str, DeviceCode]:
+        if not isinstance(body, Mapping):
+            raise TokenResponseError("Device authorization response is not a JSON object",
+                                     endpoint=url, status=status)
+        fields = {k: body.get(k) for k in ("device_code", "user_code", "verification_uri")}
+        missing = [k for k, v in fields.items() if not isinstance(v, str) or not v]
+        if missing:
+            raise TokenResponseError(f"Device authorization response lacks {', '.join(missing)}",
+                                     endpoint=url, status=status)
+        complete = body.get("verification_uri_complete")
+        expires_in: Any = body.get("expires_in")
+        interval: Any = body.get("interval")
+        return str(fields["device_code"]), DeviceCode(
+            user_code=str(fields["user_code"]),
+            verification_uri=str(fields["verification_uri"]),
+            verification_uri_complete=complete if isinstance(complete, str) and complete else None,
+            expires_in=float(expires_in) if _number(expires_in) else None,
+            interval=float(interval) if _number(interval) and interval > 0 else self.poll_interval,
+            endpoint=self._config.endpoint,
+        )
+
+    def _poll(self, request: AcquireRequest, client: PublicClient, device_code: str, shown: DeviceCode) -> Token:
+        timeout = min(self.timeout, shown.expires_in) if shown.expires_in else self.timeout
+        deadline = time.monotonic() + timeout
+        interval = shown.interval
+        self.slow_downs = self.polls = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise LoginTimeoutError(
+                    f"Nobody approved the device login within {timeout:g}s",
+                    hint="Run `flyteauth login` again and approve it sooner, or raise admin.deviceFlowConfig"
+                    ".timeout",
+                )
+            if self._cancelled.wait(min(interval, remaining)):
+                raise LoginError("The login was cancelled (the session closed)")
+            if time.monotonic() >= deadline:
+                continue
+            self.polls += 1
+            try:
+                return self.exchange(request, client, {"grant_type": GRANT_TYPE, "device_code": device_code})
+            except TokenRequestError as exc:
+                if exc.error == "authorization_pending":
+                    continue
+                if exc.error == "slow_down":
+                    interval += SLOW_DOWN_STEP
+                    self.slow_downs += 1
+                    log.debug("flyteauth: device flow asked to slow down; polling every %gs", interval)
+                    continue
+                if exc.error == "expired_token":
+                    raise LoginExpiredError("The device code expired before the login was approved",
+                                            error=exc.error) from None
+                if exc.error == "access_denied":
+                    raise LoginDeniedError("The device login was denied", error=exc.error) from None
+                raise
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@attrs.frozen
+class _Answer:
+    """Just enough of a response for ``raise_for_error``."""
+
+    status_code: int
+    body: Any
+    headers: Mapping[str, str] = attrs.Factory(dict)
+
+    def json(self) -> Any:
+        if self.body is None:
+            raise ValueError("no JSON body")
+        return self.body
+
+
+@hookimpl
+def flyteauth_register_authenticators(register: Any) -> None:
+    register("DeviceFlow", DeviceFlowAuthenticator, aliases=("device_flow",))

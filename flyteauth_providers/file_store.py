@@ -1,1 +1,175 @@
-"""Placeholder: this provider is being written (registers nothing yet)."""
+"""``file``: tokens in files under the user's config directory, shared safely between processes.
+
+* Where: ``admin.tokenStorePath``, else ``$FLYTEAUTH_TOKEN_DIR``, else ``$XDG_CONFIG_HOME/flyteauth/tokens``
+  (``~/.config/flyteauth/tokens``; ``%APPDATA%\\flyteauth\\tokens`` on Windows).  The directory is 0700.
+* One file per key, named by a hash of the key (keys hold endpoint names); each file records its key and
+  is ignored if it does not match.  Mode 0600 from creation (``os.open``, not chmod after the fact).
+* Writes go to a temporary file in the same directory, fsynced, then ``os.replace``: a reader sees the
+  old token or the new one, never half of one.
+* ``lock(key)``: an exclusive ``fcntl.flock`` on ``<file>.lock``, waited for up to ``lock_timeout``
+  (``admin.tokenStoreLockTimeout``, default 30 s).  The TokenManager holds it around "read the store,
+  refresh if still needed, save", so N processes sharing the directory make one refresh between them.
+* A corrupt or unreadable file is reported once (a warning naming the file, never its content), treated
+  as absent, and replaced by the next save.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import logging
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from flyteauth_core import hookimpl
+from flyteauth_core.config import AuthConfig, parse_duration
+from flyteauth_core.errors import TokenStoreError
+from flyteauth_core.token import Token
+
+log = logging.getLogger("flyteauth.file_store")
+
+DIR_ENV = "FLYTEAUTH_TOKEN_DIR"
+FORMAT_VERSION = 1
+DEFAULT_LOCK_TIMEOUT = 30.0
+
+
+def default_directory() -> Path:
+    if os.environ.get(DIR_ENV):
+        return Path(os.environ[DIR_ENV]).expanduser()
+    if sys.platform == "win32" and os.environ.get("APPDATA"):
+        return Path(os.environ["APPDATA"]) / "flyteauth" / "tokens"
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path("~/.config").expanduser())
+    return Path(base) / "flyteauth" / "tokens"
+
+
+class FileTokenStore:
+    """Token files with atomic replace and a cross-process lock."""
+
+    def __init__(
+        self,
+        config: AuthConfig | None = None,
+        *,
+        directory: str | os.PathLike[str] | None = None,
+        lock_timeout: float | None = None,
+    ) -> None:
+        options = config.options if config is not None else {}
+        configured = options.get("tokenStorePath")
+        self.directory = Path(directory or configured or default_directory()).expanduser()
+        raw_timeout = options.get("tokenStoreLockTimeout")
+        self.lock_timeout = lock_timeout if lock_timeout is not None else (
+            parse_duration("admin.tokenStoreLockTimeout", raw_timeout) if raw_timeout is not None
+            else DEFAULT_LOCK_TIMEOUT)
+        self._warned: set[str] = set()
+        self._warn_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"FileTokenStore({str(self.directory)!r})"
+
+    def describe(self) -> str:
+        return f"file ({self.directory})"
+
+    def path(self, key: str) -> Path:
+        return self.directory / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".json")
+
+    # -- TokenStore -------------------------------------------------------------------------------
+    def load(self, key: str) -> Token | None:
+        path = self.path(key)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            self._warn_once(path, f"cannot be read ({exc.strerror or type(exc).__name__})")
+            return None
+        try:
+            record = json.loads(raw)
+            if not isinstance(record, dict) or record.get("key") != key:
+                raise ValueError("not a record for this key")
+            return Token.from_dict(record["token"])
+        except (ValueError, TypeError, KeyError, RecursionError):
+            self._warn_once(path, "is corrupt")
+            return None
+
+    def save(self, key: str, token: Token) -> None:
+        self._ensure_directory()
+        path = self.path(key)
+        data = json.dumps({"version": FORMAT_VERSION, "key": key, "saved_at": time.time(),
+                           "token": token.to_dict()}).encode()
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=self.directory)  # mode 0600
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        with self._warn_lock:
+            self._warned.discard(str(path))
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path(key).unlink()
+
+    @contextlib.contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """Hold the key's cross-process lock; ``TokenStoreError`` after ``lock_timeout`` seconds."""
+        try:
+            import fcntl
+        except ImportError:  # Windows: no flock; single-flight stays per process
+            yield
+            return
+        self._ensure_directory()
+        lock_path = self.path(key).with_suffix(".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            deadline = time.monotonic() + self.lock_timeout
+            delay = 0.002
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                        raise
+                if time.monotonic() >= deadline:
+                    raise TokenStoreError(
+                        f"Timed out after {self.lock_timeout:g}s waiting for the token lock {str(lock_path)!r}",
+                        hint="Another process is logging in or refreshing; if none is, delete the lock file",
+                    )
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _ensure_directory(self) -> None:
+        if not self.directory.is_dir():
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def _warn_once(self, path: Path, what: str) -> None:
+        with self._warn_lock:
+            if str(path) in self._warned:
+                return
+            self._warned.add(str(path))
+        log.warning("flyteauth: token file %s %s; ignoring it (the next login or refresh replaces it)",
+                    path, what)
+
+
+@hookimpl
+def flyteauth_register_token_stores(register: Any) -> None:
+    register("file", FileTokenStore)

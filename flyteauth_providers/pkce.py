@@ -1,1 +1,258 @@
-"""Placeholder: this provider is being written (registers nothing yet)."""
+"""``Pkce`` (alias ``standard``): authorization code + PKCE S256 (RFC 7636) with a loopback redirect (RFC 8252).
+
+Each attempt makes a fresh code verifier and state (authlib's helpers), starts a callback server bound to
+127.0.0.1 on the redirect URI's port, opens the browser and waits for exactly one answer on the redirect
+path carrying this login's ``state``:
+
+* ``code``: a small success page; the code is exchanged (with the verifier) at the token endpoint.
+* ``error=``: a failure page; :class:`LoginDeniedError` / :class:`LoginError` with the IdP's description.
+* a wrong ``state``: a failure page; :class:`LoginStateError`, at once.
+* anything else (``/favicon.ico``, another path, a request without parameters, a second tab after the
+  answer): 404, ignored; the login goes on.
+* nothing within ``pkceConfig.timeout`` (default 2 minutes): :class:`LoginTimeoutError`.
+
+The browser is opened with ``webbrowser.open`` unless an opener is given (constructor ``opener=``, or
+``AuthConfig(options={"browserOpener": fn})`` from code); the URL is printed to stderr when no browser
+opens.  Refresh tokens and the non-interactive rule live in :mod:`._interactive`.
+
+A redirect URI with port 0 (``http://127.0.0.1:0/callback``) binds a free port and sends that port (RFC
+8252 §7.3 lets loopback redirects use any port; IdPs that register exact URIs need the fixed one).
+"""
+
+from __future__ import annotations
+
+import hmac
+import html
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+from flyteauth_core import hookimpl
+from flyteauth_core.config import AuthConfig
+from flyteauth_core.errors import ConfigError
+from flyteauth_core.lifecycle import AcquireRequest
+from flyteauth_core.token import Token
+
+from ._interactive import (
+    InteractiveAuthenticator,
+    LoginDeniedError,
+    LoginError,
+    LoginStateError,
+    LoginTimeoutError,
+    PublicClient,
+    duration_option,
+)
+
+log = logging.getLogger("flyteauth.pkce")
+
+DEFAULT_TIMEOUT = 120.0
+Opener = Callable[[str], Any]
+
+_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:4em auto;max-width:36em;color:#222}}</style></head>
+<body><h1>{title}</h1><p>{body}</p></body></html>"""
+
+
+def open_browser(url: str) -> bool:
+    """``webbrowser.open``, except on a Linux/BSD machine with no display, where it would start a console
+    browser inside the user's terminal: there the URL is printed instead."""
+    if sys.platform.startswith(("linux", "freebsd", "openbsd")) and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or os.environ.get("BROWSER")
+    ):
+        return False
+    import webbrowser
+
+    return bool(webbrowser.open(url))
+
+
+class CallbackServer:
+    """One login's loopback listener: answers the redirect once, ignores strays, never hangs."""
+
+    def __init__(self, redirect_uri: str, state: str) -> None:
+        parts = urlsplit(redirect_uri)
+        if parts.scheme != "http" or parts.hostname not in ("localhost", "127.0.0.1"):
+            raise ConfigError(
+                f"Redirect URI {redirect_uri!r} is not a loopback http URI",
+                hint="PKCE logins need a redirect like http://localhost:53593/callback (admin.pkceConfig"
+                ".redirectUri or the server's public client config)",
+            )
+        self._parts = parts
+        self._path = parts.path or "/"
+        self._state = state
+        self._done = threading.Event()
+        self._result: tuple[str | None, LoginError | None] = (None, None)
+        self._lock = threading.Lock()
+        self.stray_requests = 0
+        try:
+            self._httpd = ThreadingHTTPServer(("127.0.0.1", parts.port or 80), self._handler())
+        except OSError as exc:
+            raise LoginError(
+                f"Cannot listen on 127.0.0.1:{parts.port or 80} for the login callback ({exc.strerror})",
+                hint="Another login may be running; finish or close it, then run `flyteauth login` again",
+            ) from None
+        self._httpd.daemon_threads = True
+        port = self._httpd.server_address[1]
+        netloc = f"{parts.hostname}:{port}"
+        self.redirect_uri = urlunsplit((parts.scheme, netloc, self._path, "", ""))
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
+                                        name="flyteauth-pkce-callback", daemon=True)
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            timeout = 10  # an idle browser preconnection must not hold a thread forever
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # the query carries the code: never log request lines
+
+            def do_GET(self) -> None:
+                server._handle(self)
+
+        return Handler
+
+    def _reply(self, handler: BaseHTTPRequestHandler, status: int, title: str, body: str) -> None:
+        data = _PAGE.format(title=html.escape(title), body=body).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "text/html; charset=utf-8")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.send_header("Cache-Control", "no-store")
+        handler.send_header("Connection", "close")
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        url = urlsplit(handler.path)
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        answer = "state" in query or "code" in query or "error" in query
+        with self._lock:
+            finished = self._done.is_set()
+            if url.path != self._path or not answer or finished:
+                self.stray_requests += 1
+                stray = True
+            else:
+                stray = False
+                self._result = self._judge(query)
+                self._done.set()
+        if stray:
+            self._reply(handler, 404, "Not found", "Nothing here." if not finished else
+                        "This login has already finished; you can close this tab.")
+            return
+        error = self._result[1]
+        if error is None:
+            self._reply(handler, 200, "Logged in",
+                        "You are logged in to Flyte. You can close this tab and return to the terminal.")
+        else:
+            self._reply(handler, 400, "Login failed",
+                        html.escape(error.message) + ". You can close this tab and return to the terminal.")
+
+    def _judge(self, query: dict[str, str]) -> tuple[str | None, LoginError | None]:
+        state = query.get("state", "")
+        if not hmac.compare_digest(state.encode(), self._state.encode()):
+            return None, LoginStateError(
+                "The login callback carried a state that this login did not send (a stale tab or a "
+                "forged request)", hint="Run `flyteauth login` again and use only the newest browser tab")
+        if "error" in query:
+            error = query["error"][:100]
+            description = query.get("error_description", "")[:300]
+            text = f"The identity provider refused the login: {error}" + (f" ({description})" if description
+                                                                       else "")
+            cls = LoginDeniedError if error == "access_denied" else LoginError
+            return None, cls(text, error=error)
+        code = query.get("code")
+        if not code:
+            return None, LoginError("The login callback carried neither a code nor an error")
+        return code, None
+
+    def __enter__(self) -> CallbackServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(5)
+
+    def wait(self, timeout: float, cancelled: threading.Event | None = None) -> str:
+        """The authorization code, or the typed error of the answer; LoginTimeoutError after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while not self._done.wait(max(0.0, min(0.1, deadline - time.monotonic()))):
+            if cancelled is not None and cancelled.is_set():
+                raise LoginError("The login was cancelled (the session closed)")
+            if time.monotonic() >= deadline:
+                raise LoginTimeoutError(
+                    f"No answer from the browser within {timeout:g}s",
+                    hint="Finish the login in the browser sooner, raise admin.pkceConfig.timeout, or use "
+                    "authType DeviceFlow on a machine without a browser",
+                )
+        code, error = self._result
+        if error is not None:
+            raise error
+        assert code is not None
+        return code
+
+
+class PkceAuthenticator(InteractiveAuthenticator):
+    """Logs a human in through their browser; later tokens come from the refresh token."""
+
+    flow_name = "browser (PKCE)"
+
+    def __init__(self, config: AuthConfig, *, opener: Opener | None = None) -> None:
+        super().__init__(config)
+        configured = config.options.get("browserOpener")
+        self._opener = opener or (configured if callable(configured) else None)
+        self.timeout = duration_option(config, "pkceConfig", "timeout", DEFAULT_TIMEOUT)
+
+    def login(self, request: AcquireRequest, client: PublicClient) -> Token:
+        from authlib.common.security import generate_token
+        from authlib.common.urls import add_params_to_uri
+        from authlib.oauth2.rfc7636 import create_s256_code_challenge
+
+        if not client.authorization_endpoint:
+            raise ConfigError(f"{self._config.endpoint} advertises no authorization endpoint for PKCE",
+                              hint="Use authType DeviceFlow or ClientSecret, or fix the server's auth config")
+        verifier = generate_token(64)
+        state = generate_token(32)
+        with CallbackServer(client.redirect_uri, state) as callback:
+            params = [
+                ("response_type", "code"),
+                ("client_id", client.client_id),
+                ("redirect_uri", callback.redirect_uri),
+                ("scope", " ".join(client.scopes)),
+                ("state", state),
+                ("code_challenge", create_s256_code_challenge(verifier)),
+                ("code_challenge_method", "S256"),
+            ]
+            if client.audience:
+                params.append(("audience", client.audience))
+            url = add_params_to_uri(client.authorization_endpoint, [(k, v) for k, v in params if v])
+            if not self._open(url):
+                print(f"To log in to {self._config.endpoint}, open this URL in a browser on this machine:\n"
+                      f"  {url}", file=sys.stderr, flush=True)
+            code = callback.wait(self.timeout, self._cancelled)
+            redirect_uri = callback.redirect_uri
+        return self.exchange(request, client, {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect_uri,
+            "code_verifier": verifier,
+        })
+
+    def _open(self, url: str) -> bool:
+        opener = self._opener or open_browser
+        try:
+            return opener(url) is not False
+        except Exception as exc:
+            log.warning("flyteauth: could not open a browser (%s)", type(exc).__name__)
+            return False
+
+
+@hookimpl
+def flyteauth_register_authenticators(register: Any) -> None:
+    register("Pkce", PkceAuthenticator, aliases=("standard",))

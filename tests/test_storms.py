@@ -137,9 +137,10 @@ def test_background_refresh_over_three_expiries_never_makes_a_caller_wait(
     # Every token the IdP issued was used (no duplicate, wasted refresh) ...
     assert requests == session.stats.token_requests == len(tokens)
     assert session.stats.background_refreshes == requests - 1
-    # ... and the count matches the token lifetimes that ran out: one replacement per token.
+    # ... and the count matches the token lifetimes that ran out: one replacement per token (the last
+    # one or two replaced tokens may still be inside their lifetime: they are replaced at mid-life).
     expiries = sum(1 for t in tokens[:-1] if _exp(t) <= time.time())
-    assert abs(requests - 1 - expiries) <= 1, (requests, expiries)
+    assert 0 <= requests - 1 - expiries <= 2, (requests, expiries)
     assert 3 <= requests <= 2 * 3 + 3, requests
     # Each replacement happened inside the old token's refresh window: not early (a storm), not late.
     for old, new in itertools.pairwise(tokens):
