@@ -89,16 +89,16 @@ class CallbackServer:
         self._result: tuple[str | None, LoginError | None] = (None, None)
         self._lock = threading.Lock()
         self.stray_requests = 0
+        port = parts.port if parts.port is not None else 80  # 0: any free port (RFC 8252 §7.3)
         try:
-            self._httpd = ThreadingHTTPServer(("127.0.0.1", parts.port or 80), self._handler())
+            self._httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         except OSError as exc:
             raise LoginError(
-                f"Cannot listen on 127.0.0.1:{parts.port or 80} for the login callback ({exc.strerror})",
+                f"Cannot listen on 127.0.0.1:{port} for the login callback ({exc.strerror})",
                 hint="Another login may be running; finish or close it, then run `flyteauth login` again",
             ) from None
         self._httpd.daemon_threads = True
-        port = self._httpd.server_address[1]
-        netloc = f"{parts.hostname}:{port}"
+        netloc = f"{parts.hostname}:{self._httpd.server_address[1]}"
         self.redirect_uri = urlunsplit((parts.scheme, netloc, self._path, "", ""))
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
                                         name="flyteauth-pkce-callback", daemon=True)
