@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-pytest.register_assert_rewrite("tests._idp")
+pytest.register_assert_rewrite("tests._idp", "tests._interactive_helpers")
 
 from flyteauth_core import AuthConfig, AuthSession  # noqa: E402
 from flyteauth_core.testing import FlyteTestServer  # noqa: E402
 
 from ._idp import CI_BASIC, IdpServer  # noqa: E402
 
-pytest_plugins = ["tests._idp", "tests._browser", "tests._leakscan"]
+pytest_plugins = ["tests._idp", "tests._browser", "tests._leakscan", "tests._interactive_helpers"]
 
 
 def jwt_validator(idp: IdpServer) -> Callable[[str], str | None]:

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from tests/_interactive_helpers are redefined as arguments)
 """``flyteauth login | status | token | logout`` with a stored PKCE login, and nothing secret in what they print.
 
 ``login`` runs in-process (so the test can be the browser); the others are real processes sharing the token
@@ -17,7 +16,7 @@ from flyteauth_core import cli
 from flyteauth_core.testing import FlyteTestServer
 from flyteauth_providers import pkce
 
-from ._interactive_helpers import HttpBrowser, fake_peers, flyteauth, write_config  # noqa: F401
+from ._interactive_helpers import HttpBrowser, flyteauth, write_config
 from ._oauth_fake import FakeOAuthServer
 
 Peers = Callable[..., tuple[FakeOAuthServer, FlyteTestServer]]

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from tests/_interactive_helpers are redefined as arguments)
 """Device flow (RFC 8628): prompt, polling pace, slow_down, and every way it ends.
 
 Against the in-process OAuth server, where the test plays the user by approving the code shown by the
@@ -21,7 +20,7 @@ from flyteauth_providers import device_flow
 from flyteauth_providers._interactive import LoginDeniedError, LoginExpiredError, LoginTimeoutError
 from flyteauth_providers.device_flow import DeviceCode, DeviceFlowAuthenticator
 
-from ._interactive_helpers import fake_peers, native_peers, session_for  # noqa: F401
+from ._interactive_helpers import session_for
 from ._oauth_fake import FakeOAuthServer
 
 Peers = Callable[..., tuple[FakeOAuthServer, FlyteTestServer]]

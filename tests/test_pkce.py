@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from tests/_interactive_helpers are redefined as arguments)
 """PKCE: the login, the loopback callback server's failure modes, and the non-interactive rule.
 
 Against an in-process OAuth server (tests/_oauth_fake.py) with an HTTP "browser" that follows redirects;
@@ -30,7 +29,7 @@ from flyteauth_providers._interactive import (
 )
 from flyteauth_providers.pkce import CallbackServer
 
-from ._interactive_helpers import HttpBrowser, config_for, fake_peers, native_peers, session_for  # noqa: F401
+from ._interactive_helpers import HttpBrowser, config_for, session_for
 from ._oauth_fake import FakeOAuthServer
 
 Peers = Callable[..., tuple[FakeOAuthServer, FlyteTestServer]]

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from tests/_interactive_helpers are redefined as arguments)
 """Refresh tokens: tried before any login, used once however many callers or processes ask, never lost to a
 transient failure.  Against the in-process OAuth server (rotation + reuse detection); the real-IdP versions
 are in test_e2e_interactive-style tests below, marked ``idp``.
@@ -19,7 +18,7 @@ from flyteauth_core.session import store_key
 from flyteauth_core.testing import ECHO, FlyteTestServer
 from flyteauth_providers.file_store import FileTokenStore
 
-from ._interactive_helpers import HttpBrowser, fake_peers, native_peers, session_for  # noqa: F401
+from ._interactive_helpers import HttpBrowser, session_for
 from ._oauth_fake import FakeOAuthServer
 
 Peers = Callable[..., tuple[FakeOAuthServer, FlyteTestServer]]
