@@ -155,8 +155,7 @@ class AuthSession:
         name = store or self.config.store or (default if isinstance(default, str) else None) or "memory"
         if name.lower() in ("none", "off"):
             return None
-        disable = self.config.options.get("disableKeyring")
-        if name.lower() == "keyring" and str(disable).strip().lower() in ("true", "1", "yes", "on"):
+        if name.lower() == "keyring" and self.config.disable_keyring:
             name = "file"
         return self._registry.token_store(name).factory(self.config)  # type: ignore[no-any-return]
 

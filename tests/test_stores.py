@@ -231,10 +231,10 @@ def test_windows_size_limit_trims_then_falls_back(tmp_path: Path) -> None:
 
 # -- the session's default chain ----------------------------------------------------------------------
 def _store_of(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, auth_type: str, store: str | None = None,
-              **options: Any) -> Any:
+              **fields: Any) -> Any:
     monkeypatch.setenv("FLYTEAUTH_TOKEN_DIR", str(tmp_path))
     config = AuthConfig(endpoint="dns:///127.0.0.1:1", auth_type=auth_type, client_id="c", client_secret="s",
-                        store=store, options=options)
+                        store=store, **fields)
     with AuthSession(config, interactive=False) as session:
         return session.store
 
@@ -243,8 +243,8 @@ def test_default_store_chain(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     assert isinstance(_store_of(monkeypatch, tmp_path, "Pkce"), KeyringTokenStore)
     assert isinstance(_store_of(monkeypatch, tmp_path, "DeviceFlow"), KeyringTokenStore)
     assert isinstance(_store_of(monkeypatch, tmp_path, "ClientSecret"), MemoryTokenStore)
-    assert isinstance(_store_of(monkeypatch, tmp_path, "Pkce", disableKeyring=True), FileTokenStore)
-    assert isinstance(_store_of(monkeypatch, tmp_path, "Pkce", "keyring", disableKeyring="true"), FileTokenStore)
+    assert isinstance(_store_of(monkeypatch, tmp_path, "Pkce", disable_keyring=True), FileTokenStore)
+    assert isinstance(_store_of(monkeypatch, tmp_path, "Pkce", "keyring", disable_keyring=True), FileTokenStore)
     assert isinstance(_store_of(monkeypatch, tmp_path, "Pkce", "memory"), MemoryTokenStore)
     assert isinstance(_store_of(monkeypatch, tmp_path, "ClientSecret", "file"), FileTokenStore)
     assert _store_of(monkeypatch, tmp_path, "Pkce", "none") is None
@@ -256,3 +256,14 @@ def test_keyring_module_never_imports_keyring_at_import_time() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "False"
     assert keyring_store.SERVICE == "flyteauth"
+
+
+def test_disable_keyring_from_a_config_file_selects_the_file_store(monkeypatch: pytest.MonkeyPatch,
+                                                                   tmp_path: Path) -> None:
+    from flyteauth_core import load_config
+
+    monkeypatch.setenv("FLYTEAUTH_TOKEN_DIR", str(tmp_path))
+    path = tmp_path / "config.yaml"
+    path.write_text("admin:\n  endpoint: dns:///127.0.0.1:1\n  authType: Pkce\n  disableKeyring: true\n")
+    with AuthSession(load_config(path), interactive=False) as session:
+        assert isinstance(session.store, FileTokenStore)
