@@ -22,6 +22,7 @@ names the test and the source, and shows a secret only as its first 4 characters
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import logging
 import threading
@@ -68,10 +69,8 @@ class _Handler(logging.Handler):
         self.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
-        try:
+        with contextlib.suppress(Exception):  # a record that cannot be formatted is the caller's bug, not ours
             _seen(self.format(record), f"log {record.name}")
-        except Exception:  # a record that cannot be formatted is the logging call's bug, not ours
-            pass
 
 
 # -- wrapping ------------------------------------------------------------------------------------------------
@@ -134,10 +133,8 @@ def _install() -> None:
         @functools.wraps(original)
         def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
             original(self, *args, **kwargs)
-            try:
+            with contextlib.suppress(Exception):
                 _seen(str(self), f"{type(self).__name__} message")
-            except Exception:
-                pass
 
         return __init__
 
@@ -253,7 +250,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.write_sep("=", f"LEAK SCAN: {len(_STATE.leaks)} secret(s) found", red=True)
         for test, source, masked, origin in _STATE.leaks[:50]:
             terminalreporter.write_line(f"{test}: {source} contains {masked} [{origin}]")
-    elif config.option.verbose >= 0:
+    else:
         terminalreporter.write_line(
             f"leak scan: {len(_STATE.secrets)} secrets/tokens checked against {len(_STATE.texts)} distinct "
             "log lines, error messages and reprs: none leaked"

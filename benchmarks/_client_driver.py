@@ -1,0 +1,164 @@
+"""Child process for ``compare.py``: drives one client library against the parent's loopback peers.
+
+    <venv>/bin/python benchmarks/_client_driver.py CLIENT PHASE TARGET CLIENT_ID SECRET
+
+CLIENT: ``flyteauth`` | ``flytekit``.  PHASE: ``overhead`` | ``storm`` | ``storm_aio`` | ``expired_storm`` |
+``expiry`` | ``cold``.  Prints JSON lines; ``{"mark": name}`` lines wait for one line on stdin, so the parent
+can read its counters at that instant.  Kept free of flyteauth imports for the other clients (their venvs
+do not have it).
+"""
+
+import time
+
+T0 = time.perf_counter()
+
+import json  # noqa: E402
+import os  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+
+UNARY = "/flyteauth.demo.Echo/Unary"
+
+
+def out(**data):
+    print(json.dumps(data), flush=True)
+
+
+def mark(name):
+    out(mark=name)
+    sys.stdin.readline()
+
+
+def make_channel(client, target, client_id, secret):
+    if client == "flyteauth":
+        from flyteauth_core import AuthConfig, AuthSession
+
+        session = AuthSession(AuthConfig(endpoint=target, insecure=True, auth_type="ClientSecret",
+                                         client_id=client_id, client_secret=secret), interactive=False)
+        return session.channel()
+    if client == "flytekit":
+        from flytekit.clients.auth_helper import get_channel, upgrade_channel_to_authenticated
+        from flytekit.configuration import PlatformConfig
+
+        cfg = PlatformConfig(endpoint=target, insecure=True, auth_mode="client_credentials", client_id=client_id,
+                             client_credentials_secret=secret)
+        return upgrade_channel_to_authenticated(cfg, get_channel(cfg))
+    raise SystemExit(f"unknown client {client}")
+
+
+def storm(call, n):
+    barrier = threading.Barrier(n)
+    errors = []
+
+    def run():
+        barrier.wait(30)
+        try:
+            call()
+        except Exception as exc:
+            errors.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=run) for _ in range(n)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return time.perf_counter() - started, errors
+
+
+def main():  # noqa: PLR0915 (one flat script per phase reads best here)
+    client, phase, target, client_id, secret = sys.argv[1:6]
+    if phase == "cold":
+        channel = make_channel(client, target, client_id, secret)
+        unary = channel.unary_unary(UNARY)
+        unary(b"cold", timeout=30)
+        out(first_call_ms=(time.perf_counter() - T0) * 1e3)
+        mark("cold")
+        unary(b"warm", timeout=30)
+        mark("warm")
+        return
+    if phase == "storm_aio":
+        import asyncio
+
+        from flyteauth_core import AuthConfig, AuthSession
+
+        async def run():
+            session = AuthSession(AuthConfig(endpoint=target, insecure=True, auth_type="ClientSecret",
+                                             client_id=client_id, client_secret=secret), interactive=False)
+            async with session.aio_channel() as channel:
+                unary = channel.unary_unary(UNARY)
+                started = time.perf_counter()
+                results = await asyncio.gather(*(unary(b"x") for _ in range(256)), return_exceptions=True)
+                errors = [type(r).__name__ for r in results if isinstance(r, BaseException)]
+                out(seconds=time.perf_counter() - started, errors=len(errors))
+            session.close()
+
+        asyncio.run(run())
+        mark("done")
+        return
+    channel = make_channel(client, target, client_id, secret)
+    unary = channel.unary_unary(UNARY)
+    if phase == "overhead":
+        import grpc
+
+        raw = grpc.insecure_channel(target).unary_unary(UNARY)
+        static = (("flyte-authorization", "Bearer " + os.environ["BENCH_STATIC_TOKEN"]),)
+        unary(b"warm")
+        for _ in range(300):
+            raw(b"x", metadata=static)
+            unary(b"x")
+        raw_s, client_s = [], []
+        for _ in range(30):
+            t = time.perf_counter()
+            for _ in range(200):
+                raw(b"x", metadata=static)
+            raw_s.append((time.perf_counter() - t) / 200)
+            t = time.perf_counter()
+            for _ in range(200):
+                unary(b"x")
+            client_s.append((time.perf_counter() - t) / 200)
+        diffs = [c - r for c, r in zip(client_s, raw_s, strict=True)]
+        out(raw_us=statistics.median(raw_s) * 1e6, client_us=statistics.median(client_s) * 1e6,
+            overhead_us=statistics.median(diffs) * 1e6,
+            ratio=statistics.median(c / r for c, r in zip(client_s, raw_s, strict=True)))
+        return
+    if phase == "storm":
+        mark("start")
+        seconds, errors = storm(lambda: unary(b"x", timeout=30), 32)
+        out(seconds=seconds, errors=len(errors))
+        mark("done")
+        return
+    if phase == "expired_storm":
+        unary(b"warm", timeout=30)
+        time.sleep(float(os.environ["BENCH_TTL"]) + 0.5)  # idle until the token has expired
+        mark("start")
+        seconds, errors = storm(lambda: unary(b"x", timeout=30), 32)
+        out(seconds=seconds, errors=len(errors))
+        mark("done")
+        return
+    if phase == "expiry":
+        unary(b"warm", timeout=30)
+        mark("start")
+        stop = time.perf_counter() + float(os.environ["BENCH_SECONDS"])
+        calls = slow = failed = 0
+        worst = 0.0
+        while time.perf_counter() < stop:
+            t = time.perf_counter()
+            try:
+                unary(b"x", timeout=30)
+            except Exception:
+                failed += 1
+            took = time.perf_counter() - t
+            worst = max(worst, took)
+            slow += took > 0.05
+            calls += 1
+            time.sleep(0.01)
+        out(calls=calls, slow=slow, failed=failed, worst_ms=worst * 1e3)
+        mark("done")
+        return
+    raise SystemExit(f"unknown phase {phase}")
+
+
+if __name__ == "__main__":
+    main()
