@@ -27,6 +27,7 @@ YAML is imported only when a file is actually read, to keep ``import flyteauth_c
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -336,9 +337,22 @@ def _int(key: str, value: Any) -> int:
 
 
 def parse_duration(key: str, value: Any) -> float:
-    """Seconds from a Go duration string (``5m``, ``1h30m``, ``250ms``) or a number of seconds."""
+    """Seconds from a Go duration string (``5m``, ``1h30m``, ``250ms``) or a number of seconds.
+
+    Only finite, non-negative values: a duration of NaN, infinity or -5s is a typo, not a setting.
+    """
+    seconds = _duration_seconds(key, value)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ConfigError(f"{key} must be a finite, non-negative duration, got {value!r}")
+    return seconds
+
+
+def _duration_seconds(key: str, value: Any) -> float:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise ConfigError(f"{key} is too large for a duration") from None
     text = str(value).strip()
     units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
     total, number, i = 0.0, "", 0
