@@ -253,13 +253,27 @@ def _page_text(driver: Chrome) -> str:
 
 def _click_and_wait(driver: Chrome, element_id: str) -> None:
     """Click the element and wait until the page it was on is gone."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
     element = driver.find_element(By.ID, element_id)
     element.click()
-    WebDriverWait(driver, STEP_TIMEOUT_S).until(ec.staleness_of(element))
+
+    def gone(_: Chrome) -> bool:
+        # Chrome sometimes reports a node of the page being torn down as "does not belong to the
+        # document" instead of stale: both mean the page we clicked on is gone.
+        try:
+            element.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if "does not belong to the document" in str(exc) or "No node with given id" in str(exc):
+                return True
+            raise
+        return False
+
+    WebDriverWait(driver, STEP_TIMEOUT_S).until(gone)
 
 
 def _fill(driver: Chrome, element_id: str, value: str) -> None:
