@@ -29,8 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from flyteauth_core import hookimpl
@@ -48,6 +47,9 @@ from ._interactive import (
     PublicClient,
     duration_option,
 )
+
+if TYPE_CHECKING:
+    from http.server import BaseHTTPRequestHandler
 
 log = logging.getLogger("flyteauth.pkce")
 
@@ -91,6 +93,8 @@ class CallbackServer:
         self.stray_requests = 0
         port = parts.port if parts.port is not None else 80  # 0: any free port (RFC 8252 §7.3)
         try:
+            from http.server import ThreadingHTTPServer  # loaded on login, not at every process start
+
             self._httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         except OSError as exc:
             raise LoginError(
@@ -104,6 +108,8 @@ class CallbackServer:
                                         name="flyteauth-pkce-callback", daemon=True)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
+        from http.server import BaseHTTPRequestHandler
+
         server = self
 
         class Handler(BaseHTTPRequestHandler):

@@ -67,3 +67,4 @@ def test_listing_plugins_does_not_import_grpc_or_network_libraries() -> None:
     )
     assert "flyteauth_providers.client_credentials" in modules
     assert {m for m in heavy(modules) if not m.startswith("flyteauth_providers")} == set()
+    assert "http.server" not in modules  # the PKCE callback server loads only when a login runs
