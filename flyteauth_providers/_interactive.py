@@ -23,7 +23,7 @@ from typing import Any
 
 import attrs
 
-from flyteauth_core.config import AuthConfig, parse_duration
+from flyteauth_core.config import AuthConfig
 from flyteauth_core.errors import (
     ConfigError,
     FlyteAuthError,
@@ -73,22 +73,6 @@ def option(config: AuthConfig, section: str, key: str) -> Any:
     if isinstance(nested, Mapping) and nested.get(key) is not None:
         return nested[key]
     return config.options.get(f"{section}.{key}")
-
-
-def duration_option(config: AuthConfig, section: str, key: str, default: float) -> float:
-    raw = option(config, section, key)
-    if raw is None:
-        return default
-    seconds = parse_duration(f"admin.{section}.{key}", raw)
-    if seconds <= 0:
-        raise ConfigError(f"admin.{section}.{key} must be positive, got {raw!r}")
-    return seconds
-
-
-def truthy(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    return str(value).strip().lower() in ("1", "true", "yes", "on") if value is not None else False
 
 
 @attrs.frozen

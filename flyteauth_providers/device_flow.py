@@ -33,14 +33,11 @@ from ._interactive import (
     LoginExpiredError,
     LoginTimeoutError,
     PublicClient,
-    duration_option,
 )
 from ._oauth import post_form, raise_for_error
 
 log = logging.getLogger("flyteauth.device_flow")
 
-DEFAULT_TIMEOUT = 600.0
-DEFAULT_INTERVAL = 5.0
 SLOW_DOWN_STEP = 5.0  # RFC 8628 §3.5
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:device_code"
 
@@ -79,8 +76,9 @@ class DeviceFlowAuthenticator(InteractiveAuthenticator):
         super().__init__(config)
         configured = config.options.get("deviceFlowPrompt")
         self._prompt = prompt or (configured if callable(configured) else None)
-        self.timeout = duration_option(config, "deviceFlowConfig", "timeout", DEFAULT_TIMEOUT)
-        self.poll_interval = duration_option(config, "deviceFlowConfig", "pollInterval", DEFAULT_INTERVAL)
+        # admin.deviceFlowConfig.timeout / .pollInterval, parsed by load_config
+        self.timeout = config.device_flow_timeout
+        self.poll_interval = config.device_flow_poll_interval
         #: How many ``slow_down`` answers the last login honoured (for reports and tests).
         self.slow_downs = 0
         self.polls = 0

@@ -45,7 +45,6 @@ from ._interactive import (
     LoginStateError,
     LoginTimeoutError,
     PublicClient,
-    duration_option,
 )
 
 if TYPE_CHECKING:
@@ -53,7 +52,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("flyteauth.pkce")
 
-DEFAULT_TIMEOUT = 120.0
 Opener = Callable[[str], Any]
 
 _PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
@@ -213,7 +211,7 @@ class PkceAuthenticator(InteractiveAuthenticator):
         super().__init__(config)
         configured = config.options.get("browserOpener")
         self._opener = opener or (configured if callable(configured) else None)
-        self.timeout = duration_option(config, "pkceConfig", "timeout", DEFAULT_TIMEOUT)
+        self.timeout = config.pkce_timeout  # admin.pkceConfig.timeout, parsed by load_config
 
     def login(self, request: AcquireRequest, client: PublicClient) -> Token:
         from authlib.common.security import generate_token

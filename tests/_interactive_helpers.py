@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import httpx2
 import pytest
 
@@ -61,7 +62,9 @@ def fake_peers() -> Iterator[Callable[..., tuple[FakeOAuthServer, FlyteTestServe
 
 
 def config_for(server: FlyteTestServer, auth_type: str = "Pkce", **options: Any) -> AuthConfig:
-    return AuthConfig(endpoint=server.target, insecure=True, auth_type=auth_type, options=options)
+    """Keyword arguments that name AuthConfig fields (``pkce_timeout=1``) are fields; the rest are raw options."""
+    fields = {k: options.pop(k) for k in list(options) if k in attrs.fields_dict(AuthConfig)}
+    return AuthConfig(endpoint=server.target, insecure=True, auth_type=auth_type, options=options, **fields)
 
 
 def session_for(server: FlyteTestServer, tmp_path: Path, auth_type: str = "Pkce", *, interactive: bool = True,

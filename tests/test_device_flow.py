@@ -93,7 +93,7 @@ def test_denied_and_expired_codes_end_promptly(fake_peers: Peers, tmp_path: Path
 def test_own_timeout(fake_peers: Peers, tmp_path: Path) -> None:
     fake, server = fake_peers(device_interval=0.1)
     with session_for(server, tmp_path, "DeviceFlow", deviceFlowPrompt=User(fake, "ignore"),
-                     deviceFlowConfig={"timeout": "1s"}) as session:
+                     device_flow_timeout=1) as session:
         started = time.monotonic()
         with pytest.raises(LoginTimeoutError, match="within 1s"):
             session.login()
@@ -103,7 +103,7 @@ def test_own_timeout(fake_peers: Peers, tmp_path: Path) -> None:
 def test_default_prompt_prints_to_stderr(fake_peers: Peers, tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     _, server = fake_peers(device_interval=0.1)
-    with session_for(server, tmp_path, "DeviceFlow", deviceFlowConfig={"timeout": "0.5s"}) as session, \
+    with session_for(server, tmp_path, "DeviceFlow", device_flow_timeout=0.5) as session, \
             pytest.raises(LoginTimeoutError):
         session.login()
     err = capsys.readouterr().err

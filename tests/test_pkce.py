@@ -109,7 +109,7 @@ def test_no_answer_ends_at_the_configured_timeout(fake_peers: Peers, tmp_path: P
     _, server = fake_peers()
     opened: list[str] = []
     with session_for(server, tmp_path, browserOpener=lambda url: opened.append(url) or True,
-                     pkceConfig={"timeout": "1s"}) as session:
+                     pkce_timeout=1) as session:
         started = time.monotonic()
         with pytest.raises(LoginTimeoutError, match="within 1s"):
             session.login()
@@ -120,7 +120,7 @@ def test_no_answer_ends_at_the_configured_timeout(fake_peers: Peers, tmp_path: P
 def test_without_a_browser_the_url_is_printed(fake_peers: Peers, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     _, server = fake_peers()
-    with session_for(server, tmp_path, browserOpener=lambda url: False, pkceConfig={"timeout": "0.3s"}) as session, \
+    with session_for(server, tmp_path, browserOpener=lambda url: False, pkce_timeout=0.3) as session, \
             pytest.raises(LoginTimeoutError):
         session.login()
     err = capsys.readouterr().err
