@@ -13,7 +13,7 @@ Known secrets: the client secrets of the test IdP and peers, every ``AuthConfig.
 resolved client secret (also as the HTTP Basic credential), every access / refresh / id token that
 ``token_from_response`` returns, and anything a test passes to :func:`register_secret`.  Values shorter
 than 8 characters are ignored (they would match by accident), and nothing is registered while a test
-marked ``fuzz`` runs (its random "secrets" are not secrets).
+marked ``fuzz`` or driven by hypothesis runs (its random "secrets" are not secrets).
 
 The scan runs once at session end (a few substring searches over the de-duplicated texts); the report
 names the test and the source, and shows a secret only as its first 4 characters and length.
@@ -212,7 +212,11 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
     _STATE.current = item.nodeid
-    _STATE.paused = item.get_closest_marker("fuzz") is not None
+    # Values that hypothesis invents (fuzz targets, property tests) are not secrets: registering them
+    # would flag the same invented strings when another generated test happens to log them.
+    _STATE.paused = item.get_closest_marker("fuzz") is not None or bool(
+        getattr(getattr(item, "obj", None), "is_hypothesis_test", False)
+    )
     try:
         return (yield)
     finally:
