@@ -2,7 +2,8 @@
 
     <venv>/bin/python benchmarks/_client_driver.py CLIENT PHASE TARGET CLIENT_ID SECRET
 
-CLIENT: ``flyteauth`` | ``flytekit``.  PHASE: ``overhead`` | ``storm`` | ``storm_aio`` | ``expired_storm`` |
+CLIENT: ``flyteauth`` | ``flytekit`` | ``flyte`` (flyte 2.x; TARGET is then the ``http://`` URL of a
+``_connect_server.ConnectTestServer``).  PHASE: ``overhead`` | ``storm`` | ``storm_aio`` | ``expired_storm`` |
 ``expiry`` | ``cold``.  Prints JSON lines; ``{"mark": name}`` lines wait for one line on stdin, so the parent
 can read its counters at that instant.  Kept free of flyteauth imports for the other clients (their venvs
 do not have it).
@@ -44,7 +45,82 @@ def make_channel(client, target, client_id, secret):
         cfg = PlatformConfig(endpoint=target, insecure=True, auth_mode="client_credentials", client_id=client_id,
                              client_credentials_secret=secret)
         return upgrade_channel_to_authenticated(cfg, get_channel(cfg))
+    if client == "flyte":
+        return FlyteChannel(target, client_id, secret)
     raise SystemExit(f"unknown client {client}")
+
+
+async def flyte_client_set(target, client_id, secret):
+    """flyte 2.x's own authenticated client stack (what ``flyte.init(endpoint=..., auth_type="ClientSecret")``
+    builds: ``ClientSet.for_endpoint`` -> ``create_session_config`` -> pyqwest + DefaultMetadata, Auth and Retry
+    interceptors).  Called directly because ``flyte.init`` rewrites ``http://`` to ``dns:///`` and flyte 2.x
+    skips auth altogether when ``insecure=True``; an explicit ``http://`` URL with ``insecure=False`` keeps
+    plaintext HTTP/1.1 *and* the auth interceptors."""
+    from flyte.remote._client.controlplane import ClientSet
+
+    return await ClientSet.for_endpoint(target, insecure=False, auth_type="ClientSecret", client_id=client_id,
+                                        client_credentials_secret=secret, rpc_retries=3)
+
+
+class FlyteChannel:
+    """Sync facade over flyte 2.x's async client, for the thread phases: every call runs on one background
+    event loop (as flyte's ``syncify`` does), so threads share one authenticator."""
+
+    def __init__(self, target, client_id, secret):
+        import asyncio
+
+        self._asyncio = asyncio
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        self.clients = self._run(flyte_client_set(target, client_id, secret))
+        from flyteidl2.auth.identity_pb2 import UserInfoRequest
+
+        self._request = UserInfoRequest()
+
+    def _run(self, coro, timeout=None):
+        return self._asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def unary_unary(self, path):
+        def call(_payload, timeout=None):
+            return self._run(self.clients.identity_service.user_info(self._request), timeout)
+
+        return call
+
+
+async def flyte_overhead(target, client_id, secret, token):
+    """Per-call overhead of flyte 2.x's client vs a raw connectrpc client on its own pyqwest client, same
+    event loop, with a static ``authorization`` header."""
+    from flyte.remote._client.auth._session import _build_pyqwest_client
+    from flyteidl2.auth.identity_connect import IdentityServiceClient
+    from flyteidl2.auth.identity_pb2 import UserInfoRequest
+
+    clients = await flyte_client_set(target, client_id, secret)
+    flyte_call = clients.identity_service.user_info
+    raw_call = IdentityServiceClient(address=target, http_client=_build_pyqwest_client()).user_info
+    req = UserInfoRequest()
+    static = {"authorization": "Bearer " + token}
+    await flyte_call(req)
+    for _ in range(300):
+        await raw_call(req, headers=static)
+        await flyte_call(req)
+    raw_s, client_s = [], []
+    for _ in range(30):
+        t = time.perf_counter()
+        for _ in range(200):
+            await raw_call(req, headers=static)
+        raw_s.append((time.perf_counter() - t) / 200)
+        t = time.perf_counter()
+        for _ in range(200):
+            await flyte_call(req)
+        client_s.append((time.perf_counter() - t) / 200)
+    return raw_s, client_s
+
+
+def overhead_result(raw_s, client_s):
+    diffs = [c - r for c, r in zip(client_s, raw_s, strict=True)]
+    out(raw_us=statistics.median(raw_s) * 1e6, client_us=statistics.median(client_s) * 1e6,
+        overhead_us=statistics.median(diffs) * 1e6,
+        ratio=statistics.median(c / r for c, r in zip(client_s, raw_s, strict=True)))
 
 
 def storm(call, n):
@@ -77,6 +153,27 @@ def main():  # noqa: PLR0915 (one flat script per phase reads best here)
         mark("cold")
         unary(b"warm", timeout=30)
         mark("warm")
+        return
+    if phase == "storm_aio" and client == "flyte":
+        import asyncio
+
+        from flyteidl2.auth.identity_pb2 import UserInfoRequest
+
+        async def run_flyte():
+            clients = await flyte_client_set(target, client_id, secret)
+            started = time.perf_counter()
+            results = await asyncio.gather(*(clients.identity_service.user_info(UserInfoRequest())
+                                             for _ in range(256)), return_exceptions=True)
+            errors = [type(r).__name__ for r in results if isinstance(r, BaseException)]
+            out(seconds=time.perf_counter() - started, errors=len(errors))
+
+        asyncio.run(run_flyte())
+        mark("done")
+        return
+    if phase == "overhead" and client == "flyte":
+        import asyncio
+
+        overhead_result(*asyncio.run(flyte_overhead(target, client_id, secret, os.environ["BENCH_STATIC_TOKEN"])))
         return
     if phase == "storm_aio":
         import asyncio
@@ -118,10 +215,7 @@ def main():  # noqa: PLR0915 (one flat script per phase reads best here)
             for _ in range(200):
                 unary(b"x")
             client_s.append((time.perf_counter() - t) / 200)
-        diffs = [c - r for c, r in zip(client_s, raw_s, strict=True)]
-        out(raw_us=statistics.median(raw_s) * 1e6, client_us=statistics.median(client_s) * 1e6,
-            overhead_us=statistics.median(diffs) * 1e6,
-            ratio=statistics.median(c / r for c, r in zip(client_s, raw_s, strict=True)))
+        overhead_result(raw_s, client_s)
         return
     if phase == "storm":
         mark("start")

@@ -5,8 +5,9 @@
                                                  # under build/bench-venvs/ (created and pip-installed on first use)
 
 Each client runs in a child process (``_client_driver.py``, with its own venv's python) against one
-DemoTokenEndpoint + FlyteTestServer in this process (``_peers.Peers``); counters are read at the child's
-``mark`` points.  Output: one markdown table, metric | flyteauth | flytekit | flyte 2.x.  A client that
+DemoTokenEndpoint + FlyteTestServer in this process (``_peers.Peers``; for flyte 2.x, which speaks
+ConnectRPC over HTTP, a DemoTokenEndpoint + ``_connect_server.ConnectTestServer``); counters are read at the
+child's ``mark`` points.  Output: one markdown table, metric | flyteauth | flytekit | flyte 2.x.  A client that
 cannot be installed or driven gets the reason in its column; the others carry on.
 """
 
@@ -28,13 +29,14 @@ sys.path.insert(0, str(HERE))
 if str(ROOT) not in sys.path:
     sys.path.insert(1, str(ROOT))
 
+from _connect_server import ConnectPeers  # noqa: E402
 from _peers import CLIENT_ID, CLIENT_SECRET, Peers  # noqa: E402
 
 VENVS = ROOT / "build" / "bench-venvs"
 OTHERS = {"flytekit": "flytekit", "flyte 2.x": "flyte>=2,<3"}
 IMPORTS = {"flyteauth": "from flyteauth_core import AuthSession",
            "flytekit": "from flytekit.clients.auth_helper import upgrade_channel_to_authenticated",
-           "flyte 2.x": "from flyte.remote._client.auth import _session"}
+           "flyte 2.x": "from flyte.remote._client.controlplane import ClientSet"}
 
 
 class Unsupported(Exception):
@@ -67,7 +69,8 @@ def version(python: Path, dist: str) -> str:
 class Driver:
     """One run of ``_client_driver.py``: reads JSON lines, snapshots counters at each mark."""
 
-    def __init__(self, python: Path, client: str, phase: str, peers: Peers, env: dict[str, str]) -> None:
+    def __init__(self, python: Path, client: str, phase: str, peers: Peers | ConnectPeers,
+                 env: dict[str, str]) -> None:
         self.peers = peers
         self.marks: dict[str, dict[str, int]] = {"spawn": self.counters()}
         self.data: dict[str, Any] = {}
@@ -116,11 +119,38 @@ def import_ms(python: Path, statement: str, runs: int = 3) -> float:
                                                                                          for _ in range(runs))
 
 
+def static_token(peers: Peers | ConnectPeers) -> str:
+    """One token from the peers' DemoTokenEndpoint, for the raw baseline's static header."""
+    if isinstance(peers, Peers):
+        from flyteauth_core import AuthConfig, AuthSession
+
+        with AuthSession(AuthConfig(endpoint=peers.target, insecure=True, auth_type="ClientSecret",
+                                    client_id=CLIENT_ID, client_secret=CLIENT_SECRET)) as s:
+            return str(s.get_token().access_token)
+    import base64
+    import urllib.request
+
+    basic = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+    req = urllib.request.Request(peers.endpoint.url, data=b"grant_type=client_credentials",
+                                 headers={"authorization": f"Basic {basic}",
+                                          "content-type": "application/x-www-form-urlencoded"})
+    with urllib.request.urlopen(req, timeout=10) as resp:  # loopback DemoTokenEndpoint
+        return str(json.load(resp)["access_token"])
+
+
 def measure(name: str, python: Path, client: str, expiry_seconds: float) -> dict[str, str]:
     col: dict[str, str] = {}
+    connect = client == "flyte"  # flyte 2.x: ConnectRPC over HTTP/1.1, served by _connect_server
+    # flyte 2.x is async-only: its thread rows run every call on one background event loop (like syncify)
+    via_loop = " (threads share one event loop)" if connect else ""
+
+    def peers_for(ttl: float, max_workers: int = 64) -> Peers | ConnectPeers:
+        if connect:
+            return ConnectPeers(CLIENT_ID, CLIENT_SECRET, ttl=ttl)
+        return Peers(ttl=ttl, max_workers=max_workers)
 
     def run(phase: str, ttl: float, **env: str) -> Driver:
-        with Peers(ttl=ttl, max_workers=64) as peers:
+        with peers_for(ttl) as peers:
             return Driver(python, client, phase, peers, env)
 
     def attempt(label: str, fn: Any) -> None:
@@ -131,14 +161,11 @@ def measure(name: str, python: Path, client: str, expiry_seconds: float) -> dict
         except Exception as exc:  # report and carry on with the next metric
             col[label] = f"error: {type(exc).__name__}: {str(exc)[:120]}"
 
-    def overhead() -> None:
-        with Peers(ttl=3600.0, max_workers=16) as peers:
-            from flyteauth_core import AuthConfig, AuthSession
+    aio_label = "256 cold coroutines: token requests (rejected, failed, s)"
 
-            with AuthSession(AuthConfig(endpoint=peers.target, insecure=True, auth_type="ClientSecret",
-                                        client_id=CLIENT_ID, client_secret=CLIENT_SECRET)) as s:
-                token = s.get_token().access_token
-            d = Driver(python, client, "overhead", peers, {"BENCH_STATIC_TOKEN": token})
+    def overhead() -> None:
+        with peers_for(3600.0, max_workers=16) as peers:
+            d = Driver(python, client, "overhead", peers, {"BENCH_STATIC_TOKEN": static_token(peers)})
         col["per-call overhead vs raw static header (µs; ratio)"] = (
             f"{d.data['overhead_us']:+.1f} ({d.data['ratio']:.3f}; raw {d.data['raw_us']:.0f} µs)")
 
@@ -156,20 +183,21 @@ def measure(name: str, python: Path, client: str, expiry_seconds: float) -> dict
         d = run("storm", 3600.0)
         col["32 cold threads: token requests (rejected, failed, s)"] = (
             f"{d.delta('start', 'done', 'tokens')} ({d.delta('start', 'done', 'rejected')} rejected, "
-            f"{d.data['errors']} failed, {d.data['seconds']:.2f} s)")
+            f"{d.data['errors']} failed, {d.data['seconds']:.2f} s){via_loop}")
 
     def expired_storm() -> None:
         d = run("expired_storm", 2.0, BENCH_TTL="2")
         col["32 threads on an expired token: token requests (rejected, failed)"] = (
             f"{d.delta('start', 'done', 'tokens')} ({d.delta('start', 'done', 'rejected')} rejected, "
-            f"{d.data['errors']} failed)")
+            f"{d.data['errors']} failed){via_loop}")
 
     def storm_aio() -> None:
-        if client != "flyteauth":
+        if client == "flytekit":
             raise Unsupported("no grpc.aio support in this client")
         d = run("storm_aio", 3600.0)
-        col["256 cold coroutines: token requests (failed, s)"] = (
-            f"{d.delta('spawn', 'done', 'tokens')} ({d.data['errors']} failed, {d.data['seconds']:.2f} s)")
+        col[aio_label] = (
+            f"{d.delta('spawn', 'done', 'tokens')} ({d.delta('spawn', 'done', 'rejected')} rejected, "
+            f"{d.data['errors']} failed, {d.data['seconds']:.2f} s)")
 
     def expiry() -> None:
         d = run("expiry", 3.0, BENCH_SECONDS=str(expiry_seconds))
@@ -180,7 +208,6 @@ def measure(name: str, python: Path, client: str, expiry_seconds: float) -> dict
     def imports() -> None:
         col["import time (ms)"] = f"{import_ms(python, IMPORTS[name]):.0f}"
 
-    aio_label = "256 cold coroutines: token requests (failed, s)"
     for label, fn in [("overhead", overhead), ("storm", storm), ("expired", expired_storm), (aio_label, storm_aio),
                       ("expiry", expiry), ("cold", cold), ("imports", imports)]:
         attempt(label, fn)
@@ -206,17 +233,9 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             dist = requirement.split(">")[0].split("=")[0]
             columns[name] = {"version": version(python, dist)}
-            if name == "flyte 2.x":
-                # flyte 2.x speaks ConnectRPC over HTTP (pyqwest), not gRPC: our FlyteTestServer cannot serve it.
-                probe = subprocess.run([str(python), "-c", "import flyte.remote._client.auth._session as s; "
-                                        "print('ConnectRPC' in (s.create_session_config.__doc__ or ''))"],
-                                       capture_output=True, text=True, check=False)
-                if probe.stdout.strip() == "True":
-                    columns[name]["driven"] = ("n/a: flyte 2.x uses ConnectRPC over HTTP (pyqwest); the loopback "
-                                               "FlyteTestServer is gRPC-only")
-                    columns[name]["import time (ms)"] = f"{import_ms(python, IMPORTS[name]):.0f}"
-                    continue
-            columns[name].update(measure(name, python, "flytekit" if name == "flytekit" else name, args.expiry_seconds))
+            # flyte 2.x speaks ConnectRPC over HTTP (pyqwest), not gRPC: driven against _connect_server instead.
+            columns[name].update(measure(name, python, "flytekit" if name == "flytekit" else "flyte",
+                                         args.expiry_seconds))
     names = list(columns)
     if not args.with_others:
         names = ["flyteauth"]
