@@ -28,7 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from flyteauth_core._proto import OAuth2MetadataResponse, PublicClientAuthConfigResponse, UserInfoResponse
-from flyteauth_core.testing import DemoTokenEndpoint
+from flyteauth_core.testing import DemoTokenEndpoint, judge_bearer, record_call
 
 AUTH_SERVICE = "/flyteidl2.auth.AuthMetadataService/"
 USER_INFO = "/flyteidl2.auth.IdentityService/UserInfo"
@@ -96,19 +96,8 @@ class ConnectTestServer:
             return self._reply(handler, 200, self._discovery[path], "application/proto")
         if path != USER_INFO:
             return self._error(handler, 404, "unimplemented", f"no such method {path}")
-        value = handler.headers.get(self.header_key)
-        reason: str | None
-        if value is None:
-            reason = f"no {self.header_key} header"
-        elif not value.startswith("Bearer "):
-            reason = "not a bearer token"
-        else:
-            reason = self.validate(value[7:])
-        with self._lock:
-            self.stats["calls"] += 1
-            if reason is not None:
-                self.stats["rejected"] += 1
-                self.stats[f"rejected: {reason}"] += 1
+        reason = judge_bearer(handler.headers.get(self.header_key), self.header_key, self.validate)
+        record_call(self.stats, self._lock, reason)
         if reason is not None:
             return self._error(handler, 401, "unauthenticated", f"unauthenticated: {reason}")
         return self._reply(handler, 200, self._user_info, "application/proto")

@@ -17,7 +17,7 @@ import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -41,6 +41,27 @@ Validator = Callable[[str], "str | None"]
 
 def _identity(data: bytes) -> bytes:
     return data
+
+
+def judge_bearer(value: str | None, header_key: str, validate: Validator,
+                 revoked: Container[str] = ()) -> str | None:
+    """Why a test server rejects the header value it received, or None when it accepts it."""
+    if value is None:
+        return f"no {header_key} header"
+    if not value.startswith("Bearer "):
+        return "not a bearer token"
+    if value[7:] in revoked:
+        return "revoked"
+    return validate(value[7:])
+
+
+def record_call(stats: Counter[str], lock: threading.Lock, reason: str | None) -> None:
+    """Count an authenticated call, and its rejection reason if any."""
+    with lock:
+        stats["calls"] += 1
+        if reason is not None:
+            stats["rejected"] += 1
+            stats[f"rejected: {reason}"] += 1
 
 
 class FlyteTestServer:
@@ -123,21 +144,11 @@ class FlyteTestServer:
         if self.record_metadata:
             self.seen_metadata.append(metadata)
         value = next((v for k, v in metadata if k == self.header_key), None)
-        reason: str | None
-        if value is None:
-            other = [k for k, _ in metadata if "authorization" in k]
-            reason = f"no {self.header_key} header" + (f" (got {other})" if other else "")
-        elif not value.startswith("Bearer "):
-            reason = "not a bearer token"
-        elif value[7:] in self.revoked:
-            reason = "revoked"
-        else:
-            reason = self.validate(value[7:])
-        with self._lock:
-            self.stats["calls"] += 1
-            if reason is not None:
-                self.stats["rejected"] += 1
-                self.stats[f"rejected: {reason}"] += 1
+        reason = judge_bearer(value, self.header_key, self.validate, self.revoked)
+        other = [k for k, _ in metadata if "authorization" in k] if value is None else []
+        if other:
+            reason = f"{reason} (got {other})"
+        record_call(self.stats, self._lock, reason)
         if reason is not None:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, f"unauthenticated: {reason}")
 
