@@ -33,6 +33,7 @@ from .token import RefreshPolicy, Token, TokenState
 if TYPE_CHECKING:
     from .config import AuthConfig
     from .discovery import ServerAuthInfo
+    from .http import RetryPolicy
     from .protocols import Metadata, TokenStore
 
 log = logging.getLogger("flyteauth.lifecycle")
@@ -58,6 +59,8 @@ class AcquireRequest:
     interactive: bool = False
     server_info_fn: Callable[[], ServerAuthInfo] | None = attrs.field(default=None, repr=False)
     http_client_fn: Callable[[str | None], Any] | None = attrs.field(default=None, repr=False)
+    #: How providers retry IdP calls (``flyteauth_core.http.RetryPolicy``); None means the default.
+    retry: RetryPolicy | None = None
 
     def server_info(self) -> ServerAuthInfo:
         if self.server_info_fn is None:

@@ -18,7 +18,7 @@ from .config import AuthConfig
 from .discovery import DEFAULT_METADATA_KEY, Discovery, ServerAuthInfo
 from .errors import DiscoveryError
 from .events import TokenEvent
-from .http import HttpClientFactory
+from .http import HttpClientFactory, RetryPolicy
 from .lifecycle import AcquireRequest, ManagerStats, TokenManager
 from .plugins import PluginRegistry, default_registry
 from .token import RefreshPolicy, Token
@@ -92,7 +92,8 @@ class AuthSession:
     ``store``: a TokenStore, or the name of a registered one (default: the config's ``tokenStore``, else
     the provider's ``default_token_store`` (``keyring`` for Pkce/DeviceFlow), else ``memory``).
     ``interactive``: whether browser/device flows may start during a call (default:
-    :func:`interactive_default`).
+    :func:`interactive_default`).  ``retry``: how IdP calls are retried (default ``RetryPolicy()``: 4
+    attempts, backoff up to 8 s, ``Retry-After`` honoured up to 30 s).
     """
 
     def __init__(
@@ -104,9 +105,11 @@ class AuthSession:
         interactive: bool | None = None,
         policy: RefreshPolicy | None = None,
         channel_options: list[tuple[str, Any]] | None = None,
+        retry: RetryPolicy | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
+        self._retry = retry
         self._registry = registry or default_registry()
         registration = self._registry.authenticator(config.resolved_auth_type)
         self.auth_type = registration.name
@@ -167,6 +170,7 @@ class AuthSession:
             interactive=self.interactive,
             server_info_fn=self._discovery.get,
             http_client_fn=self._http.client,
+            retry=self._retry,
         )
 
     def _acquire(self, previous: Token | None, reason: str) -> Token:

@@ -98,7 +98,7 @@ class TokenEndpoint:
         response = send_with_retries(
             lambda: client.post(url, content=body, headers=headers),
             endpoint=url,
-            policy=self._retry,
+            policy=self._retry or request.retry,
         )
         body = raise_for_error(response, url)
         return token_from_response(body, now=time.time(), endpoint=url, status=response.status_code,
@@ -153,7 +153,8 @@ def post_form(
         url, headers, body = client_auth.prepare("POST", url, headers, body)
     client = request.http_client(url)
     try:
-        response = send_with_retries(lambda: client.post(url, content=body, headers=headers), endpoint=url)
+        response = send_with_retries(lambda: client.post(url, content=body, headers=headers), endpoint=url,
+                                     policy=request.retry)
         try:
             parsed = response.json()
         except ValueError:

@@ -175,6 +175,22 @@ def test_unreachable_idp_is_a_transient_error_within_the_deadline(
     assert session.manager.state() is None
 
 
+def test_a_session_retry_policy_bounds_idp_attempts(idp_fresh: IdpServer) -> None:
+    """`AuthSession(retry=...)`: a caller that prefers failing fast to waiting out an outage."""
+    from flyteauth_core.http import RetryPolicy
+
+    idp_fresh.inject_faults([{"status": 503}] * 3)
+    config = AuthConfig(endpoint="127.0.0.1:1", insecure=True, auth_type="ClientSecret", client_id=CI_BASIC_ID,
+                        client_secret=CI_BASIC[1], token_url=idp_fresh.token_endpoint,
+                        authorization_header="authorization")
+    with AuthSession(config, retry=RetryPolicy(attempts=2, initial_delay=0.01)) as session:
+        with pytest.raises(TransientTokenError, match="after 2 attempts"):
+            session.get_token()
+        assert idp_fresh.token_request_count(CI_BASIC_ID) == 2
+        assert session.get_token().access_token  # one fault left, then the IdP answers: attempt 1 fails, 2 works
+    assert idp_fresh.token_request_count(CI_BASIC_ID) == 4
+
+
 # -- malformed success responses -------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("fault", "expected"),

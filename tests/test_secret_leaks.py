@@ -9,7 +9,6 @@ client secrets nor any access token issued may appear in it.
 from __future__ import annotations
 
 import base64
-import functools
 import logging
 import socket
 import time
@@ -20,7 +19,6 @@ from typing import Any
 
 import pytest
 
-import flyteauth_core.http
 from flyteauth_core import AuthConfig, AuthSession, Token, hookimpl
 from flyteauth_core.config import describe
 from flyteauth_core.errors import ConfigError, FlyteAuthError, InvalidClientError, TransientTokenError
@@ -123,11 +121,12 @@ def provoke_errors(server: FlyteTestServer, registry: PluginRegistry, tmp_path: 
     ]
     seen: list[Any] = []
     errors: list[BaseException] = []
+    fast = RetryPolicy(attempts=2, initial_delay=0.01, max_delay=0.02)  # the connection-refused case retries
     for kwargs, expected in cases:
         cfg = make_config(server, **kwargs)
         seen.append(cfg)
         with pytest.raises(expected) as info:
-            bad = AuthSession(cfg, registry=registry)
+            bad = AuthSession(cfg, registry=registry, retry=fast)
             try:
                 seen.append(bad)
                 bad.get_token()
@@ -157,9 +156,6 @@ def test_no_secret_or_token_in_repr_str_logs_or_errors(
     caplog.set_level(logging.DEBUG)
     for name in ("flyteauth", "httpx2", "httpcore2", "authlib", "grpc"):
         caplog.set_level(logging.DEBUG, logger=name)
-    # the connection-refused case retries; keep its backoff short
-    monkeypatch.setattr(flyteauth_core.http, "RetryPolicy",
-                        functools.partial(RetryPolicy, attempts=2, initial_delay=0.01, max_delay=0.02))
     registry = PluginRegistry()
     recorder = EventRecorder()
     registry.register_module(recorder, "recorder")
