@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from ._idp import _truthy_env
+
 if TYPE_CHECKING:
     from selenium.webdriver import Chrome
 
@@ -111,10 +113,6 @@ __all__ = [
 
 class BrowserFlowError(AssertionError):
     """The IdP pages did not go the way the helper expected (error page, timeout, ...)."""
-
-
-def _truthy_env(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
 def browser_available() -> str | None:

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -119,3 +120,24 @@ def native_peers(idp_factory: Any, flyte_server: Callable[..., FlyteTestServer])
         return idp, server
 
     return make
+
+
+def thread_storm(n: int, call: Callable[[int], Any]) -> list[Any]:
+    """Run ``call(i)`` in ``n`` threads released at the same instant; return results (or exceptions)."""
+    barrier = threading.Barrier(n)
+    results: list[Any] = [None] * n
+
+    def run(i: int) -> None:
+        barrier.wait(timeout=30)
+        try:
+            results[i] = call(i)
+        except BaseException as exc:  # collected and asserted on by the test
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "a caller hung"
+    return results

@@ -5,7 +5,6 @@ are in test_e2e_interactive-style tests below, marked ``idp``.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +17,7 @@ from flyteauth_core.session import store_key
 from flyteauth_core.testing import ECHO, FlyteTestServer
 from flyteauth_providers.file_store import FileTokenStore
 
-from ._interactive_helpers import HttpBrowser, session_for
+from ._interactive_helpers import HttpBrowser, session_for, thread_storm
 from ._oauth_fake import FakeOAuthServer
 
 Peers = Callable[..., tuple[FakeOAuthServer, FlyteTestServer]]
@@ -62,21 +61,7 @@ def test_64_concurrent_callers_after_expiry_make_one_refresh_and_no_reuse(fake_p
     expire(store, key)
     with session_for(server, tmp_path, interactive=False) as session:
         unary = session.channel().unary_unary(ECHO["unary"])
-        barrier = threading.Barrier(64)
-        results: list[object] = [None] * 64
-
-        def call(i: int) -> None:
-            barrier.wait(10)
-            try:
-                results[i] = unary(b"%d" % i)
-            except Exception as exc:
-                results[i] = exc
-
-        threads = [threading.Thread(target=call, args=(i,)) for i in range(64)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
+        results = thread_storm(64, lambda i: unary(b"%d" % i))
     assert results == [b"%d" % i for i in range(64)]
     assert fake.stats["grant:refresh_token"] == 1
     assert fake.reuse_detected == 0 and not fake.revoked_grants
@@ -182,21 +167,7 @@ def test_real_idp_rotating_refresh_tokens_are_used_once_by_64_threads_and_16_pro
 
     # 64 threads of one process, after expiry: one refresh-token request.
     with session_for(server, tmp_path, interactive=False) as session:
-        barrier = threading.Barrier(64)
-        results: list[object] = [None] * 64
-
-        def call(i: int) -> None:
-            barrier.wait(10)
-            try:
-                results[i] = session.get_token().access_token
-            except Exception as exc:
-                results[i] = exc
-
-        threads = [threading.Thread(target=call, args=(i,)) for i in range(64)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
+        results = thread_storm(64, lambda i: session.get_token().access_token)
     assert len(set(results)) == 1 and isinstance(results[0], str) and results[0] != first.access_token
     stats = idp.stats()
     assert stats["by_grant"].get("refresh_token") == 1, stats

@@ -12,7 +12,6 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
@@ -20,6 +19,7 @@ from flyteauth_core import AuthSession
 from flyteauth_core.testing import ECHO, FlyteTestServer
 
 from ._idp import CI_BASIC_ID, IdpServer
+from ._interactive_helpers import thread_storm
 
 pytestmark = pytest.mark.idp
 
@@ -31,34 +31,13 @@ def _exp(access_token: str) -> float:
     return float(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["exp"])
 
 
-def _thread_storm(n: int, call: Callable[[int], Any]) -> list[Any]:
-    """Run ``call(i)`` in ``n`` threads released at the same instant; return results (or exceptions)."""
-    barrier = threading.Barrier(n)
-    results: list[Any] = [None] * n
-
-    def run(i: int) -> None:
-        barrier.wait(timeout=30)
-        try:
-            results[i] = call(i)
-        except BaseException as exc:  # collected and asserted on by the test
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not any(t.is_alive() for t in threads), "a caller hung"
-    return results
-
-
 def test_64_threads_on_a_cold_session_make_one_token_request(
     idp_session: SessionFactory, idp_fresh: IdpServer
 ) -> None:
     session, server = idp_session()
     unary = session.channel().unary_unary(ECHO["unary"])
 
-    results = _thread_storm(64, lambda i: unary(b"%d" % i))
+    results = thread_storm(64, lambda i: unary(b"%d" % i))
 
     assert results == [b"%d" % i for i in range(64)]
     assert idp_fresh.token_request_count(CI_BASIC_ID) == 1
@@ -84,7 +63,7 @@ def test_storm_after_expiry_makes_exactly_one_more_request(
 ) -> None:
     session, server = idp_session()
     unary = session.channel().unary_unary(ECHO["unary"])
-    assert _thread_storm(64, lambda i: unary(b"a")) == [b"a"] * 64
+    assert thread_storm(64, lambda i: unary(b"a")) == [b"a"] * 64
     assert idp_fresh.token_request_count(CI_BASIC_ID) == 1
     first = session.get_token()
 
@@ -93,7 +72,7 @@ def test_storm_after_expiry_makes_exactly_one_more_request(
     time.sleep(max(0.0, first.expires_at - time.time()) + 0.2)
     assert session.stats.token_requests == 1
 
-    assert _thread_storm(64, lambda i: unary(b"b")) == [b"b"] * 64
+    assert thread_storm(64, lambda i: unary(b"b")) == [b"b"] * 64
     assert idp_fresh.token_request_count(CI_BASIC_ID) == 2
     assert session.get_token().access_token != first.access_token
     assert server.stats["calls"] == 128 and server.stats["rejected"] == 0
@@ -129,7 +108,7 @@ def test_background_refresh_over_three_expiries_never_makes_a_caller_wait(
             time.sleep(0.02)
         return n
 
-    results = _thread_storm(8, caller)
+    results = thread_storm(8, caller)
     assert all(isinstance(r, int) and r > 50 for r in results), results
 
     requests = idp_fresh.token_request_count(CI_BASIC_ID)
