@@ -1,0 +1,26 @@
+"""``flyteauth plugins``: installed plugins, what each registers, and load errors."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    del parser  # no options
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..plugins import default_registry
+
+    plugins = default_registry().plugins()
+    if not plugins:
+        print("no flyteauth plugins installed")
+        return 0
+    for info in plugins:
+        status = "blocked" if info.blocked else ("FAILED" if info.error else "ok")
+        print(f"{info.name}  [{status}]  {info.distribution} {info.version}  ({info.module})")
+        for item in info.registered:
+            print(f"    registers {item}")
+        if info.error:
+            print(f"    error: {info.error}")
+    return 0
