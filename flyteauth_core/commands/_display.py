@@ -24,21 +24,27 @@ def open_session(args: argparse.Namespace, *, interactive: bool | None = None) -
     return AuthSession(load_config(args.config), interactive=interactive)
 
 
-def claims(token: Token) -> dict[str, Any]:
-    """Unverified JWT claims of the id token, else the access token ({} for opaque tokens): for display."""
+def jwt_claims(jwt: str | None) -> dict[str, Any] | None:
+    """Unverified claims of a JWT; None when ``jwt`` is not one (opaque tokens)."""
     import base64
     import binascii
     import json
 
+    parts = (jwt or "").split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (binascii.Error, ValueError, RecursionError):
+        return None
+    return decoded if isinstance(decoded, dict) else None
+
+
+def claims(token: Token) -> dict[str, Any]:
+    """Unverified JWT claims of the id token, else the access token ({} for opaque tokens): for display."""
     for jwt in (token.id_token, token.access_token):
-        parts = (jwt or "").split(".")
-        if len(parts) != 3:
-            continue
-        try:
-            decoded = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-        except (binascii.Error, ValueError, RecursionError):
-            continue
-        if isinstance(decoded, dict):
+        decoded = jwt_claims(jwt)
+        if decoded is not None:
             return decoded
     return {}
 
