@@ -99,8 +99,9 @@ def _connection(cfg: PlatformConfig) -> dict[str, Any]:
 
 
 def _same_endpoint(ours: str, theirs: str) -> bool:
-    strip = (lambda e: e.removeprefix("dns:///").rstrip("/"))
-    return strip(ours) == strip(theirs)
+    """flytekit strips ``dns:///``; keep the file's spelling when it names the same endpoint, so the store
+    key matches what ``flyteauth login`` used."""
+    return ours.removeprefix("dns:///").rstrip("/") == theirs.removeprefix("dns:///").rstrip("/")
 
 
 def resolve_config(cfg: PlatformConfig, path: str | None) -> AuthConfig:

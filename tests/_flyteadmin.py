@@ -85,7 +85,7 @@ class _Admin(admin_pb2_grpc.AdminServiceServicer):  # type: ignore[misc]
     def __init__(self, server: FlyteAdminServer) -> None:
         self.server = server
 
-    def ListProjects(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802 (gRPC name)
+    def ListProjects(self, request: Any, context: grpc.ServicerContext) -> Any:
         self.server.check(context)
         return project_pb2.Projects(projects=[project_pb2.Project(id="flytesnacks", name="flytesnacks")])
 
@@ -94,10 +94,10 @@ class _AuthMetadata(auth_pb2_grpc.AuthMetadataServiceServicer):  # type: ignore[
     def __init__(self, server: FlyteAdminServer) -> None:
         self.server = server
 
-    def GetOAuth2Metadata(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+    def GetOAuth2Metadata(self, request: Any, context: grpc.ServicerContext) -> Any:
         self.server.count("discovery")
         return self.server._oauth
 
-    def GetPublicClientConfig(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+    def GetPublicClientConfig(self, request: Any, context: grpc.ServicerContext) -> Any:
         self.server.count("discovery")
         return self.server._client
