@@ -76,8 +76,9 @@ def _expiry(token: Token) -> str:
 def _store_name(store: Any) -> str:
     if store is None:
         return "none (tokens are not kept)"
-    describe = getattr(store, "describe", None)
-    return str(describe()) if callable(describe) else type(store).__name__
+    from .protocols import Describable
+
+    return store.describe() if isinstance(store, Describable) else type(store).__name__
 
 
 def cmd_login(args: argparse.Namespace) -> int:
@@ -129,7 +130,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_plugins(args: argparse.Namespace) -> int:
     from .plugins import default_registry
 
-    plugins = default_registry().plugins()
+    registry = default_registry()
+    plugins = registry.plugins()
     if not plugins:
         print("no flyteauth plugins installed")
         return 0
@@ -138,6 +140,12 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         print(f"{info.name}  [{status}]  {info.distribution} {info.version}  ({info.module})")
         for item in info.registered:
             print(f"    registers {item}")
+        for reg in registry.registrations(plugin=info.name):
+            for old in registry.replaced(reg):
+                print(f"    {reg.kind} {reg.name} replaces {old.name!r} from {old.distribution} "
+                      f"(entry point {old.plugin}), by replace=True")
+            if reg.options:
+                print(f"    {reg.kind} {reg.name} reads " + ", ".join(o.key for o in reg.options))
         if info.error:
             print(f"    error: {info.error}")
     return 0
