@@ -32,6 +32,7 @@ from typing import Any
 from flyteauth_core import hookimpl
 from flyteauth_core.config import AuthConfig, parse_duration
 from flyteauth_core.errors import TokenStoreError
+from flyteauth_core.options import Option
 from flyteauth_core.token import Token
 
 log = logging.getLogger("flyteauth.file_store")
@@ -179,4 +180,8 @@ class FileTokenStore:
 
 @hookimpl
 def flyteauth_register_token_stores(register: Any) -> None:
-    register("file", FileTokenStore)
+    register("file", FileTokenStore, options=(
+        Option("tokenStorePath", help="directory of the token files (default ~/.flyte/flyteauth)"),
+        Option("tokenStoreLockTimeout", parse=parse_duration, default=DEFAULT_LOCK_TIMEOUT,
+               help="how long a process waits for another's refresh"),
+    ))

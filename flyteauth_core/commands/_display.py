@@ -73,5 +73,6 @@ def expiry(token: Token) -> str:
 def store_name(store: Any) -> str:
     if store is None:
         return "none (tokens are not kept)"
-    describe = getattr(store, "describe", None)
-    return str(describe()) if callable(describe) else type(store).__name__
+    from ..protocols import Describable
+
+    return store.describe() if isinstance(store, Describable) else type(store).__name__
