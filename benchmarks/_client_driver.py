@@ -52,11 +52,12 @@ def make_channel(client, target, client_id, secret):
                              client_credentials_secret=secret)
         return upgrade_channel_to_authenticated(cfg, get_channel(cfg))
     if client == "flytekit+flyteauth":
+        # what a user writes: admin.authType names flytekit's hook, flyteauth: holds the real provider.
+        # Before importing flytekit: it caches the config file it finds (lru_cache) for the process.
+        write_flyteauth_config(target, client_id, secret, hook="flyteauth")
         from flytekit.clients.auth_helper import get_channel, upgrade_channel_to_authenticated
         from flytekit.configuration import PlatformConfig
 
-        # what a user writes: admin.authType names flytekit's hook, flyteauth: holds the real provider
-        write_flyteauth_config(target, client_id, secret, hook="flyteauth")
         cfg = PlatformConfig(endpoint=target, insecure=True, auth_mode="flyteauth")
         return upgrade_channel_to_authenticated(cfg, get_channel(cfg))
     if client in FLYTE2:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import AuthConfig, load_config
 from .errors import (
+    CommandError,
     ConfigError,
     DiscoveryError,
     FlyteAuthError,
@@ -20,6 +21,7 @@ from .errors import (
     TokenError,
     TokenRequestError,
     TokenResponseError,
+    TokenStoreError,
     TokenTimeoutError,
     TransientTokenError,
     UnknownAuthTypeError,
@@ -56,6 +58,7 @@ __all__ = [
     "AcquireRequest",
     "AuthConfig",
     "AuthSession",
+    "CommandError",
     "ConfigError",
     "DiscoveryError",
     "FlyteAuthError",
@@ -75,6 +78,7 @@ __all__ = [
     "TokenRequestError",
     "TokenResponseError",
     "TokenState",
+    "TokenStoreError",
     "TokenTimeoutError",
     "TransientTokenError",
     "UnknownAuthTypeError",

@@ -221,7 +221,7 @@ def test_disable_plugins_env_blocks_a_plugin(site: Path, block: str) -> None:
     result = run_py(
         """
         try:
-            AuthSession(load_config("acme.yaml"))
+            AuthSession(load_config("acme.yaml")).auth_type  # resolved on first use
             out["session"] = "created"
         except FlyteAuthError as exc:
             out["session"] = error(exc)
