@@ -167,6 +167,7 @@ class AuthSession:
             http_client=lambda: self._http_client(None),
         )
         self._header: str | None = config.authorization_header
+        self._connect_info: ServerAuthInfo | None = None
         self._on_event = on_event
         self._browser_opener = browser_opener
         self._device_prompt = device_prompt
@@ -255,7 +256,7 @@ class AuthSession:
             previous=previous,
             reason=reason,
             interactive=self.interactive,
-            server_info_fn=self._discovery.get,
+            server_info_fn=self._server_info,
             http_client_fn=self._http_client,
             retry=self._retry,
             browser_opener=self._browser_opener,
@@ -266,11 +267,29 @@ class AuthSession:
         token: Token = self._authenticator.acquire(self._request(previous, reason))
         return token
 
+    def _server_info(self) -> ServerAuthInfo:
+        """Discovery over gRPC (v2, v1, RFC 8414); if that fails, over Connect (an endpoint that speaks only
+        Connect, as flyte 2.x servers may).  The first error is the one reported when both fail."""
+        if self._connect_info is not None:
+            return self._connect_info
+        try:
+            return self._discovery.get()
+        except DiscoveryError as grpc_error:
+            from . import connect_discovery
+
+            try:
+                info = connect_discovery.discover(
+                    self.config, lambda url, verify: self._http.client(url, verify=verify))
+            except DiscoveryError:
+                raise grpc_error from None
+            self._connect_info = info
+            return info
+
     def _header_key(self) -> str:
         """The metadata key the server reads: explicit config, else discovered, before the first call."""
         if self._header is None:
             try:
-                self._header = self._discovery.get().authorization_metadata_key or DEFAULT_METADATA_KEY
+                self._header = self._server_info().authorization_metadata_key or DEFAULT_METADATA_KEY
             except DiscoveryError:
                 if not self.config.token_url:
                     raise
@@ -318,7 +337,7 @@ class AuthSession:
 
     def server_info(self) -> ServerAuthInfo:
         """What the server advertised (discovery runs once per session)."""
-        return self._discovery.get()
+        return self._server_info()
 
     @property
     def stats(self) -> ManagerStats:
