@@ -50,6 +50,9 @@ parse_duration = duration
 log = logging.getLogger("flyteauth.config")
 
 DEFAULT_SECRET_LOCATION = "/etc/secrets/client_secret"
+#: Built-in auth types (and aliases) that never use a configured client secret; a plugin's may.
+_SECRETLESS_AUTH_TYPES = frozenset({"pkce", "standard", "deviceflow", "device_flow", "externalcommand",
+                                    "external_process", "passthrough", "noauth", "none", "no_auth", "anonymous"})
 #: Token endpoint client authentication methods the ClientSecret provider supports.
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
 
@@ -278,7 +281,7 @@ class AuthConfig:
         if self.auth_type:
             why = f"explicit authType ({src('auth_type')})"
             secret = self._secret_field()
-            if secret and self.auth_type.lower() not in ("clientsecret", "client_credentials", "basic"):
+            if secret and self.auth_type.lower() in _SECRETLESS_AUTH_TYPES:
                 why += f"; the client secret from {src(secret)} is not used by this auth type"
             return self.auth_type, why
         if self.token or self.token_file_path or self.token_env_var:
@@ -826,8 +829,7 @@ def load_config(
     sources.update({f"options.{k}": s for k, s in resolver.option_sources.items() if k in options})
     config = AuthConfig(**values, options=options, sources=sources, problems=tuple(resolver.problems))
     secret = config._secret_field()
-    if config.auth_type and secret and config.auth_type.lower() not in ("clientsecret", "client_credentials",
-                                                                          "basic"):
+    if config.auth_type and secret and config.auth_type.lower() in _SECRETLESS_AUTH_TYPES:
         resolver.problem(
             f"a client secret is configured ({sources.get(secret)}) but authType {config.auth_type!r} "
             f"({sources.get('auth_type')}) is explicit, so the secret is not used (flytekit would switch to "
