@@ -82,6 +82,11 @@ class FileTokenStore:
 
     # -- TokenStore -------------------------------------------------------------------------------
     def load(self, key: str) -> Token | None:
+        record = self.load_record(key)
+        return None if record is None else record[0]
+
+    def load_record(self, key: str) -> tuple[Token, float] | None:
+        """The stored token and when it was saved (epoch seconds; 0 when the record does not say)."""
         path = self.path(key)
         try:
             raw = path.read_bytes()
@@ -94,7 +99,9 @@ class FileTokenStore:
             record = json.loads(raw)
             if not isinstance(record, dict) or record.get("key") != key:
                 raise ValueError("not a record for this key")
-            return Token.from_dict(record["token"])
+            saved_at = record.get("saved_at")
+            return Token.from_dict(record["token"]), (
+                float(saved_at) if isinstance(saved_at, (int, float)) and not isinstance(saved_at, bool) else 0.0)
         except (ValueError, TypeError, KeyError, RecursionError):
             self._warn_once(path, "is corrupt")
             return None
