@@ -375,8 +375,13 @@ SETTINGS: dict[str, Setting] = settings_of(AuthConfig)
 ALL_KEYS: dict[str, tuple[str, Parser]] = {s.yaml: (n, s.parse) for n, s in SETTINGS.items() if s.yaml}
 #: Keys accepted without a warning that are not fields: flytectl's that do nothing here, and keys providers
 #: read from ``options``; then deprecated ones (a warning).
-_IGNORED_KEYS = frozenset({"maxMessageSizeBytes", "defaultServiceConfig", "pkceConfig", "deviceFlowConfig",
-                           "pkceConfig.redirectUri", "revocationEndpoint", "clientKeyId"})
+_IGNORED_KEYS = frozenset({"pkceConfig", "deviceFlowConfig", "pkceConfig.redirectUri", "revocationEndpoint",
+                           "clientKeyId"})
+#: flytectl keys that are not fields and have no effect here: reported as such, never as unknown.
+_COMPAT_KEYS = {
+    "maxMessageSizeBytes": "flytectl's gRPC message size limit; set it on the channel you build",
+    "defaultServiceConfig": "flytectl's gRPC service config; set it on the channel you build",
+}
 _DEPRECATED_KEYS = {
     "useAuth": "deprecated in flytectl and ignored: authentication follows authType and the server",
     "authorizationServerUrl": "deprecated in flytectl and ignored: the token endpoint is discovered "
@@ -582,6 +587,12 @@ class _Resolver:
             log.warning("flyteauth config: %s", text)
             self.problems.append(text)
 
+    def note(self, text: str) -> None:
+        """Something ``flyteauth config`` should say that is not wrong (not logged as a warning)."""
+        if text not in self.problems:
+            log.debug("flyteauth config: %s", text)
+            self.problems.append(text)
+
     def resolve(self) -> tuple[dict[str, Any], dict[str, Source]]:
         """The winning value of every field.  The client secret is chosen by layer, not by field: the
         highest layer that says anything about it supplies all of it (an argument naming a secret file
@@ -624,7 +635,9 @@ def _read_yaml_into(resolver: _Resolver, file: Path, sections: Mapping[str, Mapp
                 resolver.option_sources.setdefault(key.split(".")[0], Source(f"{name}.{key.split('.')[0]}", origin))
             spec = ALL_KEYS.get(key)
             if spec is None:
-                if key in _DEPRECATED_KEYS:
+                if key in _COMPAT_KEYS:
+                    resolver.note(f"{where.describe()}: {COMPAT} ({_COMPAT_KEYS[key]})")
+                elif key in _DEPRECATED_KEYS:
                     resolver.problem(f"{where} is {_DEPRECATED_KEYS[key]}")
                 elif key not in _IGNORED_KEYS and key not in declared:
                     resolver.problem(_unknown(key, [*ALL_KEYS, *declared], str(where)))

@@ -141,3 +141,11 @@ def test_readme_key_table_is_generated_from_the_schema() -> None:
         "README key table is stale: regenerate with python -c 'from flyteauth_core.config import key_table; "
         "print(key_table())'"
     )
+
+
+def test_flytectl_grpc_keys_are_compatibility_notes_not_unknown(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(f"admin:\n  endpoint: {ENDPOINT}\n  maxMessageSizeBytes: 1000\n  defaultServiceConfig: '{{}}'\n")
+    problems = load_config(path, env={}).problems
+    assert len(problems) == 2 and all("accepted for compatibility, no effect" in p for p in problems)
+    assert f"admin.maxMessageSizeBytes in {path}" in problems[0]
