@@ -784,6 +784,11 @@ def _check_declared(resolver: _Resolver, declared: Mapping[str, list[tuple[Optio
     """Plugins' own keys are validated at load (a bad value is a problem naming the key and the plugin
     that reads it; the plugin raises when it actually reads it) and never reported as unknown."""
     for key, entries in declared.items():
+        for option, registration in entries:
+            if key in ALL_KEYS or option.env_var in OUR_ENV:
+                clash = f"the flyteauth key {key!r}" if key in ALL_KEYS else f"${option.env_var}"
+                resolver.problem(f"{registration.kind} {registration.name} ({registration.distribution}) declares "
+                                 f"an option that clashes with {clash}; rename it in the plugin")
         raw = resolver.options.get(key)
         if raw is None:
             continue
