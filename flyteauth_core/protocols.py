@@ -6,7 +6,7 @@ chooses to use.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -42,6 +42,19 @@ class TokenStore(Protocol):
     def save(self, key: str, token: Token) -> None: ...
 
     def delete(self, key: str) -> None: ...
+
+
+@runtime_checkable
+class DiscoveryCache(Protocol):
+    """Optional store capability: keep AuthMetadataService results for other processes (with a TTL).
+
+    A store that has these two methods (and ideally ``lock(key)``) shares discovery; see
+    ``flyteauth_core.discovery_cache``.  ``data`` is a JSON-able dict; nothing in it is secret.
+    """
+
+    def load_discovery(self, key: str) -> Mapping[str, Any] | None: ...
+
+    def save_discovery(self, key: str, data: Mapping[str, Any], ttl: float) -> None: ...
 
 
 @runtime_checkable

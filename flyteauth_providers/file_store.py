@@ -121,6 +121,24 @@ class FileTokenStore:
         with contextlib.suppress(FileNotFoundError):
             self.path(key).unlink()
 
+    # -- discovery cache (optional store capability, see flyteauth_core.discovery_cache) -------------
+    def load_discovery(self, key: str) -> Any:
+        try:
+            record = json.loads(self.path(key).read_bytes())
+        except (OSError, ValueError, RecursionError):
+            return None
+        if not isinstance(record, dict) or record.get("key") != key or not time.time() < record.get("expires_at", 0):
+            return None
+        return record.get("discovery")
+
+    def save_discovery(self, key: str, data: Any, ttl: float) -> None:
+        self._ensure_directory()
+        record = {"version": FORMAT_VERSION, "key": key, "expires_at": time.time() + ttl, "discovery": dict(data)}
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=self.directory)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(record, fh)
+        os.replace(tmp, self.path(key))
+
     @contextlib.contextmanager
     def lock(self, key: str) -> Iterator[None]:
         """Hold the key's cross-process lock; ``TokenStoreError`` after ``lock_timeout`` seconds."""
