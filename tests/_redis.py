@@ -34,9 +34,12 @@ def free_port() -> int:
 class RedisServer:
     """One ``redis-server`` process bound to 127.0.0.1."""
 
-    def __init__(self, *, port: int = 0, password: str | None = None, extra: tuple[str, ...] = ()) -> None:
+    def __init__(self, *, port: int = 0, password: str | None = None, extra: tuple[str, ...] = (),
+                 tls: tuple[str, str, str] | None = None) -> None:
+        """``tls=(ca, cert, key)`` PEM paths: serve TLS only (``rediss://``, see :attr:`url`)."""
         self.port = port or free_port()
         self.password = password
+        self.tls = tls
         self.extra = extra
         self.dir = tempfile.mkdtemp(prefix="flyteauth-redis-")
         self.proc: subprocess.Popen[bytes] | None = None
@@ -44,6 +47,8 @@ class RedisServer:
     @property
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
+        if self.tls:
+            return f"rediss://{auth}127.0.0.1:{self.port}/0?ssl_ca_certs={self.tls[0]}"
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
@@ -54,6 +59,10 @@ class RedisServer:
                 "--appendonly", "no", "--protected-mode", "yes", "--daemonize", "no", "--loglevel", "warning"]
         if self.password:
             args += ["--requirepass", self.password]
+        if self.tls:
+            args[args.index("--port") + 1] = "0"
+            args += ["--tls-port", str(self.port), "--tls-ca-cert-file", self.tls[0], "--tls-cert-file", self.tls[1],
+                     "--tls-key-file", self.tls[2], "--tls-auth-clients", "no"]
         self.proc = subprocess.Popen([*args, *self.extra], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, cwd=self.dir)
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -68,7 +77,13 @@ class RedisServer:
 
     def command(self, *words: str) -> str:
         """Send one inline command and return the first reply line (enough for PING/FLUSHALL)."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
+        with contextlib.ExitStack() as stack:
+            sock = stack.enter_context(socket.create_connection(("127.0.0.1", self.port), timeout=2))
+            if self.tls:
+                import ssl
+
+                sock = stack.enter_context(ssl.create_default_context(cafile=self.tls[0]).wrap_socket(
+                    sock, server_hostname="127.0.0.1"))
             prefix = f"AUTH {self.password}\r\n" if self.password else ""
             sock.sendall((prefix + " ".join(words) + "\r\n").encode())
             data = b""
@@ -83,7 +98,7 @@ class RedisServer:
     def client(self) -> Any:
         import redis
 
-        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, socket_timeout=2)
+        return redis.Redis.from_url(self.url, socket_timeout=2)
 
     def stop(self, sig: int = signal.SIGKILL) -> None:
         proc, self.proc = self.proc, None

@@ -280,3 +280,25 @@ def test_discovery_is_shared_through_redis(redis_fresh: RedisServer, tmp_path: P
     with AuthSession(off, store=make_store(redis_fresh, tmp_path, keys)) as session:
         session.server_info()
     assert server.stats["discovery_v2"] == 4
+
+
+def test_tls_and_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from ._idp import make_test_ca
+
+    ca, cert, key = make_test_ca(tmp_path)
+    with RedisServer(password="redis-password-for-tests", tls=(str(ca), str(cert), str(key))) as server:
+        register_secret(server.password)
+        # the password from the environment, not the URL
+        monkeypatch.setenv("FLYTEAUTH_REDIS_PASSWORD", "redis-password-for-tests")
+        url = server.url.replace(":redis-password-for-tests@", "")
+        assert url.startswith("rediss://")
+        store = make_store(server, tmp_path / "a", redisURL=url)
+        store.save(KEY, token())
+        assert store.load(KEY).access_token == JWT  # type: ignore[union-attr]
+        assert server.client().get(store.data_key(KEY)) is not None  # really in Redis, over TLS
+        monkeypatch.setenv("FLYTEAUTH_REDIS_PASSWORD", "a-wrong-password-123")
+        wrong = make_store(server, tmp_path / "b", redisURL=url, redisFallback="memory")
+        with caplog.at_level(logging.WARNING, logger="flyteauth"):
+            assert wrong.load(KEY) is None  # refused: the memory fallback, one warning, no crash
+        assert any("failed on load" in r.getMessage() for r in caplog.records)
+        assert "wrong-password" not in caplog.text
