@@ -302,3 +302,29 @@ def test_tls_and_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplo
             assert wrong.load(KEY) is None  # refused: the memory fallback, one warning, no crash
         assert any("failed on load" in r.getMessage() for r in caplog.records)
         assert "wrong-password" not in caplog.text
+
+
+def test_sentinel_url_finds_the_master(redis_fresh: RedisServer, tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    from ._redis import free_port
+
+    port = free_port()
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+                    f"sentinel monitor fleet 127.0.0.1 {redis_fresh.port} 1\n")
+    exe = shutil.which("redis-server")
+    assert exe is not None
+    proc = subprocess.Popen([exe, str(conf), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        store = make_store(redis_fresh, tmp_path, redisURL=f"redis+sentinel://127.0.0.1:{port}/fleet/0")
+        deadline = time.monotonic() + 10
+        while redis_fresh.client().get(store.data_key(KEY)) is None and time.monotonic() < deadline:
+            store.save(KEY, token())  # until the sentinel answers (the file fallback meanwhile)
+            time.sleep(0.2)
+        assert redis_fresh.client().get(store.data_key(KEY)) is not None  # it reached the monitored master
+        assert store.load(KEY).access_token == JWT  # type: ignore[union-attr]
+    finally:
+        proc.kill()
+        proc.wait()
