@@ -328,3 +328,42 @@ def test_sentinel_url_finds_the_master(redis_fresh: RedisServer, tmp_path: Path)
     finally:
         proc.kill()
         proc.wait()
+
+
+REDIS_SCRIPT = """
+import sys
+from flyteauth_core import AuthConfig, AuthSession
+config = AuthConfig(endpoint={target!r}, insecure=True, auth_type="Pkce", store="redis")
+with AuthSession(config, interactive=False) as session:
+    sys.stdin.readline()  # start together
+    print(session.get_token().access_token[-12:])
+"""
+
+
+def test_a_shared_login_rotates_its_refresh_token_once_across_hosts(redis_fresh: RedisServer, tmp_path: Path,
+                                                                    fake_peers: Any) -> None:
+    """A user's login in Redis, 8 processes on 4 "hosts" after expiry: one refresh, no reuse of a rotated one."""
+    from flyteauth_core.session import store_key
+
+    from ._interactive_helpers import HttpBrowser, session_for
+    from .test_refresh_tokens import start_processes
+
+    fake, server = fake_peers()
+    with session_for(server, tmp_path, browserOpener=HttpBrowser()) as session:
+        login = session.login()
+        key = store_key(session.config, session.auth_type)
+    keys = [Fernet.generate_key()]
+    store = make_store(redis_fresh, tmp_path / "shared", keys)
+    store.save(key, Token(login.access_token, expires_at=time.time() - 60, refresh_token=login.refresh_token))
+    env = {"FLYTEAUTH_REDIS_URL": redis_fresh.url, "FLYTEAUTH_REDIS_ENCRYPTION_KEY": keys[0].decode()}
+    outputs = []
+    procs_env = [{**env, "FLYTEAUTH_TOKEN_DIR": str(tmp_path / f"host-{i}")} for i in range(4)]
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        for result in pool.map(lambda e: start_processes(2, REDIS_SCRIPT.format(target=server.target), e),
+                               procs_env):
+            outputs += result
+    assert fake.stats["grant:refresh_token"] == 1, dict(fake.stats)
+    assert fake.reuse_detected == 0 and len(set(outputs)) == 1
+    assert store.load(key).refresh_token != login.refresh_token  # type: ignore[union-attr]  # rotated, stored
