@@ -41,6 +41,7 @@ import sys
 import threading
 import time
 import urllib.parse
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -222,6 +223,20 @@ def make_client(settings: RedisSettings) -> Any:
     return redis.Redis.from_url(settings.url, retry=Retry(NoBackoff(), 0), health_check_interval=0, **common)
 
 
+#: Live stores, so a forked child gets fresh locks (a lock held by another thread at fork time would never be
+#: released in the child).  redis-py's connection pool notices the new pid by itself.
+_LIVE: weakref.WeakSet[RedisTokenStore] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_LIVE):
+        store._guard = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class _Down:
     """Marker: Redis did not answer; use the fallback."""
 
@@ -252,6 +267,7 @@ class RedisTokenStore:
         self._down = False
         self._warned: set[str] = set()
         self.commands = 0  # Redis commands sent (tests and benchmarks)
+        _LIVE.add(self)
 
     def __repr__(self) -> str:
         return f"RedisTokenStore({self._where()!r})"

@@ -367,3 +367,25 @@ def test_a_shared_login_rotates_its_refresh_token_once_across_hosts(redis_fresh:
     assert fake.stats["grant:refresh_token"] == 1, dict(fake.stats)
     assert fake.reuse_detected == 0 and len(set(outputs)) == 1
     assert store.load(key).refresh_token != login.refresh_token  # type: ignore[union-attr]  # rotated, stored
+
+
+def _load_in_child(store: RedisTokenStore, conn: Any) -> None:
+    store.fallback()  # built under the store's guard
+    token = store.load(KEY)
+    with store.lock(KEY):
+        store.save(KEY, Token("written-by-the-forked-child", expires_at=time.time() + 60))
+    conn.send(token.access_token if token else None)
+
+
+def test_a_forked_child_uses_the_store_while_the_parent_holds_its_guard(redis_fresh: RedisServer,
+                                                                       tmp_path: Path) -> None:
+    store = make_store(redis_fresh, tmp_path)
+    store.save(KEY, token())
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe()
+    with store._guard:  # another thread inside the store at fork time
+        proc = ctx.Process(target=_load_in_child, args=(store, child))
+        proc.start()
+    assert parent.poll(10) and parent.recv() == JWT
+    proc.join(5)
+    assert store.load(KEY).access_token == "written-by-the-forked-child"  # type: ignore[union-attr]
