@@ -72,3 +72,27 @@ def test_discovery_is_shared(fleet: dict[str, Any]) -> None:
 
 def test_hot_path_sends_nothing_to_redis(fleet: dict[str, Any]) -> None:
     assert fleet["hotpath"]["redis_commands_during"] == 0
+
+
+def test_idp_rate_limit_answers_429_with_retry_after() -> None:
+    import base64
+    import urllib.error
+    import urllib.request
+
+    from ._idp import CI_BASIC, IdpServer
+
+    auth = base64.b64encode(f"{CI_BASIC[0]}:{CI_BASIC[1]}".encode()).decode()
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with IdpServer(env={"IDP_RATE_LIMIT": "2"}) as idp:
+        statuses, retry_after = [], None
+        for _ in range(3):
+            request = urllib.request.Request(idp.token_endpoint, data=b"grant_type=client_credentials",
+                                             headers={"Authorization": f"Basic {auth}"})
+            try:
+                with opener.open(request, timeout=10) as response:
+                    statuses.append(response.status)
+            except urllib.error.HTTPError as error:
+                statuses.append(error.code)
+                retry_after = error.headers.get("Retry-After")
+        assert statuses == [200, 200, 429] and retry_after == "1"
+        assert idp.stats()["rate_limited"] == 1

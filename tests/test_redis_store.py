@@ -33,6 +33,8 @@ def make_store(server: RedisServer, tmp_path: Path, keys: list[bytes] | None = N
     key_file = tmp_path / "redis.key"
     if keys is None:
         keys = [Fernet.generate_key()]
+    for key in keys:
+        register_secret(key.decode(), "a Fernet key of the redis store")
     if keys:
         key_file.write_bytes(b"\n".join(keys) + b"\n")
         key_file.chmod(0o600)
