@@ -391,3 +391,30 @@ def test_a_forked_child_uses_the_store_while_the_parent_holds_its_guard(redis_fr
     assert parent.poll(10) and parent.recv() == JWT
     proc.join(5)
     assert store.load(KEY).access_token == "written-by-the-forked-child"  # type: ignore[union-attr]
+
+
+def test_yaml_config_selects_the_redis_store_end_to_end(redis_fresh: RedisServer, tmp_path: Path,
+                                                        flyte_server: Callable[..., Any]) -> None:
+    from flyteauth_core import load_config
+
+    from ._idp import CI_BASIC
+
+    server = flyte_server()
+    key_file = tmp_path / "fleet.key"
+    key_file.write_bytes(Fernet.generate_key())
+    key_file.chmod(0o600)
+    secret = tmp_path / "secret"
+    secret.write_text(CI_BASIC[1])
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(
+        f"admin:\n  endpoint: {server.target}\n  insecure: true\n  authType: ClientSecret\n"
+        f"  clientId: {CI_BASIC[0]}\n  clientSecretLocation: {secret}\n  tokenStore: redis\n"
+        f"  redisURL: {redis_fresh.url}\n  redisEncryptionKeyFile: {key_file}\n  redisLockTTL: 5s\n"
+        f"  tokenStorePath: {tmp_path / 'tokens'}\n")
+    config = load_config(str(config_file))
+    with AuthSession(config) as session:
+        assert isinstance(session.store, RedisTokenStore) and session.store.settings.lock_ttl == 5.0
+        first = session.get_token()
+    with AuthSession(load_config(str(config_file))) as other:  # another process would do the same
+        assert other.get_token().access_token == first.access_token
+        assert other.stats.token_requests == 0 and other.stats.loaded_from_store == 1
