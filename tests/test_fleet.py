@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PROCS, HOSTS, TTL, DURATION, LOCK_TTL = 8, 2, 3, 5.0, 2.0
+PROCS, HOSTS, TTL, DURATION, LOCK_TTL = 8, 2, 3, 4.0, 2.0
 
 pytestmark = [pytest.mark.idp, pytest.mark.timeout(240)]
 
@@ -26,7 +26,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("fleet") / "fleet.json"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "fleet.py"), "--procs", str(PROCS), "--hosts", str(HOSTS),
-         "--ttl", str(TTL), "--duration", str(DURATION), "--lock-ttl", str(LOCK_TTL), "--outage", "2",
+         "--ttl", str(TTL), "--duration", str(DURATION), "--lock-ttl", str(LOCK_TTL),
+         "--outage", "2", "--outage-run", "7",
          "--rate-limit", "5", "--limit-all", "--configs", "file,redis", "--discovery-procs", "16",
          "--sections", "fleet,kill,outage,discovery,hotpath", "--json", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=220, check=False,
