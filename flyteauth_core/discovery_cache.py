@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from .options import Option
+from .parsers import duration
+
 if TYPE_CHECKING:
     from .config import AuthConfig
     from .discovery import ServerAuthInfo
@@ -23,7 +26,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("flyteauth.discovery")
 
 DEFAULT_TTL = 3600.0
-TTL_OPTION = "discoveryCacheTTL"
+#: Declared by the stores that cache discovery (file, redis); ``0`` turns the cache off.
+DISCOVERY_TTL = Option("discoveryCacheTTL", parse=duration, default=DEFAULT_TTL,
+                       help="how long the store keeps the server's auth metadata for other processes (0: off)")
 
 Discover = Callable[[], "ServerAuthInfo"]
 
@@ -50,10 +55,7 @@ def shared_fill(store: Any, config: AuthConfig) -> Callable[[Discover], ServerAu
     cache is off."""
     if not (callable(getattr(store, "load_discovery", None)) and callable(getattr(store, "save_discovery", None))):
         return None
-    from .config import parse_duration
-
-    raw = config.options.get(TTL_OPTION)
-    ttl = parse_duration(f"admin.{TTL_OPTION}", raw) if raw is not None else DEFAULT_TTL
+    ttl: float = DISCOVERY_TTL.read(config)
     if ttl <= 0:
         return None
     key = f"flyteauth-discovery:{config.endpoint}"

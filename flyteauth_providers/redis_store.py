@@ -49,8 +49,11 @@ from typing import Any
 import attrs
 
 from flyteauth_core import hookimpl
-from flyteauth_core.config import AuthConfig, _bool, parse_duration
+from flyteauth_core.config import AuthConfig
+from flyteauth_core.discovery_cache import DISCOVERY_TTL
 from flyteauth_core.errors import ConfigError, TokenStoreError
+from flyteauth_core.options import Option
+from flyteauth_core.parsers import boolean, duration
 from flyteauth_core.token import Token
 
 log = logging.getLogger("flyteauth.redis_store")
@@ -60,20 +63,26 @@ FORMAT_VERSION = 1
 RETRY_INTERVAL = 1.0
 INSTALL_HINT = "Install the extra: pip install 'flyteauth[redis]'"
 
-#: Every option of this store: YAML key (admin or flyteauth section) -> environment variable.
-#: The raw key itself only comes from the environment (a secret does not belong in a config file).
-OPTIONS: Mapping[str, str] = {
-    "redisURL": "FLYTEAUTH_REDIS_URL",
-    "redisEncryptionKeyFile": "FLYTEAUTH_REDIS_ENCRYPTION_KEY_FILE",
-    "redisAllowPlaintext": "FLYTEAUTH_REDIS_ALLOW_PLAINTEXT",
-    "redisLockTTL": "FLYTEAUTH_REDIS_LOCK_TTL",
-    "redisTimeout": "FLYTEAUTH_REDIS_TIMEOUT",
-    "redisKeyPrefix": "FLYTEAUTH_REDIS_KEY_PREFIX",
-    "redisFallback": "FLYTEAUTH_REDIS_FALLBACK",
-    "redisCluster": "FLYTEAUTH_REDIS_CLUSTER",
-}
-KEY_ENV = "FLYTEAUTH_REDIS_ENCRYPTION_KEY"
-PASSWORD_ENV = "FLYTEAUTH_REDIS_PASSWORD"
+#: This store's config keys, declared at registration: ``flyteauth config`` validates and masks them, and
+#: ``load_config`` reads each from the ``flyteauth:``/``admin:`` section or its ``FLYTEAUTH_<KEY>`` variable.
+URL = Option("redisURL", secret=True,  # may carry a password
+             help="redis://, rediss:// (TLS), unix:// or redis+sentinel://host:26379,.../<master>/<db>")
+KEY_FILE = Option("redisEncryptionKeyFile",
+                  help="0600 file of Fernet keys, one a line: the first encrypts, all decrypt")
+KEY = Option("redisEncryptionKey", secret=True,
+             help="Fernet key(s), comma separated; set FLYTEAUTH_REDIS_ENCRYPTION_KEY rather than the file")
+ALLOW_PLAINTEXT = Option("redisAllowPlaintext", parse=boolean, default=False,
+                         help="store tokens unencrypted (only for a Redis nobody else can read)")
+LOCK_TTL = Option("redisLockTTL", parse=duration, default=10.0,
+                  help="lifetime of the fleet lock: how long a dead holder can block the fleet")
+TIMEOUT = Option("redisTimeout", parse=duration, default=0.2, help="per command; slower counts as down")
+PREFIX = Option("redisKeyPrefix", default="flyteauth:", help="prefix of every key this store writes")
+FALLBACK = Option("redisFallback", default="file", help="store used while Redis is down: file or memory")
+CLUSTER = Option("redisCluster", parse=boolean, default=False, help="redisURL names a Redis Cluster node")
+PASSWORD = Option("redisPassword", secret=True, help="password (or set it in redisURL); prefer the environment")
+LOCK_WAIT = Option("tokenStoreLockTimeout", parse=duration, default=30.0,
+                   help="how long a process waits for another's refresh")
+OPTIONS = (URL, KEY_FILE, KEY, ALLOW_PLAINTEXT, LOCK_TTL, TIMEOUT, PREFIX, FALLBACK, CLUSTER, PASSWORD, LOCK_WAIT)
 
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 _RENEW = ("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end "
@@ -96,28 +105,30 @@ class RedisSettings:
     password: str | None = attrs.field(default=None, repr=False)
 
 
+def _read(option: Option, config: AuthConfig | None, env: Mapping[str, str]) -> Any:
+    """The option from the config (file, or ``FLYTEAUTH_<KEY>`` when ``load_config`` built it), else from the
+    environment (a config built in code), else its default."""
+    if config is not None and config.options.get(option.key) not in (None, ""):
+        return option.read(config)
+    var = option.env_var
+    if var and env.get(var, "").strip():
+        return option.parse(f"${var}", env[var])
+    return option.default
+
+
 def redis_settings(config: AuthConfig | None, env: Mapping[str, str] | None = None) -> RedisSettings:
-    """Read every ``redis*`` key: the environment (``FLYTEAUTH_REDIS_*``) wins over the config file.
-
-    The one place that knows this store's keys, so that declaring them to the config schema is one change.
-    """
+    """Read and check every ``redis*`` key (see :data:`OPTIONS`)."""
     env = os.environ if env is None else env
-    options: Mapping[str, Any] = config.options if config is not None else {}
-
-    def raw(name: str) -> Any:
-        value = env.get(OPTIONS[name])
-        return value if value not in (None, "") else options.get(name)
-
-    url = raw("redisURL")
-    if not url or not isinstance(url, str):
+    url = _read(URL, config, env)
+    if not url:
         raise ConfigError("tokenStore redis needs redisURL (or FLYTEAUTH_REDIS_URL)",
                           hint="For example redisURL: rediss://redis.example.com:6380/0")
     scheme = urllib.parse.urlsplit(url).scheme
     if scheme not in ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel"):
         raise ConfigError(f"redisURL has an unsupported scheme {scheme!r}",
                           hint="Use redis://, rediss:// (TLS), unix:// or redis+sentinel://")
-    keys = _keys(raw("redisEncryptionKeyFile"), env.get(KEY_ENV))
-    allow_plaintext = _bool("redisAllowPlaintext", raw("redisAllowPlaintext") or False)
+    keys = _keys(_read(KEY_FILE, config, env), _read(KEY, config, env))
+    allow_plaintext = bool(_read(ALLOW_PLAINTEXT, config, env))
     if not keys and not allow_plaintext:
         raise ConfigError(
             "tokenStore redis stores bearer tokens and needs an encryption key",
@@ -125,32 +136,30 @@ def redis_settings(config: AuthConfig | None, env: Mapping[str, str] | None = No
             "make one with: python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'."
             " Only for a Redis nobody else can read: redisAllowPlaintext: true",
         )
-    lock_ttl = parse_duration("redisLockTTL", raw("redisLockTTL") or 10)
-    timeout = parse_duration("redisTimeout", raw("redisTimeout") or 0.2)
+    lock_ttl, timeout = _read(LOCK_TTL, config, env), _read(TIMEOUT, config, env)
     if lock_ttl < 0.1:
-        raise ConfigError(f"redisLockTTL must be at least 100ms, got {raw('redisLockTTL')!r}")
+        raise ConfigError(f"redisLockTTL must be at least 100ms, got {lock_ttl:g}s")
     if timeout <= 0:
         raise ConfigError("redisTimeout must be positive")
-    fallback = str(raw("redisFallback") or "file").lower()
+    fallback = str(_read(FALLBACK, config, env)).lower()
     if fallback not in ("file", "memory"):
         raise ConfigError(f"redisFallback must be file or memory, got {fallback!r}")
-    wait = options.get("tokenStoreLockTimeout")
     return RedisSettings(
         url=url,
         keys=keys,
         allow_plaintext=allow_plaintext,
         lock_ttl=lock_ttl,
         timeout=timeout,
-        lock_wait=parse_duration("tokenStoreLockTimeout", wait) if wait is not None else 30.0,
-        key_prefix=str(raw("redisKeyPrefix") or "flyteauth:"),
+        lock_wait=_read(LOCK_WAIT, config, env),
+        key_prefix=str(_read(PREFIX, config, env)),
         fallback=fallback,
-        cluster=_bool("redisCluster", raw("redisCluster") or False),
-        password=env.get(PASSWORD_ENV) or None,
+        cluster=bool(_read(CLUSTER, config, env)),
+        password=_read(PASSWORD, config, env),
     )
 
 
-def _keys(key_file: Any, from_env: str | None) -> tuple[bytes, ...]:
-    """Fernet keys: the file's lines (or the variable's comma/space separated words), first one encrypts."""
+def _keys(key_file: Any, inline: str | None) -> tuple[bytes, ...]:
+    """Fernet keys: the file's lines (or redisEncryptionKey's comma/space separated words); the first encrypts."""
     lines: list[tuple[str, str]] = []
     if key_file:
         path = os.path.expanduser(str(key_file))
@@ -167,8 +176,8 @@ def _keys(key_file: Any, from_env: str | None) -> tuple[bytes, ...]:
                  if line.strip() and not line.strip().startswith("#")]
         if not lines:
             raise ConfigError(f"redisEncryptionKeyFile {path!r} holds no key")
-    elif from_env:
-        lines = [(f"key {i} of {KEY_ENV}", word) for i, word in enumerate(from_env.replace(",", " ").split(), 1)]
+    elif inline:
+        lines = [(f"key {i} of redisEncryptionKey", word) for i, word in enumerate(inline.replace(",", " ").split(), 1)]
     keys = []
     for where, value in lines:
         try:
@@ -494,4 +503,5 @@ class RedisTokenStore:
 
 @hookimpl
 def flyteauth_register_token_stores(register: Any) -> None:
-    register("redis", RedisTokenStore)
+    register("redis", RedisTokenStore, options=(*OPTIONS, DISCOVERY_TTL),
+             description="tokens shared by a fleet through Redis, encrypted, with a fleet-wide refresh lock")

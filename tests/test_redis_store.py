@@ -123,21 +123,34 @@ def test_bad_configuration_is_a_clear_config_error(tmp_path: Path) -> None:
         settings(redisURL="redis://127.0.0.1", redisAllowPlaintext=True, redisLockTTL="-1s")
 
 
-def test_every_key_has_its_environment_form(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_key_has_its_environment_form(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flyteauth_core import load_config
+
     key = Fernet.generate_key().decode()
     env = {"FLYTEAUTH_REDIS_URL": "rediss://:pw-in-url@redis.example.com:6380/2",
            "FLYTEAUTH_REDIS_ENCRYPTION_KEY": key, "FLYTEAUTH_REDIS_LOCK_TTL": "3s",
            "FLYTEAUTH_REDIS_TIMEOUT": "150ms", "FLYTEAUTH_REDIS_KEY_PREFIX": "team-a:",
-           "FLYTEAUTH_REDIS_FALLBACK": "memory"}
-    s = redis_settings(AuthConfig(endpoint="dns:///x", options={"redisURL": "redis://ignored"}), env=env)
-    assert (s.url, s.lock_ttl, s.timeout, s.key_prefix, s.fallback) == (env["FLYTEAUTH_REDIS_URL"], 3.0, 0.15,
-                                                                        "team-a:", "memory")
-    assert s.keys == (key.encode(),)
+           "FLYTEAUTH_REDIS_FALLBACK": "memory", "FLYTEAUTH_REDIS_PASSWORD": "redis-password-from-env"}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
+    register_secret(key)
+    register_secret(env["FLYTEAUTH_REDIS_PASSWORD"])
+    # the environment wins over the file, as for every other key
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text("flyteauth:\n  endpoint: dns:///x\n  authType: ClientSecret\n  tokenStore: redis\n"
+                           "  redisURL: redis://ignored\n  redisLockTTL: 9s\n")
+    config = load_config(str(config_file))
+    assert not [p for p in config.problems if "redis" in p]  # declared keys are never "unknown"
+    s = redis_settings(config, env={})
+    assert (s.url, s.lock_ttl, s.timeout, s.key_prefix, s.fallback) == (env["FLYTEAUTH_REDIS_URL"], 3.0, 0.15,
+                                                                        "team-a:", "memory")
+    assert s.keys == (key.encode(),) and s.password == env["FLYTEAUTH_REDIS_PASSWORD"]
+    # a config built in code reads the environment too; its own options win
+    s = redis_settings(AuthConfig(endpoint="dns:///x", options={"redisLockTTL": "4s"}))
+    assert (s.url, s.lock_ttl) == (env["FLYTEAUTH_REDIS_URL"], 4.0)
     store = RedisTokenStore(AuthConfig(endpoint="dns:///x"))
-    assert "pw-in-url" not in repr(store) + store.describe() + repr(store.settings)
-    assert key not in repr(store.settings)
+    shown = repr(store) + store.describe() + repr(store.settings)
+    assert "pw-in-url" not in shown and key not in shown and "redis-password-from-env" not in shown
 
 
 def test_redis_down_falls_back_to_the_host_file_store_and_recovers(
