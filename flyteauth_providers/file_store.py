@@ -133,7 +133,7 @@ class FileTokenStore:
     # -- discovery cache (optional store capability, see flyteauth_core.discovery_cache) -------------
     def load_discovery(self, key: str) -> Any:
         try:
-            record = json.loads(self.path(key).read_bytes())
+            record = json.loads(self._discovery_path(key).read_bytes())
         except (OSError, ValueError, RecursionError):
             return None
         if not isinstance(record, dict) or record.get("key") != key or not time.time() < record.get("expires_at", 0):
@@ -146,7 +146,10 @@ class FileTokenStore:
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=self.directory)
         with os.fdopen(fd, "w") as fh:
             json.dump(record, fh)
-        os.replace(tmp, self.path(key))
+        os.replace(tmp, self._discovery_path(key))
+
+    def _discovery_path(self, key: str) -> Path:
+        return self.path(key).with_suffix(".discovery")  # not *.json: those are tokens
 
     @contextlib.contextmanager
     def lock(self, key: str) -> Iterator[None]:
