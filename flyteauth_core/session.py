@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import AuthConfig
 from .discovery import DEFAULT_METADATA_KEY, Discovery, ServerAuthInfo
+from .discovery_cache import shared_fill
 from .errors import DiscoveryError
 from .events import TokenEvent
 from .http import HttpClientFactory, RetryPolicy
@@ -212,6 +213,7 @@ class AuthSession:
             self.anonymous = registration.anonymous
             self._default_store = registration.default_store
         store = None if self.anonymous else self._resolve_store(self._store_arg)
+        self._discovery.fill = shared_fill(store, config)
         policy = self._policy
         if policy is None and config.token_refresh_window is not None:
             policy = RefreshPolicy(window=config.token_refresh_window)
@@ -337,6 +339,7 @@ class AuthSession:
 
     def server_info(self) -> ServerAuthInfo:
         """What the server advertised (discovery runs once per session)."""
+        self._wire()  # the store may cache discovery (shared_fill): wire it before the first discovery
         return self._server_info()
 
     @property
