@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ttl", type=int, default=3)
     args = parser.parse_args(argv)
     rows = []
+    errors: set[str] = set()
     with IdpServer(token_ttl=args.ttl) as idp:
         for label, shared in (("shared helper cache", True), ("one cache per process (baseline)", False)):
             idp.reset()
@@ -46,11 +47,14 @@ def main(argv: list[str] | None = None) -> int:
                                         args.seconds, shared_cache=shared)
                     rows.append((label, idp.token_request_count(CI_BASIC[0]), server.stats["rejected"],
                                  sum(int(r["calls"]) for r in results), sum(int(r["failed"]) for r in results)))
+                    errors.update(str(e) for r in results for e in r["errors"])  # type: ignore[attr-defined]
     print(f"## flyte 2.x + `flyteauth token`: {args.processes} processes, {args.seconds:g} s of {args.ttl} s tokens\n")
     print("| helper cache | IdP token requests | UNAUTHENTICATED replies (retried by flyte) | calls | failed |")
     print("|---|---:|---:|---:|---:|")
     for row in rows:
         print("| " + " | ".join(str(v) for v in row) + " |")
+    for error in sorted(errors):
+        print(f"\nfailed call: {error}")
     shared_requests, failed = rows[0][1], rows[0][4]
     ok = shared_requests <= args.processes and failed == 0
     print(f"\nshared cache: {shared_requests} IdP requests (goal <= {args.processes}), {failed} failed calls: "
