@@ -9,7 +9,6 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,20 +24,14 @@ from flyteauth_core.testing import ECHO, DemoTokenEndpoint, FlyteTestServer
 
 from ._interactive_helpers import HttpBrowser
 from ._oauth_fake import CLIENT_ID, FakeOAuthServer
+from .test_transports import SECRET
+from .test_transports import peers as transport_peers
+
+peers = transport_peers  # the same loopback DemoTokenEndpoint + FlyteTestServer fixture (client id "client")
 
 ROOT = Path(__file__).resolve().parent.parent
-SECRET = "embedding-secret-4b1d"
-
-
-@pytest.fixture
-def peers() -> Iterator[tuple[DemoTokenEndpoint, FlyteTestServer]]:
-    with DemoTokenEndpoint("embed", SECRET, ttl=60) as idp, \
-            FlyteTestServer(idp.validate, token_endpoint=idp.url) as server:
-        yield idp, server
-
-
 def client_secret_config(server: FlyteTestServer, **kwargs: Any) -> AuthConfig:
-    return AuthConfig(endpoint=server.target, insecure=True, auth_type="ClientSecret", client_id="embed",
+    return AuthConfig(endpoint=server.target, insecure=True, auth_type="ClientSecret", client_id="client",
                       client_secret=SECRET, **kwargs)
 
 
@@ -72,7 +65,7 @@ def test_authenticator_instance_events_and_transport(peers: tuple[DemoTokenEndpo
 
         def acquire(self, request: Any) -> Token:
             with request.http_client(idp.url) as http:
-                body = http.post(idp.url, data={"grant_type": "client_credentials"}, auth=("embed", SECRET)).json()
+                body = http.post(idp.url, data={"grant_type": "client_credentials"}, auth=("client", SECRET)).json()
             return Token(access_token=body["access_token"], expires_at=None)
 
     sent: list[str] = []
