@@ -242,3 +242,10 @@ def test_pkce_login_once_then_flytekit_needs_no_idp_request(idp_factory: Callabl
         assert projects.projects[0].id == "flytesnacks"
         assert idp.token_request_count() == before  # 0 IdP requests: flytekit used the stored login
         assert server.stats["unauthenticated"] == 0
+        # Headless (no keyring backend here): the login went to the file store, and the credential helper
+        # in another process finds it too.
+        helper = subprocess.run([sys.executable, "-m", "flyteauth_core.cli", "token"], capture_output=True,
+                                text=True, timeout=60, check=False, env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert helper.returncode == 0, helper.stderr
+        assert jwt_validator(idp)(helper.stdout.strip()) is None
+        assert idp.token_request_count() == before
