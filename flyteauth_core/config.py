@@ -719,6 +719,8 @@ def _read_env_into(resolver: _Resolver, env: Mapping[str, str], declared: Mappin
                     resolver.problem(f"${API_KEY_ENV} carries a {field} that ${seen[field][0]} overrides")
                 continue
             resolver.put("env", field, value, Source(f"${API_KEY_ENV}", "environment"))
+    if not _wants_plugins(env):
+        return
     for key, entries in declared.items():  # plugins' own keys: FLYTEAUTH_<KEY>
         for option, _ in entries:
             var = option.env_var
@@ -737,11 +739,45 @@ def _has_sections(file: Path, text: str) -> tuple[bool, Any]:
     return bool(sections), sections
 
 
-def _declared_options(registry: PluginRegistry | None) -> dict[str, list[tuple[Option, Any]]]:
-    """Config keys that installed plugins declare (loads the plugin registry, which does no I/O)."""
-    from .plugins import default_registry
+class _Declared(Mapping[str, list[tuple[Option, Any]]]):
+    """Config keys that installed plugins declare, loaded on first use.
 
-    return (registry or default_registry()).declared_options()
+    The plugin registry (entry points, plugin modules: no I/O, ~40 ms) is consulted only when the config
+    holds a key the schema does not know or a ``FLYTEAUTH_`` variable that is not ours, so a plain config
+    costs nothing extra.
+    """
+
+    def __init__(self, registry: PluginRegistry | None) -> None:
+        self._registry = registry
+        self._data: dict[str, list[tuple[Option, Any]]] | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._data is not None
+
+    def _load(self) -> dict[str, list[tuple[Option, Any]]]:
+        if self._data is None:
+            from .plugins import default_registry
+
+            self._data = (self._registry or default_registry()).declared_options()
+        return self._data
+
+    def __getitem__(self, key: str) -> list[tuple[Option, Any]]:
+        return self._load()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+
+#: FLYTEAUTH_ variables that are not config fields (read elsewhere); they do not make us look for plugins.
+_OUR_OTHER_ENV = frozenset({CONFIG_ENV, "FLYTEAUTH_DISABLE_PLUGINS", "FLYTEAUTH_INTERACTIVE", "FLYTEAUTH_TOKEN_DIR"})
+
+
+def _wants_plugins(env: Mapping[str, str]) -> bool:
+    return any(k.startswith(OUR_PREFIX) and k not in OUR_ENV and k not in _OUR_OTHER_ENV for k in env)
 
 
 def _find_file(
@@ -816,7 +852,7 @@ def load_config(
     "not given".  See the module docstring for the precedence.
     """
     env = os.environ if env is None else env
-    declared = _declared_options(registry)
+    declared = _Declared(registry)
     resolver = _Resolver()
     file, parsed, searched = _find_file(path, env, resolver)
     if file is not None:
@@ -843,7 +879,9 @@ def load_config(
     for key, value in (overrides.get("options") or {}).items():
         options[key] = value
         resolver.option_sources[key] = Source(f"options[{key!r}]", "argument")
-    _check_declared(resolver, declared)
+    known = {*ALL_KEYS, *_IGNORED_KEYS, *_COMPAT_KEYS, *_DEPRECATED_KEYS}
+    if declared.loaded or any(k not in known for k in resolver.options):
+        _check_declared(resolver, declared)
     sources.update({f"options.{k}": s for k, s in resolver.option_sources.items() if k in options})
     config = AuthConfig(**values, options=options, sources=sources, problems=tuple(resolver.problems))
     secret = config._secret_field()
