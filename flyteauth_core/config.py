@@ -911,3 +911,20 @@ def describe(config: AuthConfig) -> Sequence[tuple[str, str, str]]:
             source += f" ({COMPAT}: {spec.compat})"
         rows.append((field, _mask(field, getattr(config, field)), source))
     return rows
+
+
+def describe_options(config: AuthConfig, registry: PluginRegistry | None = None) -> Sequence[tuple[str, str, str]]:
+    """``(key, masked value, source)`` rows for the plugins' own keys that are set, for ``flyteauth config``.
+
+    A key a plugin declares ``secret`` is masked; a key nobody declares is shown as-is (it is reported as
+    unknown in ``problems``).  Nested sections (``pkceConfig``) are not repeated here: they are fields.
+    """
+    declared = _Declared(registry)
+    rows = []
+    for key, value in config.options.items():
+        if key in ALL_KEYS or key in _IGNORED_KEYS or key in _COMPAT_KEYS or key in _DEPRECATED_KEYS:
+            continue
+        secret = any(option.secret for option, _ in declared.get(key, []))
+        shown = "****" if secret and value not in (None, "") else repr(value)
+        rows.append((key, shown, str(config.sources.get(f"options.{key}", "argument"))))
+    return rows

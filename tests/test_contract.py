@@ -327,3 +327,15 @@ def test_a_plain_config_does_not_load_the_plugins(tmp_path: Path) -> None:
     config = load_config(path, env={"FLYTEAUTH_CONFIG": str(path), "FLYTEAUTH_CLIENT_ID": "d"},
                          registry=Exploding(entry_points=[]))
     assert config.client_id == "d"
+
+
+def test_describe_options_masks_declared_secrets(tmp_path: Path) -> None:
+    from flyteauth_core.config import describe_options
+
+    registry = registry_with(("acme", AcmePlugin()))
+    path = write(tmp_path, f"admin:\n  endpoint: {ENDPOINT}\n"
+                           "flyteauth:\n  acmeURL: https://u:pw@x\n  acmeLockTTL: 1m\n")
+    rows = {key: (value, source) for key, value, source in
+            describe_options(load_config(path, env={}, registry=registry), registry)}
+    assert rows["acmeURL"] == ("****", f"{path}:flyteauth.acmeURL")
+    assert rows["acmeLockTTL"][0] == "'1m'"
