@@ -277,7 +277,7 @@ def _per_call_ns(fn: Callable[[], Any], n: int) -> float:
 
 def bench_micro(session: AuthSession, static: Any, cfg: Settings) -> dict[str, float]:
     """The auth path alone, without any RPC: ns per call."""
-    from flyteauth_core.transports._retry import merge
+    from flyteauth_core.transports.flow import merge
 
     n = cfg.timeit_calls
     interceptor = session.interceptor
@@ -416,7 +416,7 @@ class _AioWrappedUnary:
         self._interceptor = interceptor
 
     async def __call__(self, request: Any, *, metadata: Any = None, **kwargs: Any) -> Any:
-        from flyteauth_core.transports._retry import merge, should_retry
+        from flyteauth_core.transports.flow import merge, after_rejection, auth_flow, STOP
 
         sent = await self._interceptor.metadata_async()
         try:

@@ -105,6 +105,9 @@ class AuthConfig:
     #: ``proxy_auth_for_idp``).
     proxy_command: tuple[str, ...] = attrs.field(default=(), converter=_argv_tuple)
     proxy_auth_for_idp: bool = False
+    #: Origins (``https://host[:port]``) besides the Flyte endpoint's that ``session.httpx_auth()`` may send
+    #: the token to (a REST gateway on another host); every other host gets no auth headers.
+    auth_origins: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     #: Calls to the IdP: HTTP(S) proxy, extra CA (on top of system trust), skip verification.
     http_proxy_url: str | None = attrs.field(default=None, repr=False)
     idp_ca_cert_file_path: str | None = None
@@ -415,6 +418,7 @@ _MORE_KEYS: dict[str, tuple[str, Parser]] = {
     "clientKeyFilePath": ("client_key_file_path", _str),
     "commandTimeout": ("command_timeout", parse_duration),
     "proxyAuthForIdP": ("proxy_auth_for_idp", _bool),
+    "authOrigins": ("auth_origins", _list),
     "idpCaCertFilePath": ("idp_ca_cert_file_path", _str),
     "idpInsecureSkipVerify": ("idp_insecure_skip_verify", _bool),
     "httpTimeout": ("http_timeout", parse_duration),

@@ -147,9 +147,20 @@ def api(peers: tuple[DemoTokenEndpoint, FlyteTestServer]) -> Iterator[tuple[str,
     httpd.server_close()
 
 
+@pytest.fixture
+def rest_session(peers: tuple[DemoTokenEndpoint, FlyteTestServer],
+                 api: tuple[str, list[str], dict[str, bool]]) -> Iterator[AuthSession]:
+    """A session whose config names the REST server's origin (``authOrigins``)."""
+    config = AuthConfig(endpoint=peers[1].target, insecure=True, auth_type="ClientSecret", client_id="client",
+                        client_secret=SECRET, auth_origins=(api[0],))
+    with AuthSession(config) as s:
+        yield s
+
+
 def test_httpx_auth_sends_the_token_and_retries_once_after_a_401(
-    session: AuthSession, api: tuple[str, list[str], dict[str, bool]]
+    rest_session: AuthSession, api: tuple[str, list[str], dict[str, bool]]
 ) -> None:
+    session = rest_session
     url, seen, control = api
     with httpx2.Client(auth=session.httpx_auth()) as client:
         assert client.get(url).text == "hello"
@@ -164,8 +175,9 @@ def test_httpx_auth_sends_the_token_and_retries_once_after_a_401(
 
 
 async def test_httpx_async_auth_sends_the_token(
-    session: AuthSession, api: tuple[str, list[str], dict[str, bool]]
+    rest_session: AuthSession, api: tuple[str, list[str], dict[str, bool]]
 ) -> None:
+    session = rest_session
     url, seen, _ = api
     async with httpx2.AsyncClient(auth=session.httpx_auth()) as client:
         assert (await client.get(url)).text == "hello"
