@@ -35,15 +35,29 @@ def _apply(request: httpx2.Request, metadata: Metadata) -> httpx2.Request:
     return request
 
 
+def _deadline(request: httpx2.Request) -> float | None:
+    """The request's read timeout, taken as the budget for the call and its retry."""
+    timeout = request.extensions.get("timeout")
+    return timeout.get("read") if isinstance(timeout, dict) else None
+
+
 def _retry(flow: Flow, request: httpx2.Request, response: httpx2.Response, sent: Metadata) -> bool:
-    """Whether the flow grants a retry for this response (401: the token; 407/403: the proxy's token)."""
+    """Whether the flow grants a retry for this response (401: the token; 407/403: the proxy's token).
+
+    The retry's timeouts are cut to what is left of the first attempt's read timeout."""
     status = response.status_code
     if status not in (401, 403, 407):
         return False
     replayable = not isinstance(request.stream, (httpx2.SyncByteStream, httpx2.AsyncByteStream)) or hasattr(
         request, "_content"
     )
-    return after_rejection(flow, sent, replayable, status != 401) is not STOP
+    remaining = after_rejection(flow, sent, replayable, status != 401)
+    if remaining is STOP:
+        return False
+    if remaining is not None:
+        timeouts = request.extensions["timeout"]
+        request.extensions["timeout"] = {k: remaining if v is None else min(v, remaining) for k, v in timeouts.items()}
+    return True
 
 
 class HttpxAuth(httpx2.Auth):
@@ -60,7 +74,7 @@ class HttpxAuth(httpx2.Auth):
         if not self._in_scope(request):
             yield request
             return
-        flow = auth_flow(self._interceptor, None)
+        flow = auth_flow(self._interceptor, _deadline(request))
         next(flow)
         while True:
             sent = self._interceptor.metadata()
@@ -71,7 +85,7 @@ class HttpxAuth(httpx2.Auth):
 
     async def async_auth_flow(self, request: httpx2.Request) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
         if self._in_scope(request):
-            flow = auth_flow(self._interceptor, None)
+            flow = auth_flow(self._interceptor, _deadline(request))
             next(flow)
             sent = await self._interceptor.metadata_async()
             response = yield _apply(request, sent)
