@@ -46,10 +46,14 @@ Rejection = tuple[Metadata, bool, bool]
 Flow = Generator["float | None", Rejection, None]
 
 
-def auth_flow(interceptor: Interceptor, timeout: float | None,
-              clock: Callable[[], float] = time.monotonic) -> Flow:
-    """The decision, written once.  Yields the timeout of each attempt (None: no deadline)."""
-    started = clock() if timeout is not None else 0.0
+def auth_flow(interceptor: Interceptor, timeout: float | None, clock: Callable[[], float] = time.monotonic,
+              started: float | None = None) -> Flow:
+    """The decision, written once.  Yields the timeout of each attempt (None: no deadline).
+
+    ``started``: when the first attempt began (``clock()`` time), for a driver that creates the flow only
+    once a rejection arrives (the grpc.aio wrapper, to keep the accepted path short)."""
+    if started is None:
+        started = clock() if timeout is not None else 0.0
     sent, replayable, proxy = yield timeout
     if proxy:
         sent = tuple(pair for pair in sent if pair[0] == PROXY_HEADER)

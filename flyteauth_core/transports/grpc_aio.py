@@ -28,18 +28,17 @@ UNAUTHENTICATED).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 from grpc import aio
 
-from ..errors import as_grpc_error
+from ..errors import FlyteAuthError, as_grpc_error
 from ..protocols import Interceptor, Metadata
 from .flow import after_rejection, auth_flow, call_async, merge, metadata_async, replayable, retry_timeout
 from .grpc_sync import classify
-
-Start = Callable[[Metadata, "float | None"], Any]
 
 
 def _watch(call: Any, flow: Any, sent: Metadata) -> Any:
@@ -86,30 +85,52 @@ class _Status:
 
 class _AioCall:
     """What every wrapped multicallable returns: awaitable (unary response) or async-iterable
-    (response stream) like grpc.aio's own call, started on first use and driven by the flow."""
+    (response stream) like grpc.aio's own call, started on first use and driven by the flow.
 
-    def __init__(self, interceptor: Interceptor, timeout: float | None, start: Start, can_replay: bool,
-                 write_api: bool = False) -> None:
+    The flow generator is created only when a rejection arrives (with the time the first attempt
+    started), so an accepted call costs one object and two coroutines."""
+
+    __slots__ = ("_call", "_can_replay", "_extra", "_flow", "_inner", "_interceptor", "_metadata", "_reader",
+                 "_request", "_sent", "_started", "_timeout", "_write_api")
+
+    def __init__(self, interceptor: Interceptor, inner: Any, request: Any, timeout: float | None, metadata: Any,
+                 extra: dict[str, Any], can_replay: bool, write_api: bool) -> None:
         self._interceptor = interceptor
-        self._flow = auth_flow(interceptor, timeout)
-        self._timeout: float | None = next(self._flow)
-        self._start = start
+        self._inner = inner
+        self._request = request
+        self._timeout = timeout
+        self._started = time.monotonic() if timeout is not None else 0.0
+        self._metadata = metadata
+        self._extra = extra  # credentials, wait_for_ready, compression
         self._can_replay = can_replay
         self._write_api = write_api  # the caller writes the requests (and may read) itself
+        self._flow: Any = None
         self._call: Any = None
         self._sent: Metadata = ()
         self._reader: Any = None
 
     async def _begin(self) -> Any:
-        self._sent = await metadata_async(self._interceptor, as_grpc_error)
-        self._call = call = self._start(self._sent, self._timeout)
+        try:
+            self._sent = sent = await self._interceptor.metadata_async()
+        except FlyteAuthError as exc:
+            raise as_grpc_error(exc) from exc.__cause__
+        args = () if self._write_api else (self._request,)
+        self._call = call = self._inner(*args, timeout=self._timeout, metadata=merge(self._metadata, sent),
+                                        **self._extra)
         if not self._can_replay:
-            _watch(call, self._flow, self._sent)
+            _watch(call, self._flows(), sent)
         return call
+
+    def _flows(self) -> Any:
+        if self._flow is None:
+            self._flow = auth_flow(self._interceptor, self._timeout, started=self._started)
+            next(self._flow)
+        return self._flow
 
     def _rejected(self, error: BaseException, delivered: bool) -> None:
         """Ask the flow; re-raises ``error`` unless a retry was granted (then the next use restarts)."""
-        self._timeout = retry_timeout(self._flow, self._sent, self._can_replay and not delivered, error, classify)
+        self._timeout = retry_timeout(self._flows(), self._sent, self._can_replay and not delivered, error,
+                                      classify)
         self._call = None
 
     async def _response(self) -> Any:
@@ -182,7 +203,7 @@ class _AioCall:
         return bool(self._call is not None and self._call.done())
 
     def __getattr__(self, name: str) -> Any:  # time_remaining(), add_done_callback(), ...
-        if self._call is None:
+        if name.startswith("_") or self._call is None:
             raise AttributeError(f"{name}: the call has not started yet (await it or iterate it first)")
         return getattr(self._call, name)
 
@@ -196,15 +217,10 @@ class _AioMulticallable:
         self._stream = stream  # stream requests
 
     def __call__(self, request: Any = None, *, timeout: float | None = None, metadata: Any = None,
-                 credentials: Any = None, wait_for_ready: bool | None = None, compression: Any = None) -> _AioCall:
-        inner = self._inner
-        write_api = self._stream and request is None
-
-        def start(sent: Metadata, remaining: float | None) -> Any:
-            return inner(*(() if write_api else (request,)), timeout=remaining, metadata=merge(metadata, sent),
-                         credentials=credentials, wait_for_ready=wait_for_ready, compression=compression)
-
-        return _AioCall(self._interceptor, timeout, start, not self._stream or replayable(request), write_api)
+                 **extra: Any) -> _AioCall:
+        stream = self._stream
+        return _AioCall(self._interceptor, self._inner, request, timeout, metadata, extra,
+                        not stream or replayable(request), stream and request is None)
 
 
 class AioAuthChannel(aio.Channel):
