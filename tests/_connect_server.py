@@ -171,6 +171,7 @@ class ConnectTestServer:
         app = _Router([AuthMetadataServiceASGIApplication(_Discovery(self)),
                        IdentityServiceASGIApplication(_Identity(self)), _EchoApp(_Echo(self))])
         self._socket = socket.socket()
+        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # accepted sockets inherit it
         self._socket.bind(("127.0.0.1", 0))
         self.port = self._socket.getsockname()[1]
         self.target = f"http://127.0.0.1:{self.port}"

@@ -251,9 +251,10 @@ class HttpxAsync(HttpxSync):
 
 
 def _message(payload: str) -> Any:
+    """An Echo request (the test service reuses flyteidl2's UserInfoRequest; its payload is irrelevant)."""
     from flyteidl2.auth import identity_pb2
 
-    return identity_pb2.UserInfoRequest() if not payload else identity_pb2.UserInfoRequest()
+    return identity_pb2.UserInfoRequest()
 
 
 class ConnectAsync(Driver):

@@ -243,3 +243,114 @@ async def test_aio_server_stream_rejected_before_its_first_message_is_retried_ev
             server.revoke(session.get_token().access_token)
             assert [m async for m in stream(b"r")] == [b"r0", b"r1", b"r2"]
     assert session.stats.invalidations == 10 and server.stats["rejected"] == 10
+
+
+# -- auth failures in the transport's own error type -----------------------------------------------------
+@pytest.mark.parametrize("form", ["channel", "interceptor"])
+def test_a_grpc_auth_failure_is_both_a_flyteauth_error_and_an_rpc_error(
+        peers: tuple[DemoTokenEndpoint, FlyteTestServer], form: str) -> None:
+    from flyteauth_core.errors import FlyteAuthError, InvalidClientError
+
+    _, server = peers
+    config = AuthConfig(endpoint=server.target, insecure=True, auth_type="ClientSecret", client_id="client",
+                        client_secret="not-the-secret")
+    with AuthSession(config) as session:
+        channel = session.channel() if form == "channel" else grpc.intercept_channel(
+            session._raw(), *session.grpc_interceptors())
+        unary = channel.unary_unary(ECHO["unary"])
+        for call in (unary, unary.with_call, lambda r: unary.future(r).result()):
+            with pytest.raises(grpc.RpcError) as error:
+                call(b"x")
+            assert isinstance(error.value, InvalidClientError) and isinstance(error.value, FlyteAuthError)
+            assert error.value.code() is grpc.StatusCode.UNAUTHENTICATED
+            assert "invalid_client" in error.value.details() and "not-the-secret" not in error.value.details()
+    assert server.stats["calls"] == 0
+
+
+async def test_aio_auth_failures_are_rpc_errors_and_a_down_idp_is_unavailable(
+        peers: tuple[DemoTokenEndpoint, FlyteTestServer]) -> None:
+    from flyteauth_core.errors import FlyteAuthError
+    from flyteauth_core.http import RetryPolicy
+
+    _, server = peers
+    config = AuthConfig(endpoint=server.target, insecure=True, auth_type="ClientSecret", client_id="client",
+                        client_secret=SECRET, token_url="http://127.0.0.1:9/token")  # nothing listens there
+    with AuthSession(config, retry=RetryPolicy(attempts=1)) as session:
+        async with session.aio_channel() as channel:
+            with pytest.raises(grpc.RpcError) as error:
+                await channel.unary_unary(ECHO["unary"])(b"x")
+    assert isinstance(error.value, FlyteAuthError) and error.value.transient
+    assert error.value.code() is grpc.StatusCode.UNAVAILABLE  # transient: the caller's retry logic applies
+
+
+# -- httpx2: auth scoped to the Flyte origin and authOrigins ---------------------------------------------
+def test_httpx_auth_stays_off_other_hosts(rest_session: AuthSession, api: tuple[str, list[str], dict[str, bool]],
+                                         peers: tuple[DemoTokenEndpoint, FlyteTestServer]) -> None:
+    url, seen, control = api
+    other = url.replace("127.0.0.1", "localhost")  # the same server under another origin: a "presigned URL"
+    with httpx2.Client(auth=rest_session.httpx_auth()) as client:
+        assert client.get(url).text == "hello"
+        assert client.get(other).status_code == 401  # no token went there ...
+        assert seen[-1] == ""
+        control["reject_all"] = True
+        assert client.get(other).status_code == 401  # ... and its 401 invalidates nothing
+    assert rest_session.stats.invalidations == 0 and rest_session.stats.token_requests == 1
+    assert peers[0].requests == 1
+
+
+def test_httpx_auth_reaches_the_flyte_origin_without_configuration(
+        peers: tuple[DemoTokenEndpoint, FlyteTestServer], api: tuple[str, list[str], dict[str, bool]]) -> None:
+    url, seen, _ = api
+    config = AuthConfig(endpoint=url.rsplit("/", 1)[0], insecure=True, auth_type="ClientSecret", client_id="client",
+                        client_secret=SECRET, token_url=peers[0].url, authorization_header="flyte-authorization")
+    with AuthSession(config) as session, httpx2.Client(auth=session.httpx_auth()) as client:
+        assert client.get(url).text == "hello"
+    assert seen[-1].startswith("Bearer ")
+
+
+# -- a proxy's 407/403 refreshes the proxy token once ----------------------------------------------------
+class _Proxy(BaseHTTPRequestHandler):
+    """Answers 407 (or 403) unless proxy-authorization carries the current proxy token."""
+
+    state: dict[str, object] = {}
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        current = self.state["current"]
+        ok = self.headers.get("proxy-authorization") == f"Bearer {current}"
+        self.state.setdefault("seen", []).append(self.headers.get("proxy-authorization"))  # type: ignore[union-attr]
+        status = 200 if ok else int(self.state["status"])  # type: ignore[call-overload]
+        self.send_response(status)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+
+@pytest.mark.parametrize("status", [407, 403])
+def test_a_proxy_rejection_refreshes_the_proxy_token_once(tmp_path: object, status: int) -> None:
+    import sys
+    from pathlib import Path
+
+    counter = Path(str(tmp_path)) / "runs"
+    counter.write_text("0")
+    script = ("import pathlib,sys; p=pathlib.Path(sys.argv[1]); n=int(p.read_text())+1; p.write_text(str(n)); "
+              "print(f'proxy-{n}')")
+    state: dict[str, object] = {"current": "proxy-1", "status": status}
+    handler = type("Proxy", (_Proxy,), {"state": state})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/"
+    config = AuthConfig(endpoint=url, auth_type="Passthrough", token="user-token", authorization_header="authorization",
+                        proxy_command=(sys.executable, "-c", script, str(counter)))
+    try:
+        with AuthSession(config) as session, httpx2.Client(auth=session.httpx_auth()) as client:
+            assert client.get(url).status_code == 200
+            state["current"] = "proxy-2"  # the proxy rotated its credentials
+            assert client.get(url).status_code == 200  # one rejection, one refresh, one retry
+            state["current"] = "never"
+            assert client.get(url).status_code == status  # refreshed once, then the caller sees it
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert counter.read_text() == "3"  # proxy-1, proxy-2 after the rotation, proxy-3 for the one retry of the last call
