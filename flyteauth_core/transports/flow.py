@@ -97,14 +97,28 @@ def retry_timeout(flow: Flow, sent: Metadata, replayable: bool, error: BaseExcep
 def call_sync(interceptor: Interceptor, timeout: float | None, replayable: bool,
               attempt: Callable[[Metadata, float | None], T], classify: Classify, wrap: Wrap) -> T:
     """Drive the flow for a call that returns its result or raises its rejection."""
-    flow = auth_flow(interceptor, timeout)
-    timeout = next(flow)
+    started = time.monotonic() if timeout is not None else 0.0
+    sent = metadata_sync(interceptor, wrap)
+    try:
+        return attempt(sent, timeout)
+    except Exception as error:
+        return retry_sync(interceptor, timeout, started, replayable, sent, error, attempt, classify, wrap)
+
+
+def retry_sync(interceptor: Interceptor, timeout: float | None, started: float, replayable: bool, sent: Metadata,
+               error: Exception, attempt: Callable[[Metadata, float | None], T], classify: Classify,
+               wrap: Wrap) -> T:
+    """The flow from a failed first attempt on (a hot driver makes the first attempt inline, so the
+    accepted path creates no generator): re-raises ``error`` unless the flow grants a retry."""
+    flow = auth_flow(interceptor, timeout, started=started)
+    next(flow)
     while True:
+        timeout = retry_timeout(flow, sent, replayable, error, classify)
         sent = metadata_sync(interceptor, wrap)
         try:
             return attempt(sent, timeout)
-        except Exception as error:
-            timeout = retry_timeout(flow, sent, replayable, error, classify)
+        except Exception as exc:
+            error = exc
 
 
 async def call_async(interceptor: Interceptor, timeout: float | None, replayable: bool,

@@ -15,14 +15,15 @@ errors that are both the ``FlyteAuthError`` subclass and a ``grpc.RpcError``.
 from __future__ import annotations
 
 import collections
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
 
-from ..errors import as_grpc_error
+from ..errors import FlyteAuthError, as_grpc_error
 from ..protocols import Interceptor, Metadata
-from .flow import STOP, after_rejection, auth_flow, call_sync, merge, metadata_sync, replayable, retry_timeout
+from .flow import STOP, after_rejection, auth_flow, merge, metadata_sync, replayable, retry_sync, retry_timeout
 
 _UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 _PERMISSION_DENIED = grpc.StatusCode.PERMISSION_DENIED
@@ -100,12 +101,22 @@ class _Multicallable:
 
     def _blocking(self, fn: Any, request: Any, timeout: float | None, metadata: Any, credentials: Any,
                   wait_for_ready: bool | None, compression: Any, stream: bool = False) -> Any:
-        def attempt(sent: Metadata, remaining: float | None) -> Any:
-            return fn(_feed(request) if stream else request, remaining, merge(metadata, sent), credentials,
-                      wait_for_ready, compression)
+        # The first attempt inline (the hot path: no closure, no generator); the flow takes over on failure.
+        started = time.monotonic() if timeout is not None else 0.0
+        try:
+            sent = self._interceptor.metadata()
+        except FlyteAuthError as exc:
+            raise as_grpc_error(exc) from exc.__cause__
+        try:
+            return fn(_feed(request) if stream else request, timeout, (*metadata, *sent) if metadata else sent,
+                      credentials, wait_for_ready, compression)
+        except grpc.RpcError as error:
+            def attempt(sent: Metadata, remaining: float | None) -> Any:
+                return fn(_feed(request) if stream else request, remaining, merge(metadata, sent), credentials,
+                          wait_for_ready, compression)
 
-        return call_sync(self._interceptor, timeout, not stream or replayable(request), attempt, classify,
-                         as_grpc_error)
+            return retry_sync(self._interceptor, timeout, started, not stream or replayable(request), sent, error,
+                              attempt, classify, as_grpc_error)
 
     def _response_stream(self, request: Any, timeout: float | None, metadata: Any, credentials: Any,
                          wait_for_ready: bool | None, compression: Any, stream: bool = False) -> Any:
