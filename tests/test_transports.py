@@ -354,3 +354,82 @@ def test_a_proxy_rejection_refreshes_the_proxy_token_once(tmp_path: object, stat
         httpd.shutdown()
         httpd.server_close()
     assert counter.read_text() == "3"  # proxy-1, proxy-2 after the rotation, proxy-3 for the one retry of the last call
+
+
+# -- every call kind and call style of both sync forms --------------------------------------------------
+@pytest.mark.parametrize("form", ["channel", "interceptor"])
+def test_every_sync_call_kind_and_style_after_a_revocation(
+        session: AuthSession, peers: tuple[DemoTokenEndpoint, FlyteTestServer], form: str) -> None:
+    idp, server = peers
+    channel = session.channel() if form == "channel" else grpc.intercept_channel(
+        session._raw(), *session.grpc_interceptors())
+    unary = channel.unary_unary(ECHO["unary"])
+    client_stream = channel.stream_unary(ECHO["client_stream"])
+    calls = {
+        "unary()": lambda: unary(b"u"),
+        "unary.with_call()": lambda: unary.with_call(b"u")[0],
+        "server stream": lambda: b"".join(channel.unary_stream(ECHO["server_stream"])(b"s")),
+        "client stream (list)": lambda: client_stream([b"c", b"l"]),
+        "client stream.with_call (list)": lambda: client_stream.with_call([b"c", b"l"])[0],
+        "bidi (list)": lambda: b"".join(channel.stream_stream(ECHO["bidi"])([b"b", b"i"])),
+    }
+    expected = {"unary()": b"u", "unary.with_call()": b"u", "server stream": b"s0s1s2",
+                "client stream (list)": b"cl", "client stream.with_call (list)": b"cl", "bidi (list)": b"bi"}
+    for name, call in calls.items():
+        server.revoke(session.get_token().access_token)
+        assert call() == expected[name], name  # rejected once, retried once with a new token
+    assert server.stats["rejected"] == len(calls) and session.stats.invalidations == len(calls)
+    # futures the caller holds: never replayed, never blocking, but their rejection invalidates the token
+    for make in (lambda: unary.future(b"f"), lambda: client_stream.future(iter([b"f"]))):
+        server.revoke(session.get_token().access_token)
+        future = make()
+        with pytest.raises(grpc.RpcError) as error:
+            future.result(timeout=5)
+        assert error.value.code() is grpc.StatusCode.UNAUTHENTICATED
+        assert unary.future(b"next").result(timeout=5) == b"next"  # the next call carries a fresh token
+    assert idp.requests == len(calls) + 3
+
+
+def test_interceptor_form_future_does_not_block(session: AuthSession,
+                                                 peers: tuple[DemoTokenEndpoint, FlyteTestServer]) -> None:
+    import time
+
+    _, server = peers
+    gate = threading.Event()
+    validate = server.validate
+    server.validate = lambda token: (gate.wait(5), validate(token))[1]  # the server holds every call
+    try:
+        unary = grpc.intercept_channel(session._raw(), *session.grpc_interceptors()).unary_unary(ECHO["unary"])
+        session.get_token()
+        started = time.monotonic()
+        future = unary.future(b"f")
+        assert time.monotonic() - started < 1.0 and not future.done()  # returned before the server answered
+        gate.set()
+        assert future.result(timeout=5) == b"f"
+    finally:
+        gate.set()
+        server.validate = validate
+
+
+@pytest.mark.parametrize("form", ["aio_intercept", "aio_interceptors"])
+async def test_aio_call_kinds_after_a_revocation_and_the_call_api(
+        session: AuthSession, peers: tuple[DemoTokenEndpoint, FlyteTestServer], form: str) -> None:
+    _, server = peers
+    async with grpc.aio.insecure_channel(server.target, interceptors=(
+            session.aio_interceptors() if form == "aio_interceptors" else None)) as raw:
+        channel = session.aio_intercept(raw) if form == "aio_intercept" else raw
+        unary = channel.unary_unary(ECHO["unary"])
+        server.revoke(session.get_token().access_token)
+        call = unary(b"u")
+        assert await call == b"u" and await call == b"u"  # awaited twice: one result, not a second call
+        assert await call.code() is grpc.StatusCode.OK and await call.trailing_metadata() is not None
+        server.revoke(session.get_token().access_token)
+        stream = channel.unary_stream(ECHO["server_stream"])(b"s")
+        assert [await stream.read() for _ in range(3)] == [b"s0", b"s1", b"s2"]
+        assert await stream.read() is grpc.aio.EOF
+        server.revoke(session.get_token().access_token)
+        assert await channel.stream_unary(ECHO["client_stream"])([b"a", b"b"]) == b"ab"
+        assert await unary(b"v") == b"v"
+    assert server.stats["rejected"] == 3 and session.stats.invalidations == 3
+    if form == "aio_intercept":  # the wrapper leaves a channel it did not create open until its owner closes it
+        assert raw.get_state() is not None
