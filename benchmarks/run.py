@@ -477,6 +477,17 @@ async def _bench_aio(target: str, cfg: Settings) -> dict[str, Any]:
         session.close()
 
 
+async def _await_ns(make: Callable[[], Any], n: int) -> float:
+    """ns per ``await make()``, best of 3 runs of ``n``."""
+    best = math.inf
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(n):
+            await make()
+        best = min(best, time.perf_counter() - start)
+    return best / n * 1e9
+
+
 class _StubAioCall:
     __slots__ = ("_response",)
 
@@ -524,16 +535,7 @@ async def _aio_stub(session: AuthSession, static: Any, cfg: Settings) -> dict[st
             continuation, details, PAYLOAD),
     }
 
-    async def per_call(make: Callable[[], Any]) -> float:
-        best = math.inf
-        for _ in range(3):
-            start = time.perf_counter()
-            for _ in range(n):
-                await make()
-            best = min(best, time.perf_counter() - start)
-        return best / n * 1e9
-
-    results = {name: await per_call(make) for name, make in calls.items()}
+    results = {name: await _await_ns(make, n) for name, make in calls.items()}
     names = list(results)
     rows = [[names[0], f"{results[names[0]]:.0f}", "(baseline)"],
             [names[1], f"{results[names[1]]:.0f}", f"{results[names[1]] - results[names[0]]:+.0f}"],
@@ -607,18 +609,9 @@ async def _connect_stub(session: AuthSession, static: dict[str, str], cfg: Setti
 
     library = ConnectAuth(session.interceptor)
     n = max(cfg.timeit_calls // 5, 10_000)
-    results = {}
-    for name, make in (("interceptor setting a static header", lambda: static_headers(PAYLOAD, ctx)),
-                       ("ConnectAuth.intercept_unary (library)", lambda: library.intercept_unary(call_next, PAYLOAD,
-                                                                                                  ctx))):
-        best = math.inf
-        for _ in range(3):
-            start = time.perf_counter()
-            for _ in range(n):
-                await make()
-            best = min(best, time.perf_counter() - start)
-        results[name] = best / n * 1e9
-    return results
+    return {"interceptor setting a static header": await _await_ns(lambda: static_headers(PAYLOAD, ctx), n),
+            "ConnectAuth.intercept_unary (library)": await _await_ns(
+                lambda: library.intercept_unary(call_next, PAYLOAD, ctx), n)}
 
 
 CONNECT_LABELS = {
