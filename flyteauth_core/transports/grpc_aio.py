@@ -216,9 +216,14 @@ class _AioMulticallable:
         self._interceptor = interceptor
         self._stream = stream  # stream requests
 
-    def __call__(self, request: Any = None, *, timeout: float | None = None, metadata: Any = None,
-                 **extra: Any) -> _AioCall:
+    def __call__(self, request: Any = None, timeout: float | None = None, metadata: Any = None,
+                 credentials: Any = None, wait_for_ready: bool | None = None, compression: Any = None,
+                 **kwargs: Any) -> _AioCall:
+        """grpc.aio's signature (stream calls take ``request_iterator``, positionally or by keyword)."""
         stream = self._stream
+        if stream and request is None:
+            request = kwargs.pop("request_iterator", None)
+        extra = {"credentials": credentials, "wait_for_ready": wait_for_ready, "compression": compression, **kwargs}
         return _AioCall(self._interceptor, self._inner, request, timeout, metadata, extra,
                         not stream or replayable(request), stream and request is None)
 
