@@ -433,3 +433,25 @@ async def test_aio_call_kinds_after_a_revocation_and_the_call_api(
     assert server.stats["rejected"] == 3 and session.stats.invalidations == 3
     if form == "aio_intercept":  # the wrapper leaves a channel it did not create open until its owner closes it
         assert raw.get_state() is not None
+
+
+async def test_aio_bidi_rejected_while_writing_is_retried_or_surfaces_grpc_s_lost_status(
+        session: AuthSession, peers: tuple[DemoTokenEndpoint, FlyteTestServer]) -> None:
+    """grpc.aio replaces the server's UNAUTHENTICATED by INTERNAL "Internal error from Core" when a request
+    write fails because the server already closed the call (see grpc_aio's module docstring).  Each rejected
+    bidi call either comes back through the one retry, or surfaces that INTERNAL untouched: never a hang,
+    never a retry or invalidation on a guess."""
+    _, server = peers
+    outcomes: list[str] = []
+    async with session.aio_channel() as channel:
+        bidi = channel.stream_stream(ECHO["bidi"])
+        for _ in range(20):
+            server.revoke(session.get_token().access_token)
+            try:
+                assert [m async for m in bidi([b"a", b"b", b"c"])] == [b"a", b"b", b"c"]
+                outcomes.append("retried")
+            except grpc.aio.AioRpcError as error:
+                assert error.code() is grpc.StatusCode.INTERNAL and "Internal error from Core" in error.details()
+                outcomes.append("internal")
+    assert session.stats.invalidations == outcomes.count("retried")
+    assert server.stats["rejected"] >= len(outcomes)
