@@ -183,6 +183,8 @@ class AuthConfig:
                                              doc="argv printing a `proxy-authorization` token")
     proxy_auth_for_idp: bool = setting(False, yaml="proxyAuthForIdP", parse=parsers.boolean,
                                        doc="send `proxy-authorization` to the IdP too")
+    auth_origins: tuple[str, ...] = setting((), yaml="authOrigins", parse=parsers.strings,
+                                            doc="origins besides the endpoint's that `httpx_auth()` sends the token to")
     http_proxy_url: str | None = setting(None, yaml="httpProxyURL", ini=("platform", "http_proxy_url"), mask="url",
                                          doc="HTTP(S) proxy for IdP calls")
     idp_ca_cert_file_path: str | None = setting(None, yaml="idpCaCertFilePath", doc="extra CA bundle for the IdP")

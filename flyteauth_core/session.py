@@ -257,21 +257,43 @@ class AuthSession:
         return aio_interceptors(self.interceptor)
 
     def aio_channel(self) -> aio.Channel:
-        """A new ``grpc.aio.Channel`` to the endpoint with auth interceptors (yours to close)."""
+        """A new ``grpc.aio.Channel`` to the endpoint that authenticates all four call kinds (yours to close;
+        it closes the underlying channel)."""
         from grpc import aio
+
+        from .transports.grpc_aio import AioAuthChannel
 
         target = self.config.grpc_target
         if self.config.use_plaintext:
-            return aio.insecure_channel(target, options=self._channel_options,
-                                        interceptors=self.aio_interceptors())
-        return aio.secure_channel(target, self._credentials(), options=self._channel_options,
-                                  interceptors=self.aio_interceptors())
+            raw = aio.insecure_channel(target, options=self._channel_options)
+        else:
+            raw = aio.secure_channel(target, self._credentials(), options=self._channel_options)
+        return AioAuthChannel(raw, self.interceptor, owns_channel=True)
+
+    def aio_intercept(self, channel: aio.Channel) -> aio.Channel:
+        """Wrap an existing ``grpc.aio.Channel`` (yours to close) at the multicallable level."""
+        from .transports.grpc_aio import AioAuthChannel
+
+        return AioAuthChannel(channel, self.interceptor)
+
+    def connect_interceptors(self) -> list[Any]:
+        """Interceptors for async ConnectRPC clients (flyte 2.x's wire): ``Client(url, interceptors=...)``."""
+        from .transports.connect import ConnectAuth
+
+        return [ConnectAuth(self.interceptor)]
+
+    def connect_interceptors_sync(self) -> list[Any]:
+        """Interceptors for sync ConnectRPC clients (``...ClientSync(url, interceptors=...)``)."""
+        from .transports.connect import ConnectAuthSync
+
+        return [ConnectAuthSync(self.interceptor)]
 
     def httpx_auth(self) -> Any:
-        """An ``httpx2.Auth`` carrying the same token (for REST, Connect and signed-URL calls)."""
+        """An ``httpx2.Auth`` carrying the same token to the Flyte endpoint's origin and ``authOrigins``
+        (other hosts, such as presigned URLs, get no auth headers)."""
         from .transports.httpx_auth import HttpxAuth
 
-        return HttpxAuth(self.interceptor)
+        return HttpxAuth(self.interceptor, (self.config.http_base_url, *self.config.auth_origins))
 
     def login(self) -> Token:
         """Run the provider's login now (interactive flows included) and store the result."""

@@ -94,6 +94,8 @@ class FlyteTestServer:
         self.revoked: set[str] = set()
         self.seen_metadata: list[tuple[tuple[str, str], ...]] = []
         self.record_metadata = False
+        #: Make ServerStream fail with UNAUTHENTICATED after its first message (a token revoked mid-stream).
+        self.reject_after_first_message = False
         self._lock = threading.Lock()
         self._oauth = OAuth2MetadataResponse(
             issuer=issuer or token_endpoint.rsplit("/", 1)[0],
@@ -168,6 +170,8 @@ class FlyteTestServer:
         self._check(context)
         for i in range(3):
             yield request + str(i).encode()
+            if self.reject_after_first_message:
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, "unauthenticated: token revoked mid-stream")
 
     def _client_stream(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
         self._check(context)
