@@ -31,7 +31,7 @@ from flyteauth_core.errors import (
     InvalidGrantError,
     TokenError,
 )
-from flyteauth_core.lifecycle import LOGIN, AcquireRequest
+from flyteauth_core.lifecycle import LOGIN, REPLAY, AcquireRequest
 from flyteauth_core.token import Token
 
 from ._oauth import TokenEndpoint, post_form, public_client_auth, refresh_grant
@@ -140,6 +140,8 @@ class InteractiveAuthenticator:
                 return refresh_grant(self._endpoint, request, client.token_endpoint, previous,
                                      client_auth=public_client_auth(client.client_id), audience=client.audience)
             except InvalidGrantError as exc:
+                if request.reason == REPLAY:
+                    raise  # the replay of a lost refresh: the manager says what happened, no login here
                 log.info("flyteauth: refresh token for %s no longer valid (%s); a new login is needed",
                          self._config.endpoint, exc.error or "invalid_grant")
         if not request.interactive:
