@@ -200,7 +200,7 @@ def _lost(grant: str, endpoint: str, exc: BaseException) -> Exception:
     what = {"authorization_code": "authorization code", "refresh_token": "refresh token"}.get(grant, "device code")
     return ResponseLostError(
         f"The identity provider may have used up the {what}, but its answer was lost "
-        f"({type(exc).__name__}); a {what} works once, so it was not sent again",
+        f"({type(exc).__name__}); it works only once, so it was not sent again",
         endpoint=endpoint, grant=grant,
         hint="Run `flyteauth login` again" if grant != "refresh_token" else
         "The refresh is replayed at most once by the token manager; if that fails, run `flyteauth login`",
