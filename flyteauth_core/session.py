@@ -190,7 +190,7 @@ class AuthSession:
 
     def _long_enough(self, policy: RefreshPolicy) -> RefreshPolicy:
         """Waiters must outlast an interactive login this session may run (DeviceFlow: 600 s)."""
-        login = getattr(self._authenticator, "timeout", None)
+        login = getattr(self._authenticator, "timeout", None) if hasattr(self._authenticator, "login") else None
         if self.interactive and isinstance(login, (int, float)) and login + 30 > policy.acquire_timeout:
             return attrs.evolve(policy, acquire_timeout=float(login) + 30)
         return policy
