@@ -106,6 +106,18 @@ class InteractiveAuthenticator:
         return f"{type(self).__name__}(endpoint={self._config.endpoint!r})"
 
     # -- configuration --------------------------------------------------------------------------------
+    def refresh_client(self, request: AcquireRequest) -> PublicClient:
+        """The client for a refresh: with ``tokenUrl`` and ``clientId`` configured, no discovery (a
+        refresh needs neither the authorization endpoints nor the redirect URI)."""
+        config = self._config
+        if not (config.token_url and config.client_id):
+            return self.client(request)
+        return PublicClient(
+            client_id=config.client_id, scopes=config.scopes, audience=config.audience or None,
+            token_endpoint=config.token_url, authorization_endpoint="", device_authorization_endpoint="",
+            redirect_uri=str(option(config, "pkceConfig", "redirectUri") or DEFAULT_REDIRECT_URI), issuer="",
+        )
+
     def client(self, request: AcquireRequest) -> PublicClient:
         config = self._config
         server = request.server_info()
@@ -133,12 +145,12 @@ class InteractiveAuthenticator:
 
     # -- the one acquire ------------------------------------------------------------------------------
     def acquire(self, request: AcquireRequest) -> Token:
-        client = self.client(request)
         previous = request.previous
         if request.reason != LOGIN and previous is not None and previous.refresh_token:
+            refresh = self.refresh_client(request)
             try:
-                return refresh_grant(self._endpoint, request, client.token_endpoint, previous,
-                                     client_auth=public_client_auth(client.client_id), audience=client.audience)
+                return refresh_grant(self._endpoint, request, refresh.token_endpoint, previous,
+                                     client_auth=public_client_auth(refresh.client_id), audience=refresh.audience)
             except InvalidGrantError as exc:
                 if request.reason == REPLAY:
                     raise  # the replay of a lost refresh: the manager says what happened, no login here
@@ -150,7 +162,7 @@ class InteractiveAuthenticator:
                 "one (no terminal, CI is set, or FLYTEAUTH_INTERACTIVE=0)",
             )
         self._cancelled.clear()
-        return self.login(request, client)
+        return self.login(request, self.client(request))
 
     def login(self, request: AcquireRequest, client: PublicClient) -> Token:
         raise NotImplementedError
