@@ -115,9 +115,9 @@ def test_an_answer_from_another_issuer_is_refused(fake_peers: Peers, tmp_path: P
                    timeout=5)
         return True
 
-    with session_for(server, tmp_path, browserOpener=mixed_up) as session:
-        with pytest.raises(LoginStateError, match="evil.example"):
-            session.login()
+    with session_for(server, tmp_path, browserOpener=mixed_up) as session, \
+            pytest.raises(LoginStateError, match=r"evil\.example"):
+        session.login()
     assert fake.token_requests() == 0
 
 
