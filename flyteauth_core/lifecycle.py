@@ -96,6 +96,17 @@ class AcquireRequest:
         return self.http_client_fn(for_url)
 
 
+class Redacted(str):
+    """A metadata value (``Bearer <token>``) whose repr hides it: tracebacks that capture locals (Sentry
+    does by default) show the tuples a transport frame holds through repr.  ``str()`` and the bytes sent
+    are the real value."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'<redacted>'"
+
+
 @attrs.define
 class _State:
     """One published token and its deadlines.  ``metadata`` is built on first use (the header key may
@@ -250,7 +261,7 @@ class TokenManager:
         metadata = st.metadata
         if metadata is None:
             assert st.token is not None
-            metadata = ((self._header_key(), st.token.authorization),)
+            metadata = ((self._header_key(), Redacted(st.token.authorization)),)
             st.metadata = metadata  # idempotent: two threads racing here build equal tuples
         return metadata
 
