@@ -108,6 +108,16 @@ def _native_session(idp: IdpServer, server: FlyteTestServer, tmp_path: Path) -> 
     return AuthSession(config, store="file", interactive=True)
 
 
+def _logged_in_then_expired(idp: IdpServer, server: FlyteTestServer, tmp_path: Path) -> tuple[Any, str]:
+    """Log in (a rotating refresh token in the file store), then mark the stored token expired."""
+    with _native_session(idp, server, tmp_path) as session:
+        first = session.login()
+        assert session.store is not None and first.refresh_token
+        store, key = session.store, store_key(session.config, session.auth_type)
+    store.save(key, Token(first.access_token, expires_at=time.time() - 60, refresh_token=first.refresh_token))
+    return store, key
+
+
 def test_authorization_code_answer_lost_is_not_replayed(
     fault: Row, idp_fresh: IdpServer, flyte_server: Callable[..., FlyteTestServer], tmp_path: Path
 ) -> None:
@@ -131,13 +141,7 @@ def test_rotated_refresh_answer_lost_is_replayed_once_then_a_typed_error(
     fault.scenario = "lost answer: refresh with rotation (strict IdP)"
     fault.expected = "store re-read, one replay, RefreshTokenRotatedError saying a new login is needed"
     server = _native_server(idp_fresh, flyte_server)
-    with _native_session(idp_fresh, server, tmp_path) as session:
-        first = session.login()
-        assert first.refresh_token
-        assert session.store is not None
-        key = store_key(session.config, session.auth_type)
-        expired = Token(first.access_token, expires_at=time.time() - 60, refresh_token=first.refresh_token)
-        session.store.save(key, expired)
+    _logged_in_then_expired(idp_fresh, server, tmp_path)
     with _native_session(idp_fresh, server, tmp_path) as session:
         session.interactive = False
         idp_fresh.inject_faults(DROP)
@@ -157,11 +161,7 @@ def test_rotated_refresh_answer_lost_uses_what_another_process_stored(
     fault.scenario = "lost answer: refresh with rotation, another process stored the new token"
     fault.expected = "the stored token is used; no replay, no reuse"
     server = _native_server(idp_fresh, flyte_server)
-    with _native_session(idp_fresh, server, tmp_path) as session:
-        first = session.login()
-        assert session.store is not None and first.refresh_token
-        store, key = session.store, store_key(session.config, session.auth_type)
-    store.save(key, Token(first.access_token, expires_at=time.time() - 60, refresh_token=first.refresh_token))
+    store, key = _logged_in_then_expired(idp_fresh, server, tmp_path)
     newer = Token("from-another-process", expires_at=time.time() + 3600, refresh_token="rotated-elsewhere")
 
     with _native_session(idp_fresh, server, tmp_path) as session:
