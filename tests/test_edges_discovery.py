@@ -132,3 +132,17 @@ def test_discovery_behind_an_authenticating_proxy_works_without_token_url(idp: D
     discovery = [seen for seen in proxy.seen if "AuthMetadataService" in seen["method"]]
     assert discovery and all(seen.get("proxy-authorization") == "Bearer proxy-token-1" for seen in discovery)
     assert not any("authorization" in seen or "flyte-authorization" in seen for seen in discovery)  # no bearer
+
+
+def test_a_proxy_refusing_discovery_gets_a_new_proxy_token_once(idp: DemoTokenEndpoint, tmp_path: Path) -> None:
+    """The proxy token the command printed first is refused (expired at the proxy): discovery has the
+    proxy interceptor replace it, once, and carries on."""
+    command = [sys.executable, str(SCRIPTS / "raw_token.py"), str(tmp_path / "count"), "proxy-token"]
+    with FlyteTestServer(idp.validate, token_endpoint=idp.url) as server, \
+            AuthenticatingProxy(server.target, "Bearer proxy-token-2") as proxy:
+        config = AuthConfig(endpoint=proxy.target, insecure=True, auth_type="ClientSecret", client_id="edge",
+                            client_secret="edge-secret", proxy_command=command)
+        with AuthSession(config, store="memory", interactive=False) as session:
+            assert session.server_info().token_endpoint == idp.url
+            assert session.channel().unary_unary(ECHO["unary"])(b"hi", timeout=10) == b"hi"
+    assert (tmp_path / "count").read_text().count("x") == 2  # the command ran twice, not per request
