@@ -195,7 +195,8 @@ class Discovery:
             sent = self._metadata()
             self.calls += 1
             try:
-                return _message_dict(call(request(), timeout=self._timeout, metadata=sent or None))
+                extra = {"metadata": sent} if sent else {}
+                return _message_dict(call(request(), timeout=self._timeout, **extra))
             except grpc.RpcError as error:
                 code = error.code() if callable(getattr(error, "code", None)) else None
                 proxy_refused = code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)

@@ -118,8 +118,9 @@ class _State:
     expired_at: float
     #: When the IdP issued it (-inf for a token loaded from a store: its age is unknown).
     obtained_at: float = -math.inf
-    #: Obtained to replace a token the server had just rejected.
-    after_rejection: bool = False
+    #: How many tokens in a row were rejected shortly after being obtained, before this one replaced them
+    #: (0: not obtained because of a rejection).
+    rejections: int = 0
 
 
 _EMPTY = _State(None, (), -math.inf, -math.inf)
@@ -136,14 +137,16 @@ class RejectionBrake:
     """How a manager stops failure from multiplying (a server rejecting every token, an IdP refusing
     the client).
 
-    A token obtained to replace a rejected one, and rejected again within ``window`` seconds, is not
-    replaced: calls fail with :class:`~flyteauth_core.errors.TokenRejectedError` for ``initial``
-    seconds, doubling up to ``maximum`` on each repetition.  Non-transient IdP errors
+    When ``after`` tokens in a row were each rejected within ``window`` seconds of replacing a rejected
+    one (the first replacement may simply follow a server-side revocation), the next rejection is not
+    answered with a new token: calls fail with :class:`~flyteauth_core.errors.TokenRejectedError` for
+    ``initial`` seconds, doubling up to ``maximum`` on each repetition.  Non-transient IdP errors
     (``invalid_client``, ``unauthorized_client``, ``invalid_scope``) are raised again without asking the
     IdP for ``fatal_ttl`` seconds (a config change means a new session, so a new manager).
     """
 
     window: float = 30.0
+    after: int = 2
     initial: float = 5.0
     maximum: float = 300.0
     fatal_ttl: float = 60.0
@@ -220,6 +223,7 @@ class TokenManager:
         self._next_background_at = 0.0
         self._closed = False
         self._rejected_at = -math.inf  # when the server last rejected a token we then replaced
+        self._rejected_chain = 0  # that token's ``rejections``
         self._brakes = 0  # consecutive brakes (backoff exponent)
         self._brake_until = -math.inf
         self._fatal: tuple[BaseException, float] | None = None  # a non-transient IdP error, until when
@@ -287,7 +291,7 @@ class TokenManager:
                 return st.token is not None
             now = self._clock()
             braking = now < self._brake_until
-            if not braking and st.after_rejection and now - st.obtained_at < self.brake.window:
+            if not braking and st.rejections >= max(1, self.brake.after) and now - st.obtained_at < self.brake.window:
                 if now - self._brake_until > 2 * self.brake.maximum:
                     self._brakes = 0  # the last brake is long past: start the backoff over
                 self._brakes += 1
@@ -305,7 +309,7 @@ class TokenManager:
                 if st.stale_at != -math.inf:
                     self.stats.invalidations += 1
                 self._state = attrs.evolve(st, stale_at=-math.inf, expired_at=-math.inf)
-                self._rejected_at = now
+                self._rejected_at, self._rejected_chain = now, st.rejections
         if braking:
             if first:
                 log.warning("flyteauth: %s", error.message)
@@ -317,7 +321,7 @@ class TokenManager:
     def _rejection_error(self, age: float, retry_in: float) -> TokenRejectedError:
         return TokenRejectedError(
             f"The server at {self._endpoint or 'the endpoint'} rejected a token the identity provider issued "
-            f"{max(age, 0.0):.0f}s ago, right after rejecting the one it replaced; not asking the IdP for "
+            f"{max(age, 0.0):.0f}s ago, right after rejecting the ones it replaced; not asking the IdP for "
             f"another one for {retry_in:.0f}s",
             retry_in=retry_in,
             hint="Likely causes: the token's audience is not the one the server expects (admin.audience, "
@@ -459,11 +463,12 @@ class TokenManager:
         try:
             state = self._refresh(reason)
         except BaseException as exc:
-            # Resolve the future first: nothing below (logging, an event hook) may leave waiters hanging.
-            future.set_exception(exc)
-            self.stats.failures += 1  # counted once the failure is visible to everyone
-            self._remember_failure(exc)
-            self._failed(exc, reason, started)
+            try:
+                self._remember_failure(exc)
+                self._failed(exc, reason, started)  # the event is out before any waiter wakes up
+            finally:  # whatever logging or an event hook does, the waiters are released
+                future.set_exception(exc)
+                self.stats.failures += 1  # counted once the failure is visible to everyone
         else:
             future.set_result(state)
 
@@ -556,7 +561,7 @@ class TokenManager:
         """Publish ``state`` under the lock, so a concurrent ``rejected()`` never overwrites it."""
         with self._lock:
             if state.token is not None and self._clock() - self._rejected_at < self.brake.window:
-                state.after_rejection = True
+                state.rejections = self._rejected_chain + 1
             self._state = state
 
     @contextlib.contextmanager
