@@ -27,122 +27,238 @@ YAML is imported only when a file is actually read, to keep ``import flyteauth_c
 from __future__ import annotations
 
 import logging
-import math
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from . import parsers
 from .errors import ConfigError
+from .options import Option, Source
+from .parsers import Parser, duration
+from .schema import COMPAT, Setting, markdown_table, mask, setting, settings_of
+
+if TYPE_CHECKING:
+    from .plugins import PluginRegistry
+
+#: The historical name, kept for plugins that import it from here.
+parse_duration = duration
 
 log = logging.getLogger("flyteauth.config")
 
 DEFAULT_SECRET_LOCATION = "/etc/secrets/client_secret"
+#: Built-in auth types (and aliases) that never use a configured client secret; a plugin's may.
+_SECRETLESS_AUTH_TYPES = frozenset({"pkce", "standard", "deviceflow", "device_flow", "externalcommand",
+                                    "external_process", "passthrough", "noauth", "none", "no_auth", "anonymous"})
 #: Token endpoint client authentication methods the ClientSecret provider supports.
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
-
-
-def _tuple(value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return tuple(v for v in value.replace(",", " ").split() if v)
-    return tuple(str(v) for v in value)
-
-
-def _argv_tuple(value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return _split_argv("command", value)
-    return tuple(str(v) for v in value)
 
 
 def _strings(value: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in value or ())
 
 
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return dict(value or {})
+class ReadOnlyMapping(Mapping[str, Any]):
+    """A mapping nobody can change after the config is built (``config.options``, ``config.sources``).
+
+    Nested sections (``pkceConfig``) are read-only too; other values are kept as written.  Picklable, unlike
+    ``types.MappingProxyType``, so a config can go to a worker process.
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any] | None = None) -> None:
+        self._data = {str(k): _frozen(v) for k, v in (data or {}).items()}
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __eq__(self, other: object) -> bool:
+        return dict(self._data) == (dict(other) if isinstance(other, Mapping) else other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"ReadOnlyMapping({self._data!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ReadOnlyMapping, (self._data,))
+
+
+def _frozen(value: Any) -> Any:
+    if isinstance(value, ReadOnlyMapping):
+        return value
+    if isinstance(value, Mapping):
+        return ReadOnlyMapping(value)
+    return value
+
+
+def _auth_method(key: str, value: Any) -> str:
+    text = parsers.string(key, value)
+    if text not in AUTH_METHODS:
+        raise ConfigError(f"Unsupported tokenEndpointAuthMethod {text!r} ({key})",
+                          hint=f"Use one of {', '.join(AUTH_METHODS)}")
+    return text
+
+
+def _scopes(key: str, value: Any) -> tuple[str, ...]:
+    return parsers.strings(key, value)
+
+
+def _endpoint(key: str, value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ConfigError("No Flyte endpoint configured",
+                          hint=f"{key} must be a string like dns:///flyte.example.com:443, got {type(value).__name__}")
+    return value or None
 
 
 @attrs.frozen
 class AuthConfig:
     """Everything a session needs to authenticate.  Secrets are never in ``repr``.
 
-    ``options`` is the raw ``admin`` section (plus anything passed in code), for plugins that read
-    keys of their own.  ``sources`` maps a field name to where its value came from; ``problems`` lists
-    what :func:`load_config` found wrong but survivable (unknown/deprecated keys, conflicts).
+    Each field is declared once with its keys in every dialect (see :mod:`flyteauth_core.schema`), and
+    every value is validated and converted here, whichever way it arrives: ``AuthConfig(insecure="false")``
+    means TLS, ``AuthConfig(insecure="maybe")`` is a ``ConfigError`` naming the field.  The config is
+    hashable (``options``, ``sources`` and ``problems`` are not part of the hash).
+
+    ``options`` is the raw ``admin`` and ``flyteauth`` sections merged (plus anything passed in code), for
+    plugins that read keys of their own; it is read-only.  ``sources`` maps a field (or ``options.<key>``)
+    to a :class:`~flyteauth_core.options.Source`; ``problems`` lists what :func:`load_config` found wrong
+    but survivable (unknown/deprecated keys, conflicts, files skipped).
     """
 
-    endpoint: str
-    auth_type: str | None = None
-    insecure: bool = False
-    insecure_skip_verify: bool = False
-    ca_cert_file_path: str | None = None
-    client_id: str | None = None
-    client_secret: str | None = attrs.field(default=None, repr=False)
-    client_secret_location: str | None = None
-    client_secret_env_var: str | None = None
-    token_endpoint_auth_method: str = "client_secret_basic"
-    scopes: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
-    audience: str | None = None
-    use_audience_from_admin: bool = False
-    token_url: str | None = None
-    authorization_header: str | None = None
-    token_refresh_window: float | None = None
-    store: str | None = None
-    http_timeout: float = 15.0
-    #: ``private_key_jwt``: PEM file with the client's private key (RSA, EC or Ed25519).
-    client_key_file_path: str | None = None
-    #: ExternalCommand: argv (no shell) whose stdout is the token, and its deadline in seconds.
-    command: tuple[str, ...] = attrs.field(default=(), converter=_argv_tuple)
-    command_timeout: float = 30.0
-    #: argv whose stdout goes into ``proxy-authorization`` on gRPC calls (and IdP calls if
-    #: ``proxy_auth_for_idp``).
-    proxy_command: tuple[str, ...] = attrs.field(default=(), converter=_argv_tuple)
-    proxy_auth_for_idp: bool = False
-    #: Calls to the IdP: HTTP(S) proxy, extra CA (on top of system trust), skip verification.
-    http_proxy_url: str | None = attrs.field(default=None, repr=False)
-    idp_ca_cert_file_path: str | None = None
-    idp_insecure_skip_verify: bool = False
-    #: Passthrough: a token handed in, a file re-read on rejection, or the name of an env var.
-    token: str | None = attrs.field(default=None, repr=False)
-    token_file_path: str | None = None
-    token_env_var: str | None = None
-    org: str | None = None
-    pkce_timeout: float = 120.0
-    pkce_refresh_time: float = 300.0
-    device_flow_timeout: float = 600.0
-    device_flow_poll_interval: float = 5.0
-    device_flow_refresh_time: float = 300.0
-    max_retries: int = 4
-    per_retry_timeout: float = 15.0
-    max_backoff_delay: float = 8.0
-    disable_keyring: bool = False
-    options: Mapping[str, Any] = attrs.field(factory=dict, converter=_mapping, repr=False)
-    sources: Mapping[str, str] = attrs.field(factory=dict, converter=_mapping, repr=False, eq=False)
+    endpoint: str = setting(yaml="endpoint", ini=("platform", "url"), parse=_endpoint,
+                            doc="the Flyte endpoint: `dns:///host:443`, `host:port` or `https://host`")
+    auth_type: str | None = setting(None, yaml="authType", ini=("credentials", "auth_mode"), env=("FLYTE_AUTH_TYPE",),
+                                    doc="the provider (see Auth types); default: inferred")
+    insecure: bool = setting(False, yaml="insecure", ini=("platform", "insecure"), parse=parsers.boolean,
+                             doc="plaintext gRPC (no TLS)")
+    insecure_skip_verify: bool = setting(False, yaml="insecureSkipVerify", ini=("platform", "insecure_skip_verify"),
+                                         parse=parsers.boolean,
+                                         doc="TLS without verifying the server (pins its certificate)")
+    ca_cert_file_path: str | None = setting(None, yaml="caCertFilePath", ini=("platform", "ca_cert_file_path"),
+                                            doc="CA bundle for the Flyte endpoint")
+    client_id: str | None = setting(None, yaml="clientId", ini=("credentials", "client_id"), doc="OAuth2 client id")
+    client_secret: str | None = setting(None, ini=("credentials", "client_secret"), secret=True,
+                                        doc="the client secret itself (prefer a file or an env var)")
+    client_secret_location: str | None = setting(
+        None, yaml="clientSecretLocation", ini=("credentials", "client_secret_location"),
+        doc=f"file holding the client secret (default `{DEFAULT_SECRET_LOCATION}`)")
+    client_secret_env_var: str | None = setting(None, yaml="clientSecretEnvVar",
+                                                ini=("credentials", "client_secret_env_var"),
+                                                doc="name of the env var holding the client secret")
+    token_endpoint_auth_method: str = setting("client_secret_basic", yaml="tokenEndpointAuthMethod",
+                                              parse=_auth_method, doc=" / ".join(AUTH_METHODS))
+    scopes: tuple[str, ...] = setting((), yaml="scopes", ini=("credentials", "scopes"), parse=_scopes,
+                                      doc="scopes to request (default: discovered)")
+    audience: str | None = setting(None, yaml="audience", ini=("credentials", "audience"),
+                                   doc="audience to request (default: discovered)")
+    use_audience_from_admin: bool = setting(False, yaml="useAudienceFromAdmin", parse=parsers.boolean,
+                                            doc="request the audience the server advertises")
+    token_url: str | None = setting(None, yaml="tokenUrl", doc="token endpoint (default: discovered)")
+    authorization_header: str | None = setting(None, yaml="authorizationHeader",
+                                               doc="metadata key for the token (default: discovered)")
+    token_refresh_window: float | None = setting(None, yaml="tokenRefreshWindow", parse=parsers.duration,
+                                                 doc="refresh this long before expiry (default 5m)")
+    store: str | None = setting(None, yaml="tokenStore", doc="memory, file, keyring or a plugin's store")
+    http_timeout: float = setting(15.0, yaml="httpTimeout", parse=parsers.duration, doc="timeout of IdP calls")
+    client_key_file_path: str | None = setting(None, yaml="clientKeyFilePath",
+                                               doc="`private_key_jwt`: PEM private key of the client")
+    command: tuple[str, ...] = setting((), yaml="command", ini=("credentials", "command"), env=("FLYTE_AUTH_COMMAND",),
+                                       parse=parsers.argv, mask="argv",
+                                       doc="ExternalCommand: argv (no shell) printing the token")
+    command_timeout: float = setting(30.0, yaml="commandTimeout", parse=parsers.duration,
+                                     doc="ExternalCommand: deadline of the command")
+    proxy_command: tuple[str, ...] = setting((), yaml="proxyCommand", ini=("credentials", "proxy_command"),
+                                             env=("FLYTE_AUTH_PROXY_COMMAND",), parse=parsers.argv, mask="argv",
+                                             doc="argv printing a `proxy-authorization` token")
+    proxy_auth_for_idp: bool = setting(False, yaml="proxyAuthForIdP", parse=parsers.boolean,
+                                       doc="send `proxy-authorization` to the IdP too")
+    http_proxy_url: str | None = setting(None, yaml="httpProxyURL", ini=("platform", "http_proxy_url"), mask="url",
+                                         doc="HTTP(S) proxy for IdP calls")
+    idp_ca_cert_file_path: str | None = setting(None, yaml="idpCaCertFilePath", doc="extra CA bundle for the IdP")
+    idp_insecure_skip_verify: bool = setting(False, yaml="idpInsecureSkipVerify", parse=parsers.boolean,
+                                             doc="do not verify the IdP's certificate")
+    token: str | None = setting(None, secret=True, doc="Passthrough: the token itself")
+    token_file_path: str | None = setting(None, yaml="tokenFilePath", doc="Passthrough: file holding the token")
+    token_env_var: str | None = setting(None, yaml="tokenEnvVar", doc="Passthrough: env var holding the token")
+    org: str | None = setting(None, yaml="org", compat="flyte 2.x's organisation; not used for authentication",
+                              doc="organisation")
+    pkce_timeout: float = setting(120.0, yaml="pkceConfig.timeout", parse=parsers.duration,
+                                  doc="Pkce: how long to wait for the browser")
+    pkce_refresh_time: float = setting(300.0, yaml="pkceConfig.refreshTime", parse=parsers.duration,
+                                       compat="refresh timing comes from tokenRefreshWindow", doc="flytectl's")
+    device_flow_timeout: float = setting(600.0, yaml="deviceFlowConfig.timeout", parse=parsers.duration,
+                                         doc="DeviceFlow: how long to wait for the user")
+    device_flow_poll_interval: float = setting(5.0, yaml="deviceFlowConfig.pollInterval", parse=parsers.duration,
+                                               doc="DeviceFlow: poll interval (the IdP may raise it)")
+    device_flow_refresh_time: float = setting(300.0, yaml="deviceFlowConfig.refreshTime", parse=parsers.duration,
+                                              compat="refresh timing comes from tokenRefreshWindow",
+                                              doc="flytectl's")
+    max_retries: int = setting(4, yaml="maxRetries", parse=parsers.integer,
+                               compat="flytectl's gRPC retries; IdP retries follow AuthSession(retry=...)",
+                               doc="flytectl's")
+    per_retry_timeout: float = setting(15.0, yaml="perRetryTimeout", parse=parsers.duration,
+                                       compat="flytectl's gRPC retries; IdP calls use httpTimeout", doc="flytectl's")
+    max_backoff_delay: float = setting(8.0, yaml="maxBackoffDelay", parse=parsers.duration,
+                                       compat="flytectl's gRPC retries; IdP retries follow AuthSession(retry=...)",
+                                       doc="flytectl's")
+    disable_keyring: bool = setting(False, yaml="disableKeyring", parse=parsers.boolean,
+                                    doc="use the file store where the keyring would be used")
+    options: Mapping[str, Any] = attrs.field(factory=ReadOnlyMapping, converter=ReadOnlyMapping, repr=False,
+                                             hash=False)
+    sources: Mapping[str, str] = attrs.field(factory=ReadOnlyMapping, converter=ReadOnlyMapping, repr=False,
+                                             eq=False)
     problems: tuple[str, ...] = attrs.field(default=(), converter=_strings, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
+        for name, spec in SETTINGS.items():  # one parser per field, whichever way the value came in
+            value = getattr(self, name)
+            if value is None:
+                continue
+            parsed = spec.parse(name if spec.yaml in (None, name) else f"{name} (admin.{spec.yaml})", value)
+            if parsed is not value:
+                object.__setattr__(self, name, parsed)
         if not self.endpoint or not isinstance(self.endpoint, str):
             raise ConfigError(
                 "No Flyte endpoint configured",
                 hint="Set admin.endpoint in config.yaml or pass AuthConfig(endpoint=...)",
-            )
-        if self.token_endpoint_auth_method not in AUTH_METHODS:
-            raise ConfigError(
-                f"Unsupported tokenEndpointAuthMethod {self.token_endpoint_auth_method!r}",
-                hint=f"Use one of {', '.join(AUTH_METHODS)}",
             )
         if self.token_endpoint_auth_method == "private_key_jwt" and not self.client_key_file_path:
             raise ConfigError(
                 "tokenEndpointAuthMethod private_key_jwt needs the client's private key",
                 hint="Set admin.clientKeyFilePath to a PEM file (or pass client_key_file_path=...)",
             )
+
+    def source(self, name: str) -> Source:
+        """Where a field (or ``options.<key>``) came from, in the user's terms: ``Source(key, origin)``,
+        e.g. ``Source("admin.clientSecretLocation", "/home/me/.flyte/config.yaml")``,
+        ``Source("$FLYTE_CREDENTIALS_CLIENT_SECRET", "environment")``, ``Source("client_id", "argument")``
+        or ``Source(name, "default")`` for a value nobody set.  ``flyteauth config`` prints these."""
+        found = self.sources.get(name)
+        if isinstance(found, Source):
+            return found
+        if found is not None:  # a plain string (an AuthConfig built by hand with sources=...)
+            text = str(found)
+            if text in ("argument", "default"):
+                return Source(name, text)
+            if text.startswith("$"):
+                return Source(text, "environment")
+            origin, _, key = text.rpartition(":")
+            return Source(key, origin) if origin else Source(text, "argument")
+        fields = attrs.fields_dict(AuthConfig)
+        if name in fields and getattr(self, name) != fields[name].default:
+            return Source(name, "argument")
+        return Source(name, "default")
 
     @property
     def resolved_auth_type(self) -> str:
@@ -165,7 +281,7 @@ class AuthConfig:
         if self.auth_type:
             why = f"explicit authType ({src('auth_type')})"
             secret = self._secret_field()
-            if secret and self.auth_type.lower() not in ("clientsecret", "client_credentials", "basic"):
+            if secret and self.auth_type.lower() in _SECRETLESS_AUTH_TYPES:
                 why += f"; the client secret from {src(secret)} is not used by this auth type"
             return self.auth_type, why
         if self.token or self.token_file_path or self.token_env_var:
@@ -251,231 +367,56 @@ def read_secret_file(location: str, what: str, hint: str | None = None) -> str:
     return value.strip()
 
 
-# -- parsers: (key or variable name, raw value) -> typed value ------------------------------------------
-_TRUE = ("true", "1", "yes", "on")
-_FALSE = ("false", "0", "no", "off")
 
+#: Field name -> its declaration (YAML/INI keys, env names, parser, secret), in declaration order.
+SETTINGS: dict[str, Setting] = settings_of(AuthConfig)
 
-def _bool(key: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in (*_FALSE, ""):
-        return False
-    raise ConfigError(f"{key} must be a boolean (true/false, 1/0, yes/no, on/off), got {value!r}")
-
-
-def _str(key: str, value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-        raise ConfigError(f"{key} must be a string, got {type(value).__name__}")
-    return str(value) or None
-
-
-def _json_list(key: str, text: str) -> tuple[str, ...] | None:
-    if not text.startswith("["):
-        return None
-    import json
-
-    try:
-        data = json.loads(text)
-    except ValueError:
-        raise ConfigError(f"{key} looks like a JSON array but is not valid JSON") from None
-    if not isinstance(data, list) or not all(isinstance(v, (str, int, float)) for v in data):
-        raise ConfigError(f"{key} must be a list of strings")
-    return tuple(str(v) for v in data)
-
-
-def _list(key: str, value: Any) -> tuple[str, ...]:
-    if isinstance(value, (list, tuple)):
-        if not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value):
-            raise ConfigError(f"{key} must be a list of strings")
-        return tuple(str(v) for v in value)
-    if isinstance(value, str):
-        parsed = _json_list(key, value.strip())
-        return parsed if parsed is not None else _tuple(value)
-    if value is None:
-        return ()
-    raise ConfigError(f"{key} must be a list of strings, got {type(value).__name__}")
-
-
-def _split_argv(key: str, text: str) -> tuple[str, ...]:
-    """An argv from a string: a JSON array, else comma separated (flytekit), else shell words."""
-    text = text.strip()
-    parsed = _json_list(key, text)
-    if parsed is not None:
-        return parsed
-    if "," in text:
-        return tuple(part.strip() for part in text.split(",") if part.strip())
-    import shlex
-
-    try:
-        return tuple(shlex.split(text))
-    except ValueError as exc:
-        raise ConfigError(f"{key} cannot be split into arguments ({exc})") from None
-
-
-def _argv(key: str, value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return _split_argv(key, value)
-    return _list(key, value)
-
-
-def _int(key: str, value: Any) -> int:
-    if isinstance(value, bool):
-        raise ConfigError(f"{key} must be a whole number, got {value!r}")
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        raise ConfigError(f"{key} must be a whole number, got {value!r}") from None
-    if number < 0:
-        raise ConfigError(f"{key} must not be negative, got {value!r}")
-    return number
-
-
-def parse_duration(key: str, value: Any) -> float:
-    """Seconds from a Go duration string (``5m``, ``1h30m``, ``250ms``) or a number of seconds.
-
-    Only finite, non-negative values: a duration of NaN, infinity or -5s is a typo, not a setting.
-    """
-    seconds = _duration_seconds(key, value)
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ConfigError(f"{key} must be a finite, non-negative duration, got {value!r}")
-    return seconds
-
-
-def _duration_seconds(key: str, value: Any) -> float:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        try:
-            return float(value)
-        except OverflowError:
-            raise ConfigError(f"{key} is too large for a duration") from None
-    text = str(value).strip()
-    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
-    total, number, i = 0.0, "", 0
-    try:
-        if text and text.replace(".", "", 1).isdigit():
-            return float(text)
-        while i < len(text):
-            ch = text[i]
-            if ch.isdigit() or ch == ".":
-                number += ch
-                i += 1
-                continue
-            unit = next(u for u in ("ms", "us", "µs", "ns", "h", "m", "s") if text.startswith(u, i))
-            total += float(number) * units[unit]
-            number, i = "", i + len(unit)
-        if number or not text:
-            raise ValueError
-    except (StopIteration, ValueError):
-        raise ConfigError(f"{key} must be a duration like 30s, 5m or 1h30m, got {value!r}") from None
-    return total
-
-
-Parser = Callable[[str, Any], Any]
-
-#: flytectl ``admin`` key -> (AuthConfig field, parser).  Nested keys are written ``pkceConfig.timeout``.
-_FILE_KEYS: dict[str, tuple[str, Parser]] = {
-    "endpoint": ("endpoint", _str),
-    "authType": ("auth_type", _str),
-    "insecure": ("insecure", _bool),
-    "insecureSkipVerify": ("insecure_skip_verify", _bool),
-    "caCertFilePath": ("ca_cert_file_path", _str),
-    "clientId": ("client_id", _str),
-    "clientSecretLocation": ("client_secret_location", _str),
-    "clientSecretEnvVar": ("client_secret_env_var", _str),
-    "tokenEndpointAuthMethod": ("token_endpoint_auth_method", _str),
-    "scopes": ("scopes", _list),
-    "audience": ("audience", _str),
-    "useAudienceFromAdmin": ("use_audience_from_admin", _bool),
-    "tokenUrl": ("token_url", _str),
-    "authorizationHeader": ("authorization_header", _str),
-    "tokenRefreshWindow": ("token_refresh_window", parse_duration),
-    "tokenStore": ("store", _str),
-}
-#: The rest of the surface (flytectl, flyte 2.x and ours); kept apart so the table above stays the
-#: "core" keys.
-_MORE_KEYS: dict[str, tuple[str, Parser]] = {
-    "command": ("command", _argv),
-    "proxyCommand": ("proxy_command", _argv),
-    "httpProxyURL": ("http_proxy_url", _str),
-    "pkceConfig.timeout": ("pkce_timeout", parse_duration),
-    "pkceConfig.refreshTime": ("pkce_refresh_time", parse_duration),
-    "deviceFlowConfig.timeout": ("device_flow_timeout", parse_duration),
-    "deviceFlowConfig.pollInterval": ("device_flow_poll_interval", parse_duration),
-    "deviceFlowConfig.refreshTime": ("device_flow_refresh_time", parse_duration),
-    "maxRetries": ("max_retries", _int),
-    "perRetryTimeout": ("per_retry_timeout", parse_duration),
-    "maxBackoffDelay": ("max_backoff_delay", parse_duration),
-    "disableKeyring": ("disable_keyring", _bool),
-    # ours
-    "clientKeyFilePath": ("client_key_file_path", _str),
-    "commandTimeout": ("command_timeout", parse_duration),
-    "proxyAuthForIdP": ("proxy_auth_for_idp", _bool),
-    "idpCaCertFilePath": ("idp_ca_cert_file_path", _str),
-    "idpInsecureSkipVerify": ("idp_insecure_skip_verify", _bool),
-    "httpTimeout": ("http_timeout", parse_duration),
-    "tokenFilePath": ("token_file_path", _str),
-    "tokenEnvVar": ("token_env_var", _str),
-    "org": ("org", _str),
-}
-ALL_KEYS: dict[str, tuple[str, Parser]] = {**_FILE_KEYS, **_MORE_KEYS}
+#: ``admin``/``flyteauth`` key -> (AuthConfig field, parser).  Nested keys are written ``pkceConfig.timeout``.
+ALL_KEYS: dict[str, tuple[str, Parser]] = {s.yaml: (n, s.parse) for n, s in SETTINGS.items() if s.yaml}
 #: Keys accepted without a warning that are not fields: flytectl's that do nothing here, and keys providers
 #: read from ``options``; then deprecated ones (a warning).
-_IGNORED_KEYS = frozenset({"maxMessageSizeBytes", "defaultServiceConfig", "pkceConfig", "deviceFlowConfig",
-                           "pkceConfig.redirectUri", "revocationEndpoint", "clientKeyId"})
+_IGNORED_KEYS = frozenset({"pkceConfig", "deviceFlowConfig", "pkceConfig.redirectUri", "revocationEndpoint",
+                           "clientKeyId"})
+#: flytectl keys that are not fields and have no effect here: reported as such, never as unknown.
+_COMPAT_KEYS = {
+    "maxMessageSizeBytes": "flytectl's gRPC message size limit; set it on the channel you build",
+    "defaultServiceConfig": "flytectl's gRPC service config; set it on the channel you build",
+}
 _DEPRECATED_KEYS = {
     "useAuth": "deprecated in flytectl and ignored: authentication follows authType and the server",
     "authorizationServerUrl": "deprecated in flytectl and ignored: the token endpoint is discovered "
     "(or set admin.tokenUrl)",
 }
 #: Fields whose values are secrets: masked by describe().
-SECRET_FIELDS = frozenset({"client_secret", "token"})
-
-_FIELD_PARSERS: dict[str, Parser] = {field: parse for field, parse in ALL_KEYS.values()}
-_FIELD_PARSERS.update({"client_secret": _str, "token": _str, "http_timeout": parse_duration})
+SECRET_FIELDS = frozenset(n for n, s in SETTINGS.items() if s.secret)
+#: Fields accepted for compatibility that have no effect, and why.
+COMPAT_FIELDS: dict[str, str] = {n: s.compat for n, s in SETTINGS.items() if s.compat}
+_FIELD_PARSERS: dict[str, Parser] = {n: s.parse for n, s in SETTINGS.items()}
 
 # -- flytekit's legacy INI: (section, option) -> field ------------------------------------------------
-_INI_KEYS: dict[tuple[str, str], str] = {
-    ("platform", "url"): "endpoint",
-    ("platform", "insecure"): "insecure",
-    ("platform", "insecure_skip_verify"): "insecure_skip_verify",
-    ("platform", "ca_cert_file_path"): "ca_cert_file_path",
-    ("platform", "http_proxy_url"): "http_proxy_url",
-    ("credentials", "client_id"): "client_id",
-    ("credentials", "client_secret"): "client_secret",
-    ("credentials", "client_secret_location"): "client_secret_location",
-    ("credentials", "client_secret_env_var"): "client_secret_env_var",
-    ("credentials", "scopes"): "scopes",
-    ("credentials", "auth_mode"): "auth_type",
-    ("credentials", "audience"): "audience",
-    ("credentials", "command"): "command",
-    ("credentials", "proxy_command"): "proxy_command",
-}
+_INI_KEYS: dict[tuple[str, str], str] = {s.ini: n for n, s in SETTINGS.items() if s.ini}
 _INI_IGNORED = frozenset({("platform", "console_endpoint")})
 
 # -- environment variables, highest precedence first -------------------------------------------------
 #: flytekit: FLYTE_<SECTION>_<OPTION> of the INI keys.
-FLYTEKIT_ENV: dict[str, str] = {f"FLYTE_{s.upper()}_{o.upper()}": f for (s, o), f in _INI_KEYS.items()}
+FLYTEKIT_ENV: dict[str, str] = {v: n for n, s in SETTINGS.items() for v in s.env_names()["flytekit"]}
 #: flyte 2.x: FLYTE_ADMIN_<KEY> (upper-cased flat admin keys) and FLYTE_AUTH_*.
-FLYTE2_ENV: dict[str, str] = {
-    f"FLYTE_ADMIN_{key.upper()}": field for key, (field, _) in ALL_KEYS.items() if "." not in key
-}
-FLYTE2_ENV.update({"FLYTE_AUTH_TYPE": "auth_type", "FLYTE_AUTH_COMMAND": "command",
-                   "FLYTE_AUTH_PROXY_COMMAND": "proxy_command"})
+FLYTE2_ENV: dict[str, str] = {v: n for n, s in SETTINGS.items() for v in s.env_names()["flyte 2.x"]}
 API_KEY_ENV = "FLYTE_API_KEY"
 #: Ours: FLYTEAUTH_<FIELD>, e.g. FLYTEAUTH_CLIENT_ID.
 OUR_PREFIX = "FLYTEAUTH_"
 CONFIG_ENV = "FLYTEAUTH_CONFIG"
-_OUR_ENV_EXCLUDED = frozenset({"options", "sources", "problems"})
+OUR_ENV: dict[str, str] = {v: n for n, s in SETTINGS.items() for v in s.env_names()["FLYTEAUTH"]}
 
 
 def _our_env() -> dict[str, str]:
-    return {f"{OUR_PREFIX}{f.name.upper()}": f.name for f in attrs.fields(AuthConfig)
-            if f.name not in _OUR_ENV_EXCLUDED}
+    return OUR_ENV
+
+
+def key_table() -> str:
+    """The README's table of config keys, derived from the schema."""
+    defaults = {f.name: f.default for f in attrs.fields(AuthConfig)}
+    return markdown_table(SETTINGS, defaults)
 
 
 def decode_api_key(raw: str, name: str = API_KEY_ENV) -> dict[str, str]:
@@ -553,7 +494,15 @@ def _is_ini(text: str) -> bool:
     return False
 
 
-def _read_admin_section(path: Path, text: str | None = None) -> Mapping[str, Any]:
+#: The sections of a YAML config file we read, highest precedence first: flyteauth's own settings, then
+#: the SDK's.  ``admin.authType: flyteauth`` names flytekit's plugin hook, not a provider.
+SECTIONS = ("flyteauth", "admin")
+#: ``admin.authType`` values that name an SDK hook into flyteauth rather than a provider.
+_SDK_HOOK_AUTH_TYPES = frozenset({"flyteauth"})
+
+
+def _read_sections(path: Path, text: str | None = None) -> dict[str, Mapping[str, Any]]:
+    """The ``flyteauth`` and ``admin`` sections present in a YAML file (either may be absent)."""
     import yaml
 
     text = _read_text(path) if text is None else text
@@ -564,11 +513,21 @@ def _read_admin_section(path: Path, text: str | None = None) -> Mapping[str, Any
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"Config file {str(path)!r} is not valid YAML{where}") from None
     if not isinstance(data, Mapping):
-        raise ConfigError(f"Config file {str(path)!r} must be a mapping with an 'admin' section")
-    admin = data.get("admin") or {}
-    if not isinstance(admin, Mapping):
-        raise ConfigError(f"The 'admin' section of {str(path)!r} must be a mapping")
-    return admin
+        raise ConfigError(f"Config file {str(path)!r} must be a mapping with an 'admin' or 'flyteauth' section")
+    sections: dict[str, Mapping[str, Any]] = {}
+    for name in SECTIONS:
+        if name not in data:
+            continue
+        section = data.get(name) or {}
+        if not isinstance(section, Mapping):
+            raise ConfigError(f"The {name!r} section of {str(path)!r} must be a mapping")
+        sections[name] = section
+    return sections
+
+
+def _read_admin_section(path: Path, text: str | None = None) -> Mapping[str, Any]:
+    """The ``admin`` section of a YAML file ({} when absent)."""
+    return _read_sections(path, text).get("admin", {})
 
 
 def _flatten(admin: Mapping[str, Any]) -> dict[str, Any]:
@@ -584,6 +543,17 @@ def _flatten(admin: Mapping[str, Any]) -> dict[str, Any]:
     return flat
 
 
+def _merge(low: Mapping[str, Any], high: Mapping[str, Any]) -> dict[str, Any]:
+    """``high`` over ``low``, merging nested sections (``pkceConfig``) one level deep."""
+    merged = dict(low)
+    for key, value in high.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
 def _unknown(key: str, known: Sequence[str], where: str) -> str:
     import difflib
 
@@ -592,14 +562,22 @@ def _unknown(key: str, known: Sequence[str], where: str) -> str:
     return f"{where}: unknown key {key!r} is ignored (kept in options for plugins){guess}"
 
 
+#: Precedence layers, highest first.  Within a file, the ``flyteauth:`` section beats ``admin:``.
+_LAYERS = ("argument", "env", "file:flyteauth", "file")
+#: The fields that together say where the client secret comes from: one layer supplies all of them.
+_SECRET_GROUP = ("client_secret", "client_secret_env_var", "client_secret_location")
+
+
 class _Resolver:
     """Collects values by precedence layer, with their sources and problems."""
 
     def __init__(self) -> None:
-        self.layers: dict[str, list[tuple[str, Any, str]]] = {}  # field -> [(layer, value, source)]
+        self.layers: dict[str, list[tuple[str, Any, Source]]] = {}  # field -> [(layer, value, source)]
         self.problems: list[str] = []
+        self.options: dict[str, Any] = {}
+        self.option_sources: dict[str, Source] = {}
 
-    def put(self, layer: str, field: str, value: Any, source: str) -> None:
+    def put(self, layer: str, field: str, value: Any, source: Source) -> None:
         if value is None:
             return
         self.layers.setdefault(field, []).append((layer, value, source))
@@ -609,29 +587,97 @@ class _Resolver:
             log.warning("flyteauth config: %s", text)
             self.problems.append(text)
 
+    def note(self, text: str) -> None:
+        """Something ``flyteauth config`` should say that is not wrong (not logged as a warning)."""
+        if text not in self.problems:
+            log.debug("flyteauth config: %s", text)
+            self.problems.append(text)
 
-_LAYERS = ("argument", "env", "file")
+    def resolve(self) -> tuple[dict[str, Any], dict[str, Source]]:
+        """The winning value of every field.  The client secret is chosen by layer, not by field: the
+        highest layer that says anything about it supplies all of it (an argument naming a secret file
+        is not overridden by a secret in the environment)."""
+        group = [e for f in _SECRET_GROUP for e in self.layers.get(f, [])]
+        if group:
+            top = min(_LAYERS.index(layer) for layer, _, _ in group)
+            for field in _SECRET_GROUP:
+                entries = self.layers.get(field, [])
+                kept = [e for e in entries if _LAYERS.index(e[0]) == top]
+                for _, _, source in (e for e in entries if _LAYERS.index(e[0]) != top):
+                    winner = next(s for layer, _, s in group if _LAYERS.index(layer) == top)
+                    self.problem(f"the client secret from {source.describe()} is not used: "
+                                 f"{winner.describe()} wins (a higher precedence layer)")
+                if kept:
+                    self.layers[field] = kept
+                else:
+                    self.layers.pop(field, None)
+        values: dict[str, Any] = {}
+        sources: dict[str, Source] = {}
+        for field, entries in self.layers.items():
+            best = min(entries, key=lambda e: _LAYERS.index(e[0]))
+            values[field], sources[field] = best[1], best[2]
+        return values, sources
 
 
-def _read_yaml_into(resolver: _Resolver, file: Path, text: str, options: dict[str, Any]) -> None:
-    admin = _read_admin_section(file, text)
-    options.update(admin)
-    for key, raw in _flatten(admin).items():
-        where = f"{file}:admin.{key}"
-        spec = ALL_KEYS.get(key)
-        if spec is None:
-            if key in _DEPRECATED_KEYS:
-                resolver.problem(f"{where} is {_DEPRECATED_KEYS[key]}")
-            elif key not in _IGNORED_KEYS:
-                resolver.problem(_unknown(key, list(ALL_KEYS), where))
+def _read_yaml_into(resolver: _Resolver, file: Path, sections: Mapping[str, Mapping[str, Any]],
+                    declared: Mapping[str, Any]) -> None:
+    origin = str(file)
+    raw_options: dict[str, Any] = {}
+    for name in reversed(SECTIONS):  # admin first, so flyteauth's keys win in options
+        section = sections.get(name)
+        if section is None:
             continue
-        if raw is None:  # `key:` with no value is unset
-            continue
-        field, parse = spec
-        resolver.put("file", field, parse(f"admin.{key}", raw), where)
+        raw_options = _merge(raw_options, section)
+        for key, raw in _flatten(section).items():
+            where = Source(f"{name}.{key}", origin)
+            resolver.option_sources[key] = where
+            if key.split(".")[0] in ("pkceConfig", "deviceFlowConfig"):
+                resolver.option_sources.setdefault(key.split(".")[0], Source(f"{name}.{key.split('.')[0]}", origin))
+            spec = ALL_KEYS.get(key)
+            if spec is None:
+                if key in _COMPAT_KEYS:
+                    resolver.note(f"{where.describe()}: {COMPAT} ({_COMPAT_KEYS[key]})")
+                elif key in _DEPRECATED_KEYS:
+                    resolver.problem(f"{where} is {_DEPRECATED_KEYS[key]}")
+                elif key not in _IGNORED_KEYS and key not in declared:
+                    resolver.problem(_unknown(key, [*ALL_KEYS, *declared], str(where)))
+                continue
+            if raw is None:  # `key:` with no value is unset
+                continue
+            field, parse = spec
+            if name == "admin" and field == "auth_type" and str(raw).lower() in _SDK_HOOK_AUTH_TYPES:
+                continue  # the SDK's hook into us; the provider comes from flyteauth: (or is inferred)
+            layer = "file:flyteauth" if name == "flyteauth" else "file"
+            resolver.put(layer, field, parse(where.key, raw), where)
+    admin = sections.get("admin", {})
+    if str(admin.get("authType") or "").lower() in _SDK_HOOK_AUTH_TYPES:
+        moved = [k for k in ("clientSecretLocation", "clientSecretEnvVar") if admin.get(k) is not None]
+        if moved:
+            resolver.problem(
+                f"{origin}: admin.{' and admin.'.join(moved)} beside admin.authType: flyteauth makes flytekit "
+                f"switch to its own ClientSecret flow (PlatformConfig.auto), bypassing flyteauth; move "
+                f"{' and '.join(moved)} into the flyteauth: section"
+            )
+    resolver.options.update(raw_options)
 
 
-def _read_ini_into(resolver: _Resolver, file: Path, text: str) -> None:
+def _read_ini_into(resolver: _Resolver, file: Path, parser: Any) -> None:
+    for section in parser.sections():
+        for option, raw in parser.items(section):
+            where = Source(f"[{section}] {option}", str(file))
+            field = _INI_KEYS.get((section, option))
+            if field is None:
+                if section in ("platform", "credentials") and (section, option) not in _INI_IGNORED:
+                    known = [o for s, o in _INI_KEYS if s == section]
+                    resolver.problem(_unknown(option, known, str(where)))
+                continue
+            if raw == "":
+                continue
+            parse = _FIELD_PARSERS[field]
+            resolver.put("file", field, parse(f"[{section}] {option}", raw), where)
+
+
+def _parse_ini(file: Path, text: str) -> Any:
     import configparser
 
     parser = configparser.ConfigParser(interpolation=None)
@@ -641,22 +687,10 @@ def _read_ini_into(resolver: _Resolver, file: Path, text: str) -> None:
         line = getattr(exc, "lineno", None)
         where = f" at line {line}" if line else ""
         raise ConfigError(f"Config file {str(file)!r} is not a valid flytekit INI file{where}") from None
-    for section in parser.sections():
-        for option, raw in parser.items(section):
-            where = f"{file}:[{section}] {option}"
-            field = _INI_KEYS.get((section, option))
-            if field is None:
-                if section in ("platform", "credentials") and (section, option) not in _INI_IGNORED:
-                    known = [o for s, o in _INI_KEYS if s == section]
-                    resolver.problem(_unknown(option, known, where))
-                continue
-            if raw == "":
-                continue
-            parse = _FIELD_PARSERS[field]
-            resolver.put("file", field, parse(f"[{section}] {option}", raw), where)
+    return parser
 
 
-def _read_env_into(resolver: _Resolver, env: Mapping[str, str]) -> None:
+def _read_env_into(resolver: _Resolver, env: Mapping[str, str], declared: Mapping[str, Any]) -> None:
     dialects: list[tuple[str, Mapping[str, str]]] = [
         ("FLYTEAUTH", _our_env()), ("flyte 2.x", FLYTE2_ENV), ("flytekit", FLYTEKIT_ENV),
     ]
@@ -672,7 +706,7 @@ def _read_env_into(resolver: _Resolver, env: Mapping[str, str]) -> None:
                     resolver.problem(f"${var} disagrees with ${seen[field][0]}; ${seen[field][0]} wins")
                 continue
             seen[field] = (var, value)
-            resolver.put("env", field, value, f"${var}")
+            resolver.put("env", field, value, Source(f"${var}", "environment"))
     api_key = env.get(API_KEY_ENV)
     if api_key and api_key.strip():
         decoded = decode_api_key(api_key)
@@ -684,56 +718,120 @@ def _read_env_into(resolver: _Resolver, env: Mapping[str, str]) -> None:
                 if seen[field][1] != value and field != "client_secret":
                     resolver.problem(f"${API_KEY_ENV} carries a {field} that ${seen[field][0]} overrides")
                 continue
-            resolver.put("env", field, value, f"${API_KEY_ENV}")
+            resolver.put("env", field, value, Source(f"${API_KEY_ENV}", "environment"))
+    for key, entries in declared.items():  # plugins' own keys: FLYTEAUTH_<KEY>
+        for option, _ in entries:
+            var = option.env_var
+            if var and env.get(var, "").strip():
+                resolver.options[key] = env[var]
+                resolver.option_sources[key] = Source(f"${var}", "environment")
+                break
 
 
-def load_config(
-    path: str | os.PathLike[str] | None = None,
-    *,
-    env: Mapping[str, str] | None = None,
-    **overrides: Any,
-) -> AuthConfig:
-    """Resolve an AuthConfig from a config file, environment variables and explicit overrides.
+def _has_sections(file: Path, text: str) -> tuple[bool, Any]:
+    """Whether a config file says anything to us, and what was parsed (INI parser or YAML sections)."""
+    if _is_ini(text):
+        parser = _parse_ini(file, text)
+        return any(parser.has_section(s) for s in ("platform", "credentials")), parser
+    sections = _read_sections(file, text)
+    return bool(sections), sections
 
-    ``path=None`` searches :func:`default_config_paths` (a YAML ``admin`` section or flytekit's INI).
-    ``env`` defaults to ``os.environ``.  ``overrides`` use AuthConfig field names and win over
-    everything; ``None`` means "not given".  See the module docstring for the precedence.
+
+def _declared_options(registry: PluginRegistry | None) -> dict[str, list[tuple[Option, Any]]]:
+    """Config keys that installed plugins declare (loads the plugin registry, which does no I/O)."""
+    from .plugins import default_registry
+
+    return (registry or default_registry()).declared_options()
+
+
+def _find_file(
+    path: str | os.PathLike[str] | None, env: Mapping[str, str], resolver: _Resolver
+) -> tuple[Path | None, Any, list[Path]]:
+    """The config file to read, what was parsed from it, and the paths searched.
+
+    A candidate without an ``admin:``/``flyteauth:`` section (or flytekit's INI sections) does not
+    capture the search: it is skipped, and said so in ``problems``.
     """
-    env = os.environ if env is None else env
-    resolver = _Resolver()
-    options: dict[str, Any] = {}
     file: Path | None = None
+    parsed: Any = None
     searched: list[Path] = []
     if path is not None:
         file = Path(path).expanduser()
         if not file.is_file():
             raise ConfigError(f"Config file {str(file)!r} does not exist")
+        useful, parsed = _has_sections(file, _read_text(file))
+        if not useful:
+            resolver.problem(f"{file} has no admin: or flyteauth: section (nor flytekit's [platform] or "
+                             "[credentials]); nothing was read from it")
     else:
         searched = default_config_paths(env)
         for var in (CONFIG_ENV, "FLYTECTL_CONFIG", "UCTL_CONFIG"):
             named = env.get(var)
             if named and not Path(named).expanduser().is_file():
                 resolver.problem(f"${var} names {named!r}, which does not exist; looking further")
-        found = next((p for p in searched if p.is_file()), None)
-        file = found.absolute() if found is not None else None
+        for candidate in searched:
+            if not candidate.is_file():
+                continue
+            useful, parsed = _has_sections(candidate, _read_text(candidate))
+            if useful:
+                file = candidate.absolute()
+                break
+            resolver.problem(f"{candidate.absolute()} has no admin: or flyteauth: section (nor flytekit's "
+                             "[platform] or [credentials]); skipped it and looked further")
+    return file, parsed, searched
+
+def _check_declared(resolver: _Resolver, declared: Mapping[str, list[tuple[Option, Any]]]) -> None:
+    """Plugins' own keys are validated at load (a bad value is a problem naming the key and the plugin
+    that reads it; the plugin raises when it actually reads it) and never reported as unknown."""
+    for key, entries in declared.items():
+        for option, registration in entries:
+            if key in ALL_KEYS or option.env_var in OUR_ENV:
+                clash = f"the flyteauth key {key!r}" if key in ALL_KEYS else f"${option.env_var}"
+                resolver.problem(f"{registration.kind} {registration.name} ({registration.distribution}) declares "
+                                 f"an option that clashes with {clash}; rename it in the plugin")
+        raw = resolver.options.get(key)
+        if raw is None:
+            continue
+        label = resolver.option_sources[key].describe() if key in resolver.option_sources else key
+        for option, registration in entries:
+            try:
+                option.parse(label, raw)
+            except ConfigError as exc:
+                resolver.problem(f"{exc.message} (read by {registration.kind} {registration.name})")
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    registry: PluginRegistry | None = None,
+    **overrides: Any,
+) -> AuthConfig:
+    """Resolve an AuthConfig from a config file, environment variables and explicit overrides.
+
+    ``path=None`` searches :func:`default_config_paths` (a YAML file with an ``admin`` or ``flyteauth``
+    section, or flytekit's INI); a file that has neither is skipped, and said so in ``problems``.
+    ``env`` defaults to ``os.environ``.  ``registry`` (default: the installed plugins) says which extra keys
+    plugins declare.  ``overrides`` use AuthConfig field names and win over everything; ``None`` means
+    "not given".  See the module docstring for the precedence.
+    """
+    env = os.environ if env is None else env
+    declared = _declared_options(registry)
+    resolver = _Resolver()
+    file, parsed, searched = _find_file(path, env, resolver)
     if file is not None:
-        text = _read_text(file)
-        if _is_ini(text):
-            _read_ini_into(resolver, file, text)
+        if isinstance(parsed, dict):
+            _read_yaml_into(resolver, file, parsed, declared)
         else:
-            _read_yaml_into(resolver, file, text, options)
-    _read_env_into(resolver, env)
+            _read_ini_into(resolver, file, parsed)
+    _read_env_into(resolver, env, declared)
     fields = attrs.fields_dict(AuthConfig)
     for field, value in overrides.items():
         if field not in fields or field in ("sources", "problems"):
             raise ConfigError(f"Unknown config field {field!r}")
         if value is not None and field != "options":
-            resolver.put("argument", field, value, "argument")
-    values: dict[str, Any] = {}
-    sources: dict[str, str] = {}
-    for field, entries in resolver.layers.items():
-        best = min(entries, key=lambda e: _LAYERS.index(e[0]))
-        values[field], sources[field] = best[1], best[2]
+            resolver.put("argument", field, value, Source(field, "argument"))
+    values, sources = resolver.resolve()
     if not values.get("endpoint"):
         where = [str(file)] if file else [str(p) for p in searched]
         raise ConfigError(
@@ -741,11 +839,15 @@ def load_config(
             hint=f"Looked in {', '.join(where)} and the environment (FLYTE_PLATFORM_URL, FLYTE_ADMIN_ENDPOINT, "
             f"FLYTEAUTH_ENDPOINT, FLYTE_API_KEY); set admin.endpoint or pass endpoint=...",
         )
-    options.update(overrides.get("options") or {})
+    options = resolver.options
+    for key, value in (overrides.get("options") or {}).items():
+        options[key] = value
+        resolver.option_sources[key] = Source(f"options[{key!r}]", "argument")
+    _check_declared(resolver, declared)
+    sources.update({f"options.{k}": s for k, s in resolver.option_sources.items() if k in options})
     config = AuthConfig(**values, options=options, sources=sources, problems=tuple(resolver.problems))
     secret = config._secret_field()
-    if config.auth_type and secret and config.auth_type.lower() not in ("clientsecret", "client_credentials",
-                                                                          "basic"):
+    if config.auth_type and secret and config.auth_type.lower() in _SECRETLESS_AUTH_TYPES:
         resolver.problem(
             f"a client secret is configured ({sources.get(secret)}) but authType {config.auth_type!r} "
             f"({sources.get('auth_type')}) is explicit, so the secret is not used (flytekit would switch to "
@@ -756,19 +858,18 @@ def load_config(
 
 
 def _mask(field: str, value: Any) -> str:
-    if field in SECRET_FIELDS and value:
-        return "****"
-    if field == "http_proxy_url" and value:
-        return re.sub(r"//([^/@:]*):[^/@]*@", r"//\1:****@", str(value))
-    return repr(value)
+    return mask(SETTINGS.get(field), value)
 
 
 def describe(config: AuthConfig) -> Sequence[tuple[str, str, str]]:
-    """``(field, masked value, source)`` rows, for ``flyteauth config`` and ``status``."""
+    """``(field, masked value, source)`` rows, for ``flyteauth config`` and ``status``.
+
+    A key accepted only for compatibility says so: ``... (accepted for compatibility, no effect: why)``.
+    """
     rows = []
-    for field in attrs.fields(AuthConfig):
-        if field.name in ("options", "sources", "problems"):
-            continue
-        value = getattr(config, field.name)
-        rows.append((field.name, _mask(field.name, value), config.sources.get(field.name, "default")))
+    for field, spec in SETTINGS.items():
+        source = str(config.sources.get(field, "default"))
+        if spec.compat and field in config.sources:
+            source += f" ({COMPAT}: {spec.compat})"
+        rows.append((field, _mask(field, getattr(config, field)), source))
     return rows

@@ -33,7 +33,9 @@ from typing import Any
 
 from flyteauth_core import hookimpl
 from flyteauth_core.config import AuthConfig, parse_duration
+from flyteauth_core.discovery_cache import DISCOVERY_TTL
 from flyteauth_core.errors import TokenStoreError
+from flyteauth_core.options import Option
 from flyteauth_core.token import Token
 
 log = logging.getLogger("flyteauth.file_store")
@@ -83,6 +85,11 @@ class FileTokenStore:
 
     # -- TokenStore -------------------------------------------------------------------------------
     def load(self, key: str) -> Token | None:
+        record = self.load_record(key)
+        return None if record is None else record[0]
+
+    def load_record(self, key: str) -> tuple[Token, float] | None:
+        """The stored token and when it was saved (epoch seconds; 0 when the record does not say)."""
         path = self.path(key)
         self._check_directory()
         try:
@@ -96,7 +103,9 @@ class FileTokenStore:
             record = json.loads(raw)
             if not isinstance(record, dict) or record.get("key") != key:
                 raise ValueError("not a record for this key")
-            return Token.from_dict(record["token"])
+            saved_at = record.get("saved_at")
+            return Token.from_dict(record["token"]), (
+                float(saved_at) if isinstance(saved_at, (int, float)) and not isinstance(saved_at, bool) else 0.0)
         except (ValueError, TypeError, KeyError, RecursionError):
             self._warn_once(path, "is corrupt")
             return None
@@ -124,6 +133,27 @@ class FileTokenStore:
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.path(key).unlink()
+
+    # -- discovery cache (optional store capability, see flyteauth_core.discovery_cache) -------------
+    def load_discovery(self, key: str) -> Any:
+        try:
+            record = json.loads(self._discovery_path(key).read_bytes())
+        except (OSError, ValueError, RecursionError):
+            return None
+        if not isinstance(record, dict) or record.get("key") != key or not time.time() < record.get("expires_at", 0):
+            return None
+        return record.get("discovery")
+
+    def save_discovery(self, key: str, data: Any, ttl: float) -> None:
+        self._ensure_directory()
+        record = {"version": FORMAT_VERSION, "key": key, "expires_at": time.time() + ttl, "discovery": dict(data)}
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=self.directory)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(record, fh)
+        os.replace(tmp, self._discovery_path(key))
+
+    def _discovery_path(self, key: str) -> Path:
+        return self.path(key).with_suffix(".discovery")  # not *.json: those are tokens
 
     @contextlib.contextmanager
     def lock(self, key: str) -> Iterator[None]:
@@ -215,4 +245,9 @@ def _fsync_directory(directory: Path) -> None:
 
 @hookimpl
 def flyteauth_register_token_stores(register: Any) -> None:
-    register("file", FileTokenStore)
+    register("file", FileTokenStore, options=(
+        Option("tokenStorePath", help="directory of the token files (default ~/.flyte/flyteauth)"),
+        Option("tokenStoreLockTimeout", parse=parse_duration, default=DEFAULT_LOCK_TIMEOUT,
+               help="how long a process waits for another's refresh"),
+        DISCOVERY_TTL,
+    ))
