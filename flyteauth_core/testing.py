@@ -87,7 +87,10 @@ class FlyteTestServer:
         redirect_uri: str = "http://localhost:53593/callback",
         grant_types: tuple[str, ...] = ("client_credentials",),
         max_workers: int = 16,
+        unimplemented: tuple[str, ...] = (),
     ) -> None:
+        """``unimplemented``: discovery paths to leave out (answered UNIMPLEMENTED), e.g. a v2 server that
+        implements ``GetPublicClientConfig`` but not ``GetOAuth2Metadata``."""
         self.validate = validate
         self.header_key = header_key
         self.stats: Counter[str] = Counter()
@@ -128,6 +131,8 @@ class FlyteTestServer:
                 request_deserializer=_identity,
                 response_serializer=PublicClientAuthConfigResponse.SerializeToString,
             )
+        for path in unimplemented:
+            handlers.pop(path, None)
         handlers[ECHO["unary"]] = grpc.unary_unary_rpc_method_handler(self._unary)
         handlers[ECHO["server_stream"]] = grpc.unary_stream_rpc_method_handler(self._server_stream)
         handlers[ECHO["client_stream"]] = grpc.stream_unary_rpc_method_handler(self._client_stream)
