@@ -1,4 +1,4 @@
-"""The ``flyteauth`` command: token, login, logout, status, plugins, config, demo.
+"""The ``flyteauth`` command: token, login, logout, status, plugins, config, doctor, demo.
 
 Output meant for scripts (``flyteauth token``) goes to stdout alone; everything else a human reads goes
 to stderr or is a plain table.  Errors print one line saying what to do and exit with status 1
@@ -144,22 +144,15 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    """Resolved values, the source of each (secrets masked), problems, and the auth type chosen and why."""
-    from .config import describe, load_config
+    from .config_report import main
 
-    config = load_config(args.config)
-    rows = describe(config)
-    width = max(len(name) for name, _, _ in rows)
-    for name, value, source in rows:
-        print(f"{name:<{width}}  {value:<40}  {source}")
-    print(f"{'auth type used':<{width}}  {config.resolved_auth_type!r:<40}  {config.auth_type_reason}")
-    if config.problems:
-        print("problems:")
-        for problem in config.problems:
-            print(f"  - {problem}")
-    else:
-        print("problems: none")
-    return 0
+    return main(args.config, include_defaults=args.all, as_json=args.json)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import main
+
+    return main(args.config, as_json=args.json, timeout=args.timeout)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -187,9 +180,16 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=cmd_status)
     plugins = sub.add_parser("plugins", help="list installed plugins, what they register, load errors")
     plugins.set_defaults(func=cmd_plugins)
-    config = sub.add_parser("config", help="show the resolved config and where each value came from")
+    config = sub.add_parser("config", help="what you configured, where it came from, and what is wrong with it")
     config.add_argument("--config", help="flytectl config.yaml (default: the usual search path)")
+    config.add_argument("--all", action="store_true", help="also list every setting left at its default")
+    config.add_argument("--json", action="store_true", help="print machine-readable JSON")
     config.set_defaults(func=cmd_config)
+    doctor = sub.add_parser("doctor", help="check each link of the auth chain; exit code = first failing step")
+    doctor.add_argument("--config", help="flytectl config.yaml (default: the usual search path)")
+    doctor.add_argument("--json", action="store_true", help="print the steps as JSON")
+    doctor.add_argument("--timeout", type=float, default=10.0, help="seconds per network check (default 10)")
+    doctor.set_defaults(func=cmd_doctor)
     demo = sub.add_parser("demo", help="run the whole loop against embedded servers (no Flyte needed)")
     demo.add_argument("--seconds", type=float, default=6.0, help="how long to keep calling (default 6)")
     demo.add_argument("--ttl", type=float, default=2.0, help="token lifetime in seconds (default 2)")

@@ -2,7 +2,9 @@
 
 * :class:`FlyteTestServer`: a gRPC server on 127.0.0.1 that answers the v1 and/or v2
   AuthMetadataService paths with real protobuf messages, and an ``Echo`` service (all four call kinds)
-  that rejects missing, expired, revoked or wrong-key tokens with UNAUTHENTICATED.
+  that rejects missing, expired, revoked or wrong-key tokens with UNAUTHENTICATED, and
+  ``IdentityService/UserInfo`` (v1/v2, same versions) answering with the token's ``sub``.  With
+  ``expected_audience`` it also rejects JWTs whose ``aud`` claim lacks that audience.
 * :class:`DemoTokenEndpoint`: a tiny OAuth2 token endpoint (client credentials, Basic auth) issuing
   opaque tokens with a short lifetime, for ``flyteauth demo``.
 
@@ -25,8 +27,9 @@ from urllib.parse import parse_qs
 
 import grpc
 
-from ._proto import OAuth2MetadataResponse, PublicClientAuthConfigResponse
-from .discovery import PATHS
+from ._proto import OAuth2MetadataResponse, PublicClientAuthConfigResponse, UserInfoResponse
+from .claims import audiences, unverified_claims
+from .discovery import PATHS, USERINFO_PATHS
 
 ECHO_SERVICE = "flyteauth.demo.Echo"
 ECHO = {
@@ -83,9 +86,12 @@ class FlyteTestServer:
         redirect_uri: str = "http://localhost:53593/callback",
         grant_types: tuple[str, ...] = ("client_credentials",),
         max_workers: int = 16,
+        expected_audience: str | None = None,
     ) -> None:
         self.validate = validate
         self.header_key = header_key
+        #: When set, a JWT whose ``aud`` does not contain it is rejected (as a Flyte server checks).
+        self.expected_audience = expected_audience
         self.stats: Counter[str] = Counter()
         self.revoked: set[str] = set()
         self.seen_metadata: list[tuple[tuple[str, str], ...]] = []
@@ -122,6 +128,9 @@ class FlyteTestServer:
                 request_deserializer=_identity,
                 response_serializer=PublicClientAuthConfigResponse.SerializeToString,
             )
+            handlers[USERINFO_PATHS[version]] = grpc.unary_unary_rpc_method_handler(
+                self._userinfo, request_deserializer=_identity, response_serializer=UserInfoResponse.SerializeToString,
+            )
         handlers[ECHO["unary"]] = grpc.unary_unary_rpc_method_handler(self._unary)
         handlers[ECHO["server_stream"]] = grpc.unary_stream_rpc_method_handler(self._server_stream)
         handlers[ECHO["client_stream"]] = grpc.stream_unary_rpc_method_handler(self._client_stream)
@@ -139,7 +148,8 @@ class FlyteTestServer:
         return handler
 
     # -- auth -------------------------------------------------------------------------------------------
-    def _check(self, context: grpc.ServicerContext) -> None:
+    def _check(self, context: grpc.ServicerContext) -> str:
+        """The accepted token, or abort the call with UNAUTHENTICATED and the reason."""
         metadata = tuple((k, str(v)) for k, v in context.invocation_metadata())
         if self.record_metadata:
             self.seen_metadata.append(metadata)
@@ -148,9 +158,20 @@ class FlyteTestServer:
         other = [k for k, _ in metadata if "authorization" in k] if value is None else []
         if other:
             reason = f"{reason} (got {other})"
+        if reason is None and self.expected_audience is not None and value is not None:
+            aud = audiences(unverified_claims(value[7:]))
+            if self.expected_audience not in aud:
+                reason = f"token audience {list(aud)} does not include {self.expected_audience!r}"
         record_call(self.stats, self._lock, reason)
         if reason is not None:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, f"unauthenticated: {reason}")
+        assert value is not None
+        return value[7:]
+
+    def _userinfo(self, request: bytes, context: grpc.ServicerContext) -> UserInfoResponse:
+        claims = unverified_claims(self._check(context))
+        subject = claims.get("sub")
+        return UserInfoResponse(subject=subject if isinstance(subject, str) else "unknown")
 
     def revoke(self, token: str) -> None:
         """Reject this access token from now on (a server-side revocation)."""
