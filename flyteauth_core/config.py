@@ -37,6 +37,7 @@ from typing import Any
 import attrs
 
 from .errors import ConfigError
+from .logs import warn_once
 
 log = logging.getLogger("flyteauth.config")
 
@@ -230,9 +231,16 @@ class AuthConfig:
                     hint=f"Export {self.client_secret_env_var} or fix admin.clientSecretEnvVar",
                 )
             return value.strip()
-        location = self.client_secret_location or DEFAULT_SECRET_LOCATION
-        return read_secret_file(location, "the client secret file",
-                                "Set admin.clientSecretLocation, admin.clientSecretEnvVar, or pass client_secret")
+        if self.client_secret_location:  # set, so its value is what is wrong: never "Set ..." it again
+            source = self.sources.get("client_secret_location", "argument")
+            key = source if source.startswith("$") else source.rpartition(":")[2]
+            key = "client_secret_location" if key == "argument" else key
+            return read_secret_file(self.client_secret_location, "the client secret file",
+                                    f"{key} is set ({source}) but names a file that cannot be read: fix the path "
+                                    "or create the file (or use admin.clientSecretEnvVar instead)")
+        return read_secret_file(DEFAULT_SECRET_LOCATION, "the client secret file",
+                                "admin.clientSecretLocation is unset, so the default was tried: set "
+                                "admin.clientSecretLocation, admin.clientSecretEnvVar, or pass client_secret")
 
 
 def read_secret_file(location: str, what: str, hint: str | None = None) -> str:
@@ -606,7 +614,7 @@ class _Resolver:
 
     def problem(self, text: str) -> None:
         if text not in self.problems:
-            log.warning("flyteauth config: %s", text)
+            warn_once(log, f"flyteauth config: {text}")
             self.problems.append(text)
 
 

@@ -134,13 +134,26 @@ def rows(config: AuthConfig, *, include_defaults: bool = False) -> list[Row]:
 
 
 # -- problems -------------------------------------------------------------------------------------------
+#: Survivable loader messages: (pattern, fix).  ``{key}`` is the key as written (the pattern's first group).
+_NOTES: tuple[tuple[str, str], ...] = (
+    (r"^(\S+) is deprecated", "Remove {key}: it has no effect"),
+    (r"^(\$\w+) disagrees with", "Unset one of the two variables, or make them agree"),
+    (r"^(\$\w+) names .* which does not exist", "Point {key} at a config file, or unset it"),
+    (r"^(\$\w+) carries", "Unset one of the two"),
+    (r"^a client secret is configured \((.*?)\)", "Remove the client secret ({key}), or set authType: ClientSecret"),
+)
+
+
 def _loader_problem(text: str) -> Problem:
     """A problem string from ``load_config`` as a Problem (unknown keys are errors, the rest warnings)."""
     match = re.match(r"(?P<where>.*): unknown key '(?P<key>[^']*)'", text)
     if match is None:
-        key = re.match(r"(\$[A-Z0-9_]+)", text)
-        written = key.group(1) if key else (_split_source(text.split(" ", 1)[0])[0] or "config")
-        return Problem("warning", written, "note", text, "See the message; the value named last is used")
+        for pattern, fix in _NOTES:
+            note = re.match(pattern, text)
+            if note is not None:
+                key = _split_source(note.group(1))[0] or note.group(1)
+                return Problem("warning", key, "note", text.replace(note.group(1), key, 1), fix.format(key=key))
+        return Problem("warning", "config", "note", text, "See the message")
     written = _split_source(match.group("where"))[0] or match.group("key")
     guess = re.search(r"did you mean '([^']+)'", text)
     if guess is not None:

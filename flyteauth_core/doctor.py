@@ -202,8 +202,8 @@ class Doctor:
         if errors:
             first = errors[0]
             details["problems"] = [p.to_dict() for p in found]
-            raise _Fail(first.message + (f" (and {len(errors) - 1} more; see `flyteauth config`)"
-                                         if len(errors) > 1 else ""), first.fix, first.key, first.state, **details)
+            more = f" (and {len(found) - 1} more below)" if len(found) > 1 else ""
+            raise _Fail(first.message + more, first.fix, first.key, first.state, **details)
         try:
             # No interactive flows; one attempt per IdP call: the doctor reports, it does not wait out outages.
             self.session = AuthSession(config, interactive=False, retry=RetryPolicy(attempts=1))
@@ -250,21 +250,22 @@ class Doctor:
             return self._check_tls(sock, host, port, config, details)
 
     def _probe_plaintext(self, sock: socket.socket, host: str, port: int, config: AuthConfig) -> None:
-        """An HTTP/2 server answers the client preface with a SETTINGS frame; a TLS server does not."""
+        """An HTTP/2 server answers the client preface with a SETTINGS frame; anything else is named."""
         key = user_key(config, "insecure")
         try:
             sock.settimeout(self.timeout)
             sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
             head = sock.recv(9)
         except OSError:
+            head = b""
+        if len(head) >= 4 and head[3] == 0x04:  # SETTINGS
             return
-        if head[:1] == b"\x15" or (len(head) >= 3 and head[:3] == b"\x16\x03"):
+        if _cert_names(host, port, self.timeout) or head[:1] == b"\x15":
             raise _Fail(f"{host}:{port} speaks TLS, but the config asks for plaintext",
                         f"Set {key}: false (or remove it)", key, "wrong")
-        if head.startswith(b"HTTP/"):
-            raise _Fail(f"{host}:{port} answers HTTP/1.x, not gRPC (HTTP/2)",
-                        f"Check the port in {user_key(config, 'endpoint')}: it points at a web port",
-                        user_key(config, "endpoint"), "wrong")
+        endpoint = user_key(config, "endpoint")
+        what = "answers HTTP/1.x" if head.startswith(b"HTTP/") else "does not answer the HTTP/2 preface"
+        raise _Fail(f"{host}:{port} {what}: not a gRPC server", f"Check the port in {endpoint}", endpoint, "wrong")
 
     def _check_tls(self, sock: socket.socket, host: str, port: int, config: AuthConfig,
                    details: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -281,7 +282,7 @@ class Doctor:
                 key = user_key(config, "ca_cert_file_path")
                 raise _Fail(f"{key} cannot be loaded as CA certificates ({type(exc).__name__})",
                             f"Point {key} at a PEM file of CA certificates", key, "wrong", **details) from None
-        context.set_alpn_protocols(["h2"])
+        context.set_alpn_protocols(["h2", "http/1.1"])  # so a web port is named, not just refused
         sock.settimeout(self.timeout)
         try:
             with context.wrap_socket(sock, server_hostname=host) as tls:
@@ -655,14 +656,15 @@ def render_step(result: StepResult) -> str:
     if result.status == "not run":
         return f"{head}  not run"
     lines = [f"{head} {_ms(result.seconds):>7}  {result.summary}"]
-    for name, value in result.details.items():
-        if name == "problems":
-            lines += [f"      {p['severity']}: {p['message']}" for p in value[1:]]
-        elif result.status != "ok" or name not in ("auth_type_reason",):
-            lines.append(f"      {name}: {value}")
     if result.fix:
         lines.append(f"      fix: {result.fix}" + (f"  [{result.key}: {result.key_state}]"
                                                    if result.key and result.key_state else ""))
+    for name, value in result.details.items():
+        if name == "problems":
+            for problem in value[1:]:
+                lines += [f"      {problem['severity']}: {problem['message']}", f"        fix: {problem['fix']}"]
+        elif value not in ("", None, []) and (result.status != "ok" or name != "auth_type_reason"):
+            lines.append(f"      {name}: {value}")
     return "\n".join(lines)
 
 
