@@ -399,6 +399,10 @@ class Doctor:
                             f"{user_key(config, 'ca_cert_file_path')} is for the Flyte endpoint only)", key,
                             "wrong" if config.idp_ca_cert_file_path else "unset", **details) from None
             what = "timed out" if isinstance(exc, httpx2.TimeoutException) else type(exc).__name__
+            if proxy and isinstance(exc, httpx2.ConnectError):  # the first hop is the proxy itself
+                raise _Fail(f"the proxy {proxy} for IdP calls is unreachable ({what})",
+                            f"Check {proxy_key}, or unset it to connect directly", proxy_key, "wrong",
+                            **details) from None
             raise _Fail(f"the IdP at {url} ({where}) is unreachable ({what}"
                         + (f", via proxy {proxy}" if proxy else "") + ")",
                         f"Check that the IdP is up and reachable from here; {token_key} sets the token endpoint"
@@ -587,6 +591,10 @@ class Doctor:
         for claim in ("iat", "nbf", "exp"):
             if claim in payload:
                 details[f"token_{claim}"] = payload[claim]
+        if token_value is None:
+            key = user_key(config, "auth_type")
+            raise _Fail(f"the server requires a token ({seen}), but authType {self._session().auth_type} sends "
+                        "none", f"Set {key} to the auth type the server's IdP supports", key, "wrong", **details)
         # 1. header key: try the same token under the other keys a Flyte server may read.
         if token_value is not None and self.sent_key is not None:
             candidates = [advertised_key, "flyte-authorization", "authorization"]

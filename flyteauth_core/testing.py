@@ -87,6 +87,7 @@ class FlyteTestServer:
         grant_types: tuple[str, ...] = ("client_credentials",),
         max_workers: int = 16,
         expected_audience: str | None = None,
+        advertised_header_key: str | None = None,
     ) -> None:
         self.validate = validate
         self.header_key = header_key
@@ -112,7 +113,8 @@ class FlyteTestServer:
             client_id=client_id,
             redirect_uri=redirect_uri,
             scopes=list(scopes),
-            authorization_metadata_key=header_key,
+            # A server may advertise one key and read another (a proxy renaming it): doctor tests need that.
+            authorization_metadata_key=header_key if advertised_header_key is None else advertised_header_key,
             audience=audience,
         )
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))

@@ -172,6 +172,25 @@ def test_a_server_reading_another_header_key_fails_the_call_naming_admin_authori
     assert failed.fix is not None and "flyte-authorization" in failed.fix
 
 
+def test_a_server_advertising_one_header_key_and_reading_another_is_caught_by_trying_the_other(
+        idp_fresh: IdpServer, flyte_server: Callable[..., FlyteTestServer], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    server = flyte_server(header_key="flyte-authorization", advertised_header_key="authorization")
+    failed = first_failure(run(write_config(tmp_path, server), monkeypatch))
+    assert (failed.number, failed.key, failed.key_state) == (6, "admin.authorizationHeader", "unset")
+    assert failed.fix == "Set admin.authorizationHeader: flyte-authorization"
+
+
+def test_a_dead_proxy_for_the_idp_fails_at_the_idp_step_naming_admin_http_proxy_url(
+        idp_fresh: IdpServer, flyte_server: Callable[..., FlyteTestServer], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    proxy = f"http://user:proxy-pw-51@127.0.0.1:{_closed_port()}"
+    results = run(write_config(tmp_path, flyte_server(), extra=f"  httpProxyURL: {proxy}\n"), monkeypatch)
+    failed = first_failure(results)
+    assert (failed.number, failed.key) == (4, "admin.httpProxyURL")
+    assert "proxy-pw-51" not in json.dumps([r.to_dict() for r in results])
+
+
 def test_an_idp_that_is_down_fails_at_the_idp_step(idp_factory: Callable[..., IdpServer],
                                                    flyte_server: Callable[..., FlyteTestServer], tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
