@@ -49,9 +49,6 @@ class Problem:
     message: str
     fix: str
 
-    def to_dict(self) -> dict[str, str]:
-        return attrs.asdict(self)
-
 
 @attrs.frozen
 class Row:
@@ -61,9 +58,6 @@ class Row:
     value: str
     origin: str
     field: str
-
-    def to_dict(self) -> dict[str, str]:
-        return attrs.asdict(self)
 
 
 def canonical_key(field: str) -> str:
@@ -290,7 +284,8 @@ class ConfigReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"file": self.file, "auth_type": self.auth_type, "auth_type_reason": self.auth_type_reason,
-                "settings": [r.to_dict() for r in self.rows], "problems": [p.to_dict() for p in self.problems],
+                "settings": [attrs.asdict(r) for r in self.rows],
+                "problems": [attrs.asdict(p) for p in self.problems],
                 "ok": self.ok}
 
     def render(self) -> str:

@@ -201,7 +201,7 @@ class Doctor:
         errors = [p for p in found if p.severity == "error"]
         if errors:
             first = errors[0]
-            details["problems"] = [p.to_dict() for p in found]
+            details["problems"] = [attrs.asdict(p) for p in found]
             more = f" (and {len(found) - 1} more below)" if len(found) > 1 else ""
             raise _Fail(first.message + more, first.fix, first.key, first.state, **details)
         try:
@@ -211,7 +211,7 @@ class Doctor:
             raise _Fail(error.message, error.hint or "Fix the setting named above", **details) from None
         summary = f"{details['file']}; authType {self.session.auth_type} ({config.auth_type_reason})"
         if found:
-            details["problems"] = [p.to_dict() for p in found]
+            details["problems"] = [attrs.asdict(p) for p in found]
             first_warning: Problem = found[0]
             raise _Warn(f"{summary}; {first_warning.message}", first_warning.fix, first_warning.key, **details)
         return summary, details
