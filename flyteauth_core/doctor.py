@@ -108,6 +108,17 @@ def _host_port(target: str, plaintext: bool) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _key_in(message: str) -> tuple[str | None, str | None]:
+    """The key a loader error names first (``admin.insecure``, ``$FLYTE_ADMIN_INSECURE``) and its state."""
+    if message.startswith("No Flyte endpoint"):
+        return "admin.endpoint", "unset"
+    match = re.match(r"((?:admin|flyteauth)\.[\w.]+|\$?FLYTE[A-Z0-9_]*|\[\w+\] \w+)", message)
+    if match is None:
+        return None, None
+    key = match.group(1)
+    return (key if key.startswith(("admin", "flyteauth", "$", "[")) else f"${key}"), "wrong"
+
+
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
 
@@ -193,7 +204,9 @@ class Doctor:
         try:
             config = load_config(self.config_path, env=self.env)
         except ConfigError as error:
-            raise _Fail(error.message, error.hint or "Fix the config file or environment named above") from None
+            key, state = _key_in(error.message)
+            raise _Fail(error.message, error.hint or (f"Fix {key}" if key else "Fix the config named above"),
+                        key, state) from None
         self.config = config
         found = problems(config, self.env)
         details: dict[str, Any] = {"file": config_file(config) or "(none)", "auth_type": config.resolved_auth_type,

@@ -105,6 +105,19 @@ def test_an_unset_secret_location_says_it_is_unset(tmp_path: Path, monkeypatch: 
     assert (failed.number, failed.key, failed.key_state) == (1, "admin.clientSecretLocation", "unset")
 
 
+def test_loader_errors_name_their_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for var in [v for v in os.environ if v.startswith(("FLYTE", "UCTL"))]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    failed = first_failure(Doctor(None).run())
+    assert (failed.number, failed.key, failed.key_state) == (1, "admin.endpoint", "unset")
+    monkeypatch.setenv("FLYTE_ADMIN_ENDPOINT", "dns:///127.0.0.1:9")
+    monkeypatch.setenv("FLYTE_ADMIN_INSECURE", "maybe")
+    failed = first_failure(Doctor(None).run())
+    assert (failed.number, failed.key, failed.key_state) == (1, "$FLYTE_ADMIN_INSECURE", "wrong")
+
+
 def test_a_wrong_secret_fails_at_the_token_step(idp_fresh: IdpServer, flyte_server: Callable[..., FlyteTestServer],
                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     results = run(write_config(tmp_path, flyte_server(), secret="not-the-secret"), monkeypatch)
