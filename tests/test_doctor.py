@@ -204,6 +204,22 @@ def test_a_dead_proxy_for_the_idp_fails_at_the_idp_step_naming_admin_http_proxy_
     assert "proxy-pw-51" not in json.dumps([r.to_dict() for r in results])
 
 
+def test_a_server_whose_clock_is_ahead_is_diagnosed_as_clock_skew(
+        idp_fresh: IdpServer, flyte_server: Callable[..., FlyteTestServer], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from flyteauth_core.claims import unverified_claims
+
+    def server_clock_one_hour_ahead(token: str) -> str | None:
+        exp = unverified_claims(token)["exp"]
+        return f"token is expired (exp {exp}, server time {time.time() + 3600:.0f})"
+
+    server = flyte_server(validate=server_clock_one_hour_ahead)
+    failed = first_failure(run(write_config(tmp_path, server), monkeypatch))
+    assert (failed.number, failed.key) == (6, None)
+    assert "clock skew" in failed.summary and "NTP" in (failed.fix or "")
+    assert {"token_iat", "token_exp", "local_time"} <= set(failed.details)
+
+
 def test_an_idp_that_is_down_fails_at_the_idp_step(idp_factory: Callable[..., IdpServer],
                                                    flyte_server: Callable[..., FlyteTestServer], tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
