@@ -21,6 +21,7 @@ number of the first failing step (0 when all pass).  The token itself is never p
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import socket
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from .discovery import ServerAuthInfo
     from .session import AuthSession
 
+log = logging.getLogger("flyteauth.doctor")
 Status = Literal["ok", "warn", "fail", "skipped", "not run"]
 STEPS = ("config", "endpoint", "discovery", "idp", "token", "call")
 #: Auth types whose token does not come from an OAuth2 token endpoint (no IdP step).
@@ -192,8 +194,12 @@ class Doctor:
                               warn.fix, warn.key)
         except _Skip as skip:
             return StepResult(number, name, "skipped", time.perf_counter() - started, str(skip))
-        status: Status = "ok"
-        return StepResult(number, name, status, time.perf_counter() - started, summary, details)
+        except Exception as exc:  # a bug or an unforeseen failure: report it as this step, keep the walk typed
+            log.debug("flyteauth doctor: step %s failed unexpectedly", name, exc_info=True)
+            return StepResult(number, name, "fail", time.perf_counter() - started,
+                              f"unexpected {type(exc).__name__} (its message may hold a secret, so it is not "
+                              "shown; run `flyteauth -v doctor` for the traceback)", fix="Report this as a bug")
+        return StepResult(number, name, "ok", time.perf_counter() - started, summary, details)
 
     # -- 1. config --------------------------------------------------------------------------------------
     def check_config(self) -> tuple[str, dict[str, Any]]:
