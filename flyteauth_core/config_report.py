@@ -25,6 +25,7 @@ from typing import Any, Literal, TextIO
 import attrs
 
 from .config import ALL_KEYS, DEFAULT_SECRET_LOCATION, SECRET_FIELDS, AuthConfig
+from .options import Option, Source
 
 Severity = Literal["error", "warning"]
 #: ``unset``: the key has no value and needs one; ``wrong``: its value is set but does not work;
@@ -66,7 +67,9 @@ def canonical_key(field: str) -> str:
 
 
 def _split_source(source: str) -> tuple[str, str]:
-    """``(key as written, origin)`` from a ``sources`` entry."""
+    """``(key as written, origin)`` from a ``sources`` entry (a :class:`Source`, or its string form)."""
+    if isinstance(source, Source):
+        return source.key, source.origin
     if source.startswith("$"):
         return source, "environment"
     if source in ("argument", "default"):
@@ -112,8 +115,17 @@ def format_value(field: str, value: Any) -> str:
     return str(value)
 
 
-def rows(config: AuthConfig, *, include_defaults: bool = False) -> list[Row]:
-    """What the user set (and, with ``include_defaults``, every other setting at its default)."""
+def _declared() -> dict[str, Option]:
+    """Keys that installed plugins declare for themselves (first declaration wins for display)."""
+    from .plugins import default_registry
+
+    return {key: entries[0][0] for key, entries in default_registry().declared_options().items()}
+
+
+def rows(config: AuthConfig, *, include_defaults: bool = False,
+         declared: dict[str, Option] | None = None) -> list[Row]:
+    """What the user set (and, with ``include_defaults``, every other setting at its default), including the
+    keys plugins declare (``Option``), masked when the plugin says they are secret."""
     out: list[Row] = []
     for attribute in attrs.fields(AuthConfig):
         name = attribute.name
@@ -124,6 +136,14 @@ def rows(config: AuthConfig, *, include_defaults: bool = False) -> list[Row]:
             continue
         key, origin = _split_source(source) if source else ("", "default")
         out.append(Row(key or canonical_key(name), format_value(name, getattr(config, name)), origin, name))
+    for key, option in sorted((_declared() if declared is None else declared).items()):
+        source = config.sources.get(f"options.{key}")
+        if source is None and not include_defaults:
+            continue
+        value = config.options.get(key) if source is not None else option.default
+        shown = "****" if option.secret and value not in (None, "") else format_value(key, value)
+        written, origin = _split_source(source) if source is not None else (f"flyteauth.{key}", "default")
+        out.append(Row(written, shown, origin, f"options.{key}"))
     return out
 
 
@@ -135,12 +155,19 @@ _NOTES: tuple[tuple[str, str], ...] = (
     (r"^(\$\w+) names .* which does not exist", "Point {key} at a config file, or unset it"),
     (r"^(\$\w+) carries", "Unset one of the two"),
     (r"^a client secret is configured \((.*?)\)", "Remove the client secret ({key}), or set authType: ClientSecret"),
+    (r"^the client secret from (\S+)", "Remove {key}: a higher-precedence layer supplies the secret"),
+    (r"^.*?: (admin\.\w+)(?: and admin\.\w+)? beside admin\.authType", "Move {key} into the flyteauth: section"),
+    (r"^(\S+) has no admin: or flyteauth: section", "Add an admin: section to {key}, or remove the file"),
 )
 
 
 def _loader_problem(text: str) -> Problem:
     """A problem string from ``load_config`` as a Problem (unknown keys are errors, the rest warnings)."""
     match = re.match(r"(?P<where>.*): unknown key '(?P<key>[^']*)'", text)
+    plugin = re.search(r"\(read by (.+)\)$", text)
+    if match is None and plugin is not None:  # a value a plugin declared, failing the plugin's parser
+        key = text.split(" ", 1)[0]
+        return Problem("error", key, "wrong", text, f"Fix {key} ({plugin.group(1)} reads it)")
     if match is None:
         for pattern, fix in _NOTES:
             note = re.match(pattern, text)

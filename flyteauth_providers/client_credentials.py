@@ -17,6 +17,7 @@ from flyteauth_core import hookimpl
 from flyteauth_core.config import AuthConfig
 from flyteauth_core.errors import ConfigError, DiscoveryError
 from flyteauth_core.lifecycle import AcquireRequest
+from flyteauth_core.options import Option
 from flyteauth_core.token import Token
 
 from ._oauth import TokenEndpoint
@@ -120,4 +121,5 @@ def _alg(key: Any) -> str:
 
 @hookimpl
 def flyteauth_register_authenticators(register: Any) -> None:
-    register("ClientSecret", ClientSecretAuthenticator, aliases=("client_credentials", "basic"))
+    register("ClientSecret", ClientSecretAuthenticator, aliases=("client_credentials", "basic"),
+             options=(Option("clientKeyId", help="private_key_jwt: the kid header of the client assertion"),))

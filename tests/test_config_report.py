@@ -88,7 +88,7 @@ def test_flyteauth_token_prints_the_warning_once_and_an_error_that_does_not_say_
     config.write_text(f"admin:\n  endpoint: dns:///127.0.0.1:9\n  insecure: true\n  authType: ClientSecret\n"
                       f"  clientId: ci\n  clientSecretLocaton: /x\n  clientSecretLocation: {tmp_path / 'missing'}\n")
     result = flyteauth("token", "--config", str(config))
-    assert result.returncode == 1
+    assert result.returncode == 2  # the credential helper's exit code for a configuration error
     assert result.stderr.count("unknown key 'clientSecretLocaton'") == 1
     assert "Set admin.clientSecretLocation" not in result.stderr
     assert "admin.clientSecretLocation is set" in result.stderr and str(tmp_path / "missing") in result.stderr
@@ -183,3 +183,24 @@ def test_report_is_data_first(tmp_path: Path) -> None:
     assert result.ok and result.auth_type == "ClientSecret"
     assert {r.field for r in result.rows} >= {"client_secret_location", "endpoint", "pkce_timeout"}
     assert json.loads(json.dumps(result.to_dict()))["ok"] is True
+
+
+def test_keys_a_plugin_declares_are_shown_validated_and_masked(tmp_path: Path) -> None:
+    from flyteauth_core.config_report import rows
+    from flyteauth_core.options import Option
+
+    config = tmp_path / "config.yaml"
+    config.write_text(f"admin:\n  endpoint: dns:///a:1\n  authType: Pkce\nflyteauth:\n"
+                      f"  tokenStorePath: {tmp_path}\n  acmeApiToken: acme-secret-88\n")
+    data = json.loads(flyteauth("config", "--json", "--config", str(config)).stdout)
+    settings = {s["key"]: s for s in data["settings"]}
+    assert settings["flyteauth.tokenStorePath"]["origin"] == str(config)  # the file store declares it
+    assert not any("tokenStorePath" in p["message"] for p in data["problems"])
+    loaded = load_config(config, env={})
+    shown = {r.key: r.value for r in rows(loaded, declared={"acmeApiToken": Option("acmeApiToken", secret=True)})}
+    assert shown["flyteauth.acmeApiToken"] == "****"
+    config.write_text(config.read_text() + "  tokenStoreLockTimeout: soon\n")
+    result = flyteauth("config", "--json", "--config", str(config))
+    assert result.returncode == 1
+    [bad] = [p for p in json.loads(result.stdout)["problems"] if "tokenStoreLockTimeout" in p["key"]]
+    assert (bad["key"], bad["state"], bad["severity"]) == ("flyteauth.tokenStoreLockTimeout", "wrong", "error")
