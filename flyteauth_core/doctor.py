@@ -378,10 +378,6 @@ class Doctor:
         return "", ""
 
     def check_idp(self) -> tuple[str, dict[str, Any]]:
-        import httpx2
-
-        from .http import HttpClientFactory, _tls_verify_failure
-
         config, session = self._config(), self._session()
         kind = session.auth_type.lower()
         if session.anonymous or kind in _NO_IDP:
@@ -398,8 +394,41 @@ class Doctor:
             details["tls"] = ("not verified (" + user_key(config, "idp_insecure_skip_verify") + ")"
                               if config.idp_insecure_skip_verify else "verified")
         token_key = user_key(config, "token_url") if config.token_url else canonical_key("token_url")
-        where = f"{origin}" if config.token_url else f"advertised by the server; {token_key} overrides it"
         started = time.time()
+        response = self._reach_idp(config, url, (proxy, proxy_key), token_key, details)
+        details["status"] = response.status_code
+        date = response.headers.get("date")
+        if date:
+            import email.utils
+
+            try:
+                offset = email.utils.parsedate_to_datetime(date).timestamp() - (started + time.time()) / 2
+                details["idp_clock_offset_s"] = round(offset, 1)
+            except (TypeError, ValueError):
+                pass
+        summary = f"{url} answered HTTP {response.status_code}" + (f" via {proxy}" if proxy else "")
+        if response.status_code == 407:
+            key = user_key(config, "proxy_auth_for_idp")
+            raise _Fail(f"{summary}: the proxy wants credentials", f"Put them in {proxy_key or 'the proxy URL'}, or "
+                        f"set {key}: true to send the proxyCommand token to it", key, None, **details)
+        if response.status_code >= 500:
+            raise _Fail(f"{summary}: the IdP has a server error", "Try again later, or ask the IdP's operators",
+                        **details)
+        if abs(details.get("idp_clock_offset_s", 0.0)) > SKEW_LIMIT:
+            raise _Warn(f"{summary}; this machine's clock differs from the IdP's by "
+                        f"{details['idp_clock_offset_s']:+.0f} s", "Synchronise this machine's clock (NTP)",
+                        **details)
+        return summary, details
+
+    def _reach_idp(self, config: AuthConfig, url: str, proxy_and_key: tuple[str, str], token_key: str,
+                   details: dict[str, Any]) -> Any:
+        """GET the token endpoint (any HTTP answer means reachable); a failure names the key to fix."""
+        import httpx2
+
+        from .http import HttpClientFactory, _tls_verify_failure
+
+        proxy, proxy_key = proxy_and_key
+        where = details["from"] if config.token_url else f"advertised by the server; {token_key} overrides it"
         try:
             with HttpClientFactory(config).client(url) as http:
                 response = http.get(url, timeout=self.timeout)
@@ -427,25 +456,7 @@ class Doctor:
                         f"Check that the IdP is up and reachable from here; {token_key} sets the token endpoint"
                         + (f", {proxy_key} the proxy" if proxy else ", admin.httpProxyURL a proxy"),
                         token_key, "wrong" if config.token_url else None, **details) from None
-        details["status"] = response.status_code
-        date = response.headers.get("date")
-        if date:
-            import email.utils
-
-            try:
-                offset = email.utils.parsedate_to_datetime(date).timestamp() - (started + time.time()) / 2
-                details["idp_clock_offset_s"] = round(offset, 1)
-            except (TypeError, ValueError):
-                pass
-        summary = f"{url} answered HTTP {response.status_code}" + (f" via {proxy}" if proxy else "")
-        if response.status_code >= 500:
-            raise _Fail(f"{summary}: the IdP has a server error", "Try again later, or ask the IdP's operators",
-                        **details)
-        if abs(details.get("idp_clock_offset_s", 0.0)) > SKEW_LIMIT:
-            raise _Warn(f"{summary}; this machine's clock differs from the IdP's by "
-                        f"{details['idp_clock_offset_s']:+.0f} s", "Synchronise this machine's clock (NTP)",
-                        **details)
-        return summary, details
+        return response
 
     def _proxy_for(self, url: str, config: AuthConfig) -> tuple[str, str]:
         """The proxy IdP calls go through (credentials masked) and the key or variable that sets it."""

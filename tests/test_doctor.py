@@ -253,6 +253,21 @@ def test_an_untrusted_tls_certificate_shows_its_subject_and_issuer(
     assert (failed.number, failed.key) == (2, "admin.insecure")
 
 
+def test_an_idp_with_an_untrusted_certificate_fails_at_the_idp_step_until_its_ca_is_set(
+        idp_factory: Callable[..., IdpServer], flyte_server: Callable[..., FlyteTestServer], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    ca, cert, key = make_test_ca(tmp_path)
+    idp = idp_factory(tls=(cert, key), ca_path=ca, token_ttl=60)
+    server = flyte_server(token_endpoint=idp.token_endpoint, issuer=idp.issuer)
+    results = run(write_config(tmp_path, server), monkeypatch)
+    failed = first_failure(results)
+    assert (failed.number, failed.key, failed.key_state) == (4, "admin.idpCaCertFilePath", "unset")
+    assert "not trusted" in failed.summary and failed.details["issuer"]
+    fixed = run(write_config(tmp_path, server, extra=f"  idpCaCertFilePath: {ca}\n"), monkeypatch)
+    assert exit_code(fixed) == 0, [(r.name, r.summary) for r in fixed]
+    assert fixed[3].details["tls"] == "verified"
+
+
 def test_an_interactive_provider_without_a_stored_login_stops_before_a_browser(
         idp_fresh: IdpServer, flyte_server: Callable[..., FlyteTestServer], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
