@@ -204,3 +204,13 @@ def test_keys_a_plugin_declares_are_shown_validated_and_masked(tmp_path: Path) -
     assert result.returncode == 1
     [bad] = [p for p in json.loads(result.stdout)["problems"] if "tokenStoreLockTimeout" in p["key"]]
     assert (bad["key"], bad["state"], bad["severity"]) == ("flyteauth.tokenStoreLockTimeout", "wrong", "error")
+
+
+def test_a_key_in_the_flyteauth_section_is_named_as_written(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(f"admin:\n  endpoint: dns:///a:1\n  authType: flyteauth\nflyteauth:\n  authType: ClientSecret\n"
+                      f"  clientId: ci\n  clientSecretLocation: {tmp_path / 'missing'}\n")
+    data = json.loads(flyteauth("config", "--json", "--config", str(config)).stdout)
+    assert {s["key"] for s in data["settings"]} >= {"flyteauth.authType", "flyteauth.clientSecretLocation"}
+    [problem] = data["problems"]
+    assert (problem["key"], problem["state"]) == ("flyteauth.clientSecretLocation", "wrong")
