@@ -24,19 +24,28 @@ from typing import Any, Literal, TextIO
 
 import attrs
 
-from .config import ALL_KEYS, DEFAULT_SECRET_LOCATION, SECRET_FIELDS, AuthConfig
+from .config import DEFAULT_SECRET_LOCATION, SETTINGS, AuthConfig
 from .options import Option, Source
+from .schema import COMPAT, Setting
 
-Severity = Literal["error", "warning"]
+#: ``error`` and ``warning`` make ``flyteauth config`` exit 1; a ``note`` (a key accepted for compatibility
+#: that has no effect) does not.
+Severity = Literal["error", "warning", "note"]
 #: ``unset``: the key has no value and needs one; ``wrong``: its value is set but does not work;
 #: ``unknown``: the key itself is not one we read; ``note``: survivable (deprecated, conflicting).
 State = Literal["unset", "wrong", "unknown", "note"]
 
 _NOT_SHOWN = frozenset({"options", "sources", "problems"})
-_CANONICAL: dict[str, str] = {field: f"admin.{key}" for key, (field, _) in ALL_KEYS.items()}
-_CANONICAL.update({"client_secret": "$FLYTE_CREDENTIALS_CLIENT_SECRET", "token": "$FLYTEAUTH_TOKEN"})
-#: Fields holding an argv: only the program is shown, arguments may carry secrets (``--token=...``).
-_ARGV_FIELDS = frozenset({"command", "proxy_command"})
+
+
+def _canonical(spec: Setting) -> str:
+    if spec.yaml:
+        return f"admin.{spec.yaml}"
+    names = [v for dialect in ("flytekit", "flyte 2.x", "FLYTEAUTH") for v in spec.env_names()[dialect]]
+    return f"${names[0]}" if names else spec.field
+
+
+_CANONICAL: dict[str, str] = {field: _canonical(spec) for field, spec in SETTINGS.items()}
 _CLIENT_SECRET_TYPES = frozenset({"clientsecret", "client_credentials", "basic"})
 
 
@@ -95,16 +104,18 @@ def config_file(config: AuthConfig) -> str | None:
     return None
 
 
-def format_value(field: str, value: Any) -> str:
-    """A value for display: secrets masked, argv reduced to the program, proxy credentials hidden."""
+def format_value(field: str, value: Any, spec: Setting | None = None) -> str:
+    """A value for display, masked as the schema says: secrets as ``****``, a command as its program and
+    ``****`` per argument (arguments may carry secrets), a URL's password hidden."""
+    spec = spec if spec is not None else SETTINGS.get(field)
     if value is None or value in ((), ""):
         return "(unset)"
-    if field in SECRET_FIELDS:
+    if spec is not None and spec.secret:
         return "****"
-    if field in _ARGV_FIELDS:
+    if spec is not None and spec.mask == "argv":
         argv = tuple(value)
         return " ".join([argv[0], *("****" for _ in argv[1:])])
-    if field == "http_proxy_url":
+    if spec is not None and spec.mask == "url":
         return re.sub(r"//([^/@:]*):[^/@]*@", r"//\1:****@", str(value))
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -141,7 +152,7 @@ def rows(config: AuthConfig, *, include_defaults: bool = False,
         if source is None and not include_defaults:
             continue
         value = config.options.get(key) if source is not None else option.default
-        shown = "****" if option.secret and value not in (None, "") else format_value(key, value)
+        shown = format_value(key, value, Setting(field=key, secret=option.secret))
         written, origin = _split_source(source) if source is not None else (f"flyteauth.{key}", "default")
         out.append(Row(written, shown, origin, f"options.{key}"))
     return out
@@ -164,6 +175,10 @@ _NOTES: tuple[tuple[str, str], ...] = (
 def _loader_problem(text: str) -> Problem:
     """A problem string from ``load_config`` as a Problem (unknown keys are errors, the rest warnings)."""
     match = re.match(r"(?P<where>.*): unknown key '(?P<key>[^']*)'", text)
+    compat = re.match(rf"^(\S+)(?: in .*?)?: {COMPAT}", text)
+    if compat is not None:
+        key = compat.group(1)
+        return Problem("note", key, "note", text, f"Remove {key} unless another client reads it")
     plugin = re.search(r"\(read by (.+)\)$", text)
     if match is None and plugin is not None:  # a value a plugin declared, failing the plugin's parser
         key = text.split(" ", 1)[0]
@@ -292,7 +307,12 @@ def problems(config: AuthConfig, env: Mapping[str, str] | None = None) -> list[P
                                  "Set admin.command to the argv that prints a token"))
         found += _check_command(config, "command")
     found += _check_command(config, "proxy_command")
-    return sorted(found, key=lambda p: p.severity != "error")
+    for field, spec in SETTINGS.items():
+        if spec.compat and field in config.sources:
+            key = user_key(config, field)
+            found.append(Problem("note", key, "note", f"{key} is {COMPAT} ({spec.compat})",
+                                 f"Remove {key} unless another client reads it"))
+    return sorted(found, key=lambda p: ("error", "warning", "note").index(p.severity))
 
 
 @attrs.frozen
@@ -307,7 +327,7 @@ class ConfigReport:
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return all(p.severity == "note" for p in self.problems)
 
     def to_dict(self) -> dict[str, Any]:
         return {"file": self.file, "auth_type": self.auth_type, "auth_type_reason": self.auth_type_reason,
@@ -325,7 +345,7 @@ class ConfigReport:
         else:
             lines.append("(nothing set)")
         lines.append("")
-        if not self.problems:
+        if self.ok:
             lines.append("problems: none")
         for p in self.problems:
             lines.append(f"{p.severity}: {p.message}")

@@ -231,6 +231,7 @@ class Doctor:
         summary = f"{details['file']}; authType {self.session.auth_type} ({config.auth_type_reason})"
         if found:
             details["problems"] = [attrs.asdict(p) for p in found]
+        if found and found[0].severity == "warning":
             first_warning: Problem = found[0]
             raise _Warn(f"{summary}; {first_warning.message}", first_warning.fix, first_warning.key, **details)
         return summary, details
@@ -699,7 +700,7 @@ def render_step(result: StepResult) -> str:
                                                    if result.key and result.key_state else ""))
     for name, value in result.details.items():
         if name == "problems":
-            for problem in value[1:]:
+            for problem in value[1:] if result.status in ("fail", "warn") else value:  # the first is the summary
                 lines += [f"      {problem['severity']}: {problem['message']}", f"        fix: {problem['fix']}"]
         elif value not in ("", None, []) and (result.status != "ok" or name != "auth_type_reason"):
             lines.append(f"      {name}: {value}")

@@ -216,3 +216,11 @@ def test_a_key_in_the_flyteauth_section_is_named_as_written(tmp_path: Path) -> N
     assert {s["key"] for s in data["settings"]} >= {"flyteauth.authType", "flyteauth.clientSecretLocation"}
     [problem] = data["problems"]
     assert (problem["key"], problem["state"]) == ("flyteauth.clientSecretLocation", "wrong")
+
+
+def test_keys_accepted_for_compatibility_are_notes_not_problems(tmp_path: Path) -> None:
+    config = user_config(tmp_path, "  maxRetries: 3\n  maxMessageSizeBytes: 1000\n")
+    result = flyteauth("config", "--config", str(config))
+    assert result.returncode == 0, result.stdout
+    assert "note: admin.maxRetries is accepted for compatibility, no effect" in result.stdout
+    assert "note: admin.maxMessageSizeBytes" in result.stdout and "problems: none" in result.stdout
