@@ -312,6 +312,18 @@ def test_an_interactive_provider_reuses_a_stored_login(
     assert idp.stats()["authorize_requests"] == 0 and idp.token_request_count() == 1  # ours, above
 
 
+def test_an_external_command_skips_the_idp_step(flyte_server: Callable[..., FlyteTestServer], tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    server = flyte_server(validate=lambda token: None if token == "opaque-cmd-token" else "unknown token")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"admin:\n  endpoint: dns:///{server.target}\n  insecure: true\n  authType: ExternalCommand\n"
+                      f"  command: [{sys.executable}, -c, 'print(\"opaque-cmd-token\")']\n")
+    results = run(config, monkeypatch)
+    assert [r.status for r in results] == ["ok", "ok", "ok", "skipped", "ok", "ok"], [r.summary for r in results]
+    assert results[4].details["format"] == "opaque" and results[4].details["grant"] == "external command"
+    assert exit_code(results) == 0
+
+
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("FLYTE", "FLYTEAUTH"))}
     full_env.update(env or {})
