@@ -407,7 +407,7 @@ class Doctor:
                 details["idp_clock_offset_s"] = round(offset, 1)
             except (TypeError, ValueError):
                 pass
-        summary = f"{url} answered HTTP {response.status_code}" + (f" via {proxy}" if proxy else "")
+        summary = f"{url} is reachable (HTTP {response.status_code} to a GET)" + (f" via {proxy}" if proxy else "")
         if response.status_code == 407:
             key = user_key(config, "proxy_auth_for_idp")
             raise _Fail(f"{summary}: the proxy wants credentials", f"Put them in {proxy_key or 'the proxy URL'}, or "
@@ -689,7 +689,8 @@ def exit_code(results: list[StepResult]) -> int:
 
 
 def render_step(result: StepResult) -> str:
-    """One step for a terminal: ``[n/6] name  STATUS  time  summary`` plus details and the fix."""
+    """One step for a terminal: ``[n/6] name  STATUS  time  summary``; for a failure or warning also the fix
+    and the values seen (``--json`` carries the details of every step)."""
     label = {"ok": "ok", "warn": "WARN", "fail": "FAIL", "skipped": "skip", "not run": "-"}[result.status]
     head = f"[{result.number}/{len(STEPS)}] {result.name:<9} {label:<4}"
     if result.status == "not run":
@@ -702,7 +703,7 @@ def render_step(result: StepResult) -> str:
         if name == "problems":
             for problem in value[1:] if result.status in ("fail", "warn") else value:  # the first is the summary
                 lines += [f"      {problem['severity']}: {problem['message']}", f"        fix: {problem['fix']}"]
-        elif value not in ("", None, []) and (result.status != "ok" or name != "auth_type_reason"):
+        elif value not in ("", None, []) and result.status in ("warn", "fail"):  # `--json` has them all
             lines.append(f"      {name}: {value}")
     return "\n".join(lines)
 
