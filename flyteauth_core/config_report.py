@@ -160,7 +160,7 @@ def rows(config: AuthConfig, *, include_defaults: bool = False,
 
 # -- problems -------------------------------------------------------------------------------------------
 #: Survivable loader messages: (pattern, fix).  ``{key}`` is the key as written (the pattern's first group).
-_NOTES: tuple[tuple[str, str], ...] = (
+_NOTES: tuple[tuple[str, str], ...] = (  # warnings, except the last: a skipped file changes nothing
     (r"^(\S+) is deprecated", "Remove {key}: it has no effect"),
     (r"^(\$\w+) disagrees with", "Unset one of the two variables, or make them agree"),
     (r"^(\$\w+) names .* which does not exist", "Point {key} at a config file, or unset it"),
@@ -188,7 +188,8 @@ def _loader_problem(text: str) -> Problem:
             note = re.match(pattern, text)
             if note is not None:
                 key = _split_source(note.group(1))[0] or note.group(1)
-                return Problem("warning", key, "note", text.replace(note.group(1), key, 1), fix.format(key=key))
+                severity: Severity = "note" if pattern == _NOTES[-1][0] else "warning"
+                return Problem(severity, key, "note", text.replace(note.group(1), key, 1), fix.format(key=key))
         return Problem("warning", "config", "note", text, "See the message")
     written = _split_source(match.group("where"))[0] or match.group("key")
     guess = re.search(r"did you mean '([^']+)'", text)

@@ -224,3 +224,11 @@ def test_keys_accepted_for_compatibility_are_notes_not_problems(tmp_path: Path) 
     assert result.returncode == 0, result.stdout
     assert "note: admin.maxRetries is accepted for compatibility, no effect" in result.stdout
     assert "note: admin.maxMessageSizeBytes" in result.stdout and "problems: none" in result.stdout
+
+
+def test_a_stray_config_yaml_without_an_admin_section_is_a_note(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("some_other_tool:\n  setting: 1\n")
+    result = flyteauth("config", cwd=tmp_path, env={"FLYTE_ADMIN_ENDPOINT": "dns:///a:1", "FLYTE_AUTH_TYPE": "Pkce",
+                                                   "HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "note: " in result.stdout and "has no admin: or flyteauth: section" in result.stdout
