@@ -60,6 +60,9 @@ _NO_IDP = frozenset({"externalcommand", "passthrough", "noauth"})
 _IDP_TYPES = frozenset({"clientsecret", "pkce", "deviceflow"})
 _GRANTS = {"clientsecret": "client_credentials", "pkce": "authorization_code (PKCE)",
            "deviceflow": "device_code", "externalcommand": "external command", "passthrough": "handed in"}
+_SERVICES = {"grpc v2": "flyteidl2.auth.AuthMetadataService (v2)",
+             "grpc v1": "flyteidl.service.AuthMetadataService (v1)",
+             "rfc8414": "HTTP /.well-known/oauth-authorization-server (RFC 8414)"}
 #: Clock differences above this are reported as skew (most servers allow 30-60 s of leeway).
 SKEW_LIMIT = 60.0
 
@@ -353,9 +356,8 @@ class Doctor:
             raise _Fail(error.message, error.hint or "Check admin.endpoint", user_key(config, "endpoint"),
                         "wrong") from None
         self.server = info
-        service = {"grpc v2": "flyteidl2.auth.AuthMetadataService (v2)",
-                   "grpc v1": "flyteidl.service.AuthMetadataService (v1)"}.get(
-            info.source, "HTTP /.well-known/oauth-authorization-server (RFC 8414)")
+        # One service, or one per RPC when a server answers them differently ("grpc v2 + rfc8414").
+        service = " + ".join(_SERVICES.get(part, part) for part in info.source.split(" + "))
         details = {"service": service, "header_key": info.authorization_metadata_key,
                    "token_endpoint": info.token_endpoint or "(none)", "client_id": info.client_id or "(none)",
                    "audience": info.audience or "(none)", "scopes": list(info.scopes)}
@@ -563,7 +565,8 @@ class Doctor:
         session = self._session()
         metadata = tuple(session.interceptor.metadata())
         self.sent_key = next((k for k, v in metadata if v.lower().startswith("bearer ")), None)
-        versions = ("v1", "v2") if self.server is not None and self.server.source == "grpc v1" else ("v2", "v1")
+        v1_only = self.server is not None and "grpc v1" in self.server.source and "grpc v2" not in self.server.source
+        versions = ("v1", "v2") if v1_only else ("v2", "v1")
         details: dict[str, Any] = {"header_key": self.sent_key or "(no token sent)"}
         unimplemented = []
         for version in versions:
