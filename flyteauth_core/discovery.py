@@ -24,9 +24,9 @@ PATHS = {
     "v1": ("/flyteidl.service.AuthMetadataService/GetOAuth2Metadata",
            "/flyteidl.service.AuthMetadataService/GetPublicClientConfig"),
 }
+DEFAULT_METADATA_KEY = "authorization"
 #: IdentityService.UserInfo (an authenticated call any Flyte server answers; ``flyteauth doctor`` uses it).
 USERINFO_PATHS = {"v2": "/flyteidl2.auth.IdentityService/UserInfo", "v1": "/flyteidl.service.IdentityService/UserInfo"}
-DEFAULT_METADATA_KEY = "authorization"
 
 
 @attrs.frozen

@@ -89,9 +89,9 @@ class FlyteTestServer:
         device_authorization_endpoint: str = "",
         redirect_uri: str = "http://localhost:53593/callback",
         grant_types: tuple[str, ...] = ("client_credentials",),
-        max_workers: int = 16,
         expected_audience: str | None = None,
         advertised_header_key: str | None = None,
+        max_workers: int = 16,
     ) -> None:
         self.validate = validate
         self.header_key = header_key
