@@ -134,13 +134,14 @@ class FlyteTestServer:
                 request_deserializer=_identity,
                 response_serializer=PublicClientAuthConfigResponse.SerializeToString,
             )
-            handlers[USERINFO_PATHS[version]] = grpc.unary_unary_rpc_method_handler(
-                self._userinfo, request_deserializer=_identity, response_serializer=UserInfoResponse.SerializeToString,
-            )
         handlers[ECHO["unary"]] = grpc.unary_unary_rpc_method_handler(self._unary)
         handlers[ECHO["server_stream"]] = grpc.unary_stream_rpc_method_handler(self._server_stream)
         handlers[ECHO["client_stream"]] = grpc.stream_unary_rpc_method_handler(self._client_stream)
         handlers[ECHO["bidi"]] = grpc.stream_stream_rpc_method_handler(self._bidi)
+        for version in versions:  # the identity service, authenticated like Echo
+            handlers[USERINFO_PATHS[version]] = grpc.unary_unary_rpc_method_handler(
+                self._userinfo, request_deserializer=_identity, response_serializer=UserInfoResponse.SerializeToString,
+            )
         self._server.add_generic_rpc_handlers((_Handlers(handlers),))
         self.port = self._server.add_insecure_port("127.0.0.1:0")
         self.target = f"127.0.0.1:{self.port}"
