@@ -37,6 +37,7 @@ import attrs
 
 from . import parsers
 from .errors import ConfigError
+from .logs import warn_once
 from .options import Option, Source
 from .parsers import Parser, duration
 from .schema import COMPAT, Setting, markdown_table, mask, setting, settings_of
@@ -348,9 +349,16 @@ class AuthConfig:
                     hint=f"Export {self.client_secret_env_var} or fix admin.clientSecretEnvVar",
                 )
             return value.strip()
-        location = self.client_secret_location or DEFAULT_SECRET_LOCATION
-        return read_secret_file(location, "the client secret file",
-                                "Set admin.clientSecretLocation, admin.clientSecretEnvVar, or pass client_secret")
+        if self.client_secret_location:  # set, so its value is what is wrong: never "Set ..." it again
+            source = self.sources.get("client_secret_location")
+            key, origin = (source.key, source.origin) if isinstance(source, Source) else (
+                "client_secret_location", "argument")
+            return read_secret_file(self.client_secret_location, "the client secret file",
+                                    f"{key} is set (in {origin}) but the file it names cannot be read: fix the "
+                                    "path or create the file (or use admin.clientSecretEnvVar instead)")
+        return read_secret_file(DEFAULT_SECRET_LOCATION, "the client secret file",
+                                "admin.clientSecretLocation is unset, so the default was tried: set "
+                                "admin.clientSecretLocation, admin.clientSecretEnvVar, or pass client_secret")
 
 
 def read_secret_file(location: str, what: str, hint: str | None = None) -> str:
@@ -586,7 +594,7 @@ class _Resolver:
 
     def problem(self, text: str) -> None:
         if text not in self.problems:
-            log.warning("flyteauth config: %s", text)
+            warn_once(log, f"flyteauth config: {text}")
             self.problems.append(text)
 
     def note(self, text: str) -> None:

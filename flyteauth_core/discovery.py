@@ -29,6 +29,8 @@ PATHS = {
 }
 HTTP_PATHS = ("/.well-known/oauth-authorization-server", "/config/v1/flyte_client")
 DEFAULT_METADATA_KEY = "authorization"
+#: IdentityService.UserInfo (an authenticated call any Flyte server answers; ``flyteauth doctor`` uses it).
+USERINFO_PATHS = {"v2": "/flyteidl2.auth.IdentityService/UserInfo", "v1": "/flyteidl.service.IdentityService/UserInfo"}
 
 
 @attrs.frozen

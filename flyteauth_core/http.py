@@ -173,8 +173,10 @@ def grpc_root_certificates(config: AuthConfig, timeout: float = 10.0) -> bytes |
             f"insecureSkipVerify: could not fetch the certificate of {host}:{port} ({type(exc).__name__})",
             hint="Check the endpoint, or set admin.caCertFilePath to the server's CA instead",
         ) from None
-    log.warning("flyteauth: insecureSkipVerify: trusting the certificate %s:%s presents without verification",
-                host, port)
+    from .logs import warn_once
+
+    warn_once(log, f"flyteauth: insecureSkipVerify: trusting the certificate {host}:{port} presents without "
+              "verification")
     return pem.encode()
 
 
