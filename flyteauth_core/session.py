@@ -288,6 +288,8 @@ class AuthSession:
         try:
             return self._discovery.get()
         except DiscoveryError as grpc_error:
+            if not self._needs_discovery():
+                raise  # tokenUrl given (or a provider that needs no server): no extra requests to guess
             from . import connect_discovery
 
             try:
