@@ -1,6 +1,6 @@
 """A real Connect server for tests and benchmarks: connectrpc's own ASGI applications behind uvicorn.
 
-Serves, on 127.0.0.1 (HTTP/1.1, plaintext):
+Serves, on 127.0.0.1 (HTTP/1.1; plaintext, or TLS with ``tls=(cert, key)``):
 
 * flyteidl2's ``AuthMetadataService`` (v2 discovery; no auth; counted as ``discovery_v2``);
 * flyteidl2's ``IdentityService.UserInfo``: authenticated;
@@ -152,7 +152,8 @@ class ConnectTestServer:
 
     def __init__(self, validate: Callable[[str], str | None], *, token_endpoint: str, issuer: str = "",
                  header_key: str = "authorization", client_id: str = "flytectl",
-                 scopes: tuple[str, ...] = ("all",)) -> None:
+                 scopes: tuple[str, ...] = ("all",), tls: tuple[str, str] | None = None) -> None:
+        """``tls=(cert_pem, key_pem)`` serves HTTPS (``make_test_ca`` in ``tests/_idp.py`` makes a pair)."""
         self.validate = validate
         self.header_key = header_key
         self.stats: Counter[str] = Counter()
@@ -174,9 +175,10 @@ class ConnectTestServer:
         self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # accepted sockets inherit it
         self._socket.bind(("127.0.0.1", 0))
         self.port = self._socket.getsockname()[1]
-        self.target = f"http://127.0.0.1:{self.port}"
+        self.target = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        ssl = {"ssl_certfile": tls[0], "ssl_keyfile": tls[1]} if tls else {}
         self._server = uvicorn.Server(uvicorn.Config(app, log_level="error", lifespan="off",
-                                                     timeout_keep_alive=30))
+                                                     timeout_keep_alive=30, **ssl))
         self._thread = threading.Thread(target=self._serve, name="connect-test-server", daemon=True)
 
     def _serve(self) -> None:

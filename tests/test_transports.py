@@ -455,3 +455,29 @@ async def test_aio_bidi_rejected_while_writing_is_retried_or_surfaces_grpc_s_los
                 outcomes.append("internal")
     assert session.stats.invalidations == outcomes.count("retried")
     assert server.stats["rejected"] >= len(outcomes)
+
+
+def test_an_auth_error_from_rejected_is_raised_as_an_rpc_error(
+        peers: tuple[DemoTokenEndpoint, FlyteTestServer]) -> None:
+    """A manager may refuse to fetch again for a token the server keeps rejecting (a typed error from
+    ``rejected()``); on a gRPC path that error is also a ``grpc.RpcError``, chained to the rejection."""
+    from flyteauth_core.errors import TokenError
+    from flyteauth_core.transports.grpc_sync import AuthChannel
+
+    class Refusing:
+        def metadata(self) -> tuple[tuple[str, str], ...]:
+            return (("flyte-authorization", "Bearer not-valid"),)
+
+        async def metadata_async(self) -> tuple[tuple[str, str], ...]:
+            return self.metadata()
+
+        def rejected(self, sent: object) -> bool:
+            raise TokenError("The server rejected a token obtained moments ago", hint="Check the audience")
+
+    _, server = peers
+    channel = AuthChannel(grpc.insecure_channel(server.target), Refusing(), owns_channel=True)
+    with channel, pytest.raises(grpc.RpcError) as error:
+        channel.unary_unary(ECHO["unary"])(b"x")
+    assert isinstance(error.value, TokenError) and error.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert "audience" in error.value.details()
+    assert isinstance(error.value.__cause__, grpc.RpcError) and server.stats["rejected"] == 1
