@@ -19,10 +19,11 @@ __all__ = ["ConnectPeers", "ConnectTestServer"]
 class ConnectPeers:
     """Same shape as ``_peers.Peers`` (``endpoint``, ``server.stats``, ``target``), Connect instead of gRPC."""
 
-    def __init__(self, client_id: str, client_secret: str, ttl: float) -> None:
+    def __init__(self, client_id: str, client_secret: str, ttl: float, reject_all: bool = False) -> None:
         self.endpoint = DemoTokenEndpoint(client_id, client_secret, ttl=ttl).start()
         try:
-            self.server = ConnectTestServer(self.endpoint.validate, token_endpoint=self.endpoint.url).start()
+            validate = (lambda token: "wrong audience") if reject_all else self.endpoint.validate
+            self.server = ConnectTestServer(validate, token_endpoint=self.endpoint.url).start()
         except BaseException:
             self.endpoint.stop()
             raise

@@ -92,6 +92,30 @@ class TokenResponseError(TokenRequestError):
     """The token endpoint answered, but not with a usable token response."""
 
 
+class ResponseLostError(TokenRequestError):
+    """The IdP may have processed the request, but its answer never arrived (read timeout, dropped
+    connection), and the grant is single use (authorization code, device code, rotating refresh token),
+    so it was not sent again.  ``grant`` is the OAuth2 ``grant_type`` that was lost."""
+
+    def __init__(self, message: str, *, endpoint: str, grant: str, hint: str | None = None) -> None:
+        self.grant = grant
+        super().__init__(message, endpoint=endpoint, hint=hint, transient=True)
+
+
+class RefreshTokenRotatedError(InvalidGrantError):
+    """A rotating refresh token was consumed by a request whose answer was lost; the one replay was
+    refused, so the grant is gone and a new login is needed."""
+
+
+class TokenRejectedError(TokenError):
+    """The server keeps rejecting tokens the IdP just issued; flyteauth stopped fetching new ones for a
+    while (asking again would only flood the IdP).  The message names the likely causes."""
+
+    def __init__(self, message: str, *, retry_in: float, hint: str | None = None) -> None:
+        self.retry_in = retry_in
+        super().__init__(message, hint=hint)
+
+
 class TransientTokenError(TokenRequestError):
     """The IdP was unreachable, overloaded or slow, and retries ran out. Stored credentials are kept."""
 

@@ -14,13 +14,15 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from .config import AuthConfig
 from .discovery import DEFAULT_METADATA_KEY, Discovery, ServerAuthInfo
 from .discovery_cache import shared_fill
 from .errors import DiscoveryError
 from .events import TokenEvent
 from .http import HttpClientFactory, RetryPolicy
-from .lifecycle import AcquireRequest, ManagerStats, TokenManager
+from .lifecycle import EXPIRING, REPLAY, AcquireRequest, ManagerStats, TokenManager
 from .plugins import PluginRegistry, default_registry
 from .protocols import Closeable, IdpHeaderSource, Revocable
 from .token import RefreshPolicy, Token
@@ -122,10 +124,12 @@ class AuthSession:
         self._http = HttpClientFactory(config)
         self._discovery = Discovery(
             self._raw, endpoint=config.endpoint, http_base_url=config.http_base_url,
-            http_client=self._http.client,
+            http_client=self._http.client, metadata=self._discovery_metadata,
+            rejected=self._discovery_rejected,
         )
         self._authenticator = registration.factory(config)
         self._header: str | None = config.authorization_header
+        self._extras: list[Interceptor] = []
         #: Registered with ``anonymous=True`` (NoAuth): sends no token, so no store and no manager use.
         self.anonymous = registration.anonymous
         self._default_store = registration.default_store
@@ -133,6 +137,7 @@ class AuthSession:
         self._discovery.fill = shared_fill(self.store, config)
         if policy is None and config.token_refresh_window is not None:
             policy = RefreshPolicy(window=config.token_refresh_window)
+        policy = self._long_enough(policy or RefreshPolicy())
         self.manager = TokenManager(
             self._acquire,
             header_key=self._header_key,
@@ -145,6 +150,7 @@ class AuthSession:
             endpoint=config.endpoint,
         )
         extras = [e for e in (r.factory(config) for r in self._registry.interceptors()) if e is not None]
+        self._extras = extras  # their metadata (proxy-authorization) goes with discovery, the bearer never
         for extra in extras:  # e.g. proxy authorization with proxyAuthForIdP: its header goes to the IdP too
             if isinstance(extra, IdpHeaderSource) and extra.send_to_idp:
                 self._http.add_header_source(extra.metadata)
@@ -178,20 +184,56 @@ class AuthSession:
         )
 
     def _acquire(self, previous: Token | None, reason: str) -> Token:
-        token: Token = self._authenticator.acquire(self._request(previous, reason))
+        request = self._request(previous, reason)
+        if reason in (EXPIRING, REPLAY) and request.interactive:
+            # A background refresh (or the replay of a lost one) never opens a browser or prints a
+            # device code from a worker thread; a caller left without a valid token may.
+            request = attrs.evolve(request, interactive=False)
+        token: Token = self._authenticator.acquire(request)
         return token
 
+    def _long_enough(self, policy: RefreshPolicy) -> RefreshPolicy:
+        """Waiters must outlast an interactive login this session may run (DeviceFlow: 600 s)."""
+        login = getattr(self._authenticator, "timeout", None) if hasattr(self._authenticator, "login") else None
+        if self.interactive and isinstance(login, (int, float)) and login + 30 > policy.acquire_timeout:
+            return attrs.evolve(policy, acquire_timeout=float(login) + 30)
+        return policy
+
+    def _discovery_metadata(self) -> Metadata:
+        """What discovery sends: the extra interceptors' metadata (an authenticating proxy's
+        ``proxy-authorization``), never the bearer token (discovery is what tells us where it goes)."""
+        return tuple(pair for extra in self._extras for pair in extra.metadata())
+
+    def _discovery_rejected(self, sent: Metadata) -> bool:
+        """A proxy refused discovery: each extra interceptor replaces what it sent, once."""
+        retry = False
+        for extra in self._extras:
+            retry = extra.rejected(sent) or retry
+        return retry
+
     def _header_key(self) -> str:
-        """The metadata key the server reads: explicit config, else discovered, before the first call."""
-        if self._header is None:
-            try:
-                self._header = self._discovery.get().authorization_metadata_key or DEFAULT_METADATA_KEY
-            except DiscoveryError:
-                if not self.config.token_url:
-                    raise
-                log.warning("flyteauth: discovery failed; sending the token under %r", DEFAULT_METADATA_KEY)
-                self._header = DEFAULT_METADATA_KEY
+        """The metadata key the server reads: explicit config, else discovered, when a call first needs it.
+
+        A failed discovery is not fatal when the provider did not need it (``tokenUrl`` set, a command,
+        a passthrough token): the token goes under ``authorization`` for now, and discovery is tried
+        again for the next token instead of fixing the key for the life of the session.
+        """
+        if self._header is not None:
+            return self._header
+        try:
+            self._header = self._discovery.get().authorization_metadata_key or DEFAULT_METADATA_KEY
+        except DiscoveryError as exc:
+            if self._needs_discovery():
+                raise
+            log.warning("flyteauth: discovery failed (%s); sending the token under %r until it works",
+                        exc.message, DEFAULT_METADATA_KEY)
+            return DEFAULT_METADATA_KEY
         return self._header
+
+    def _needs_discovery(self) -> bool:
+        """Whether the provider cannot work without the server's metadata (no tokenUrl, and not a
+        provider that declares ``needs_discovery = False``)."""
+        return not self.config.token_url and getattr(self._authenticator, "needs_discovery", True)
 
     def _emit(self, event: TokenEvent) -> None:
         log.debug("flyteauth event: %s", event)

@@ -91,14 +91,22 @@ class TokenEndpoint:
             self._client = request.http_client(url)
             self._client_scheme = url.split(":", 1)[0]
         client = self._client
-        body = urlencode({k: v for k, v in data.items() if v})
-        headers = {"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"}
-        if client_auth is not None:
-            url, headers, body = client_auth.prepare("POST", url, headers, body)
+        form = urlencode({k: v for k, v in data.items() if v})
+        base_headers = {"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"}
+
+        def send() -> Any:
+            # Client authentication is prepared per attempt: a private_key_jwt assertion gets a new
+            # jti/iat/exp each time, so an IdP's replay cache never sees a retry as a replay.
+            target, headers, body = url, dict(base_headers), form
+            if client_auth is not None:
+                target, headers, body = client_auth.prepare("POST", url, headers, body)
+            return client.post(target, content=body, headers=headers)
+
         response = send_with_retries(
-            lambda: client.post(url, content=body, headers=headers),
+            send,
             endpoint=url,
             policy=self._retry or request.retry,
+            grant=data.get("grant_type"),
         )
         body = raise_for_error(response, url)
         return token_from_response(body, now=time.time(), endpoint=url, status=response.status_code,

@@ -54,6 +54,8 @@ class ClientSecretAuthenticator:
 
                 kid = self._config.options.get("clientKeyId")
                 method = PrivateKeyJWT(alg=_alg(self._secret), headers={"kid": str(kid)} if kid else None)
+            elif method == "client_secret_basic":
+                method = form_encoded_basic
             self._auth = ClientAuth(self._config.client_id, self._secret, method)
         return self._auth
 
@@ -79,11 +81,54 @@ class ClientSecretAuthenticator:
                 f"No token endpoint for {config.endpoint}: the server advertises none",
                 hint="Set admin.tokenUrl",
             )
+        refuse_plain_http(config, url)
         data = {"grant_type": "client_credentials", "scope": " ".join(scopes), "audience": audience or ""}
         return self._endpoint.request(request, url, data, client_auth=self._client_auth())
 
     def close(self) -> None:
         self._endpoint.close()
+
+
+#: ``admin.allowInsecureTokenEndpoint: true`` lets client credentials go to a plain-http token endpoint.
+ALLOW_HTTP_OPTION = "allowInsecureTokenEndpoint"
+
+
+def refuse_plain_http(config: AuthConfig, url: str) -> None:
+    """A confidential client's credentials never cross the network in clear text: a plain-http token
+    endpoint (for example one learned from unauthenticated discovery) is refused, unless it is on this
+    machine (loopback) or the config opts in."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme != "http" or config.options.get(ALLOW_HTTP_OPTION) in (True, "true", "True", "1"):
+        return
+    host = parts.hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return
+    import ipaddress
+
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return
+    except ValueError:
+        pass
+    raise ConfigError(
+        f"Refusing to send client credentials to the plain-http token endpoint {url}",
+        hint=f"Use an https token endpoint (admin.tokenUrl), or set admin.{ALLOW_HTTP_OPTION}: true if the "
+        "network path to it is trusted",
+    )
+
+
+def form_encoded_basic(client: Any, method: str, uri: str, headers: Any, body: Any) -> tuple[Any, Any, Any]:
+    """``client_secret_basic`` as RFC 6749 §2.3.1 says: id and secret form-urlencoded (UTF-8) before
+    base64, so a secret with ``:``, ``%``, ``+`` or non-latin-1 characters arrives intact (authlib
+    encodes them raw, as latin-1, and raises ``UnicodeEncodeError`` carrying the secret otherwise)."""
+    import base64
+    from urllib.parse import quote_plus
+
+    raw = f"{quote_plus(str(client.client_id))}:{quote_plus(str(client.client_secret))}"
+    headers["Authorization"] = "Basic " + base64.b64encode(raw.encode("ascii")).decode("ascii")
+    return uri, headers, body
 
 
 def _load_private_key(config: AuthConfig) -> Any:

@@ -12,7 +12,12 @@ import httpx2
 import pytest
 
 from flyteauth_core import AuthConfig, AuthSession
+from flyteauth_core.lifecycle import RejectionBrake
 from flyteauth_core.testing import ECHO, DemoTokenEndpoint, FlyteTestServer
+
+#: Revoking each replacement token right after one call looks, to the manager, like a server that rejects
+#: every token (the rejection brake, tests/test_edges_brake.py); these tests are about retry mechanics.
+NO_BRAKE = RejectionBrake(window=0.0)
 
 SECRET = "transport-test-secret"
 
@@ -84,6 +89,7 @@ async def test_aio_write_api_streams_do_not_deadlock(session: AuthSession) -> No
 async def test_aio_retries_after_revocation(session: AuthSession,
                                             peers: tuple[DemoTokenEndpoint, FlyteTestServer]) -> None:
     idp, server = peers
+    session.manager.brake = NO_BRAKE
     async with session.aio_channel() as channel:
         unary = channel.unary_unary(ECHO["unary"])
         assert await unary(b"a") == b"a"
@@ -237,6 +243,7 @@ async def test_aio_server_stream_rejected_before_its_first_message_is_retried_ev
     session: AuthSession, peers: tuple[DemoTokenEndpoint, FlyteTestServer]
 ) -> None:
     _, server = peers
+    session.manager.brake = NO_BRAKE
     async with session.aio_channel() as channel:
         stream = channel.unary_stream(ECHO["server_stream"])
         for _ in range(10):
