@@ -41,8 +41,9 @@ from .errors import ConfigError
 log = logging.getLogger("flyteauth.config")
 
 DEFAULT_SECRET_LOCATION = "/etc/secrets/client_secret"
-#: Token endpoint client authentication methods the ClientSecret provider supports.
-AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
+#: Token endpoint client authentication methods the ClientSecret provider supports (``none``: a public
+#: client, for TokenExchange; ``federated_jwt``: the platform token as an RFC 7523 client assertion).
+AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none", "federated_jwt")
 
 
 def _tuple(value: Any) -> tuple[str, ...]:

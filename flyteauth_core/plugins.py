@@ -30,7 +30,7 @@ ENTRY_POINT_GROUP = "flyteauth"
 #: Comma-separated entry-point or distribution names that must not be loaded.
 BLOCK_ENV = "FLYTEAUTH_DISABLE_PLUGINS"
 
-KINDS = ("authenticator", "token store", "interceptor")
+KINDS = ("authenticator", "token store", "interceptor", "platform token source")
 
 
 @attrs.frozen
@@ -139,6 +139,7 @@ class PluginRegistry:
             ("authenticator", "flyteauth_register_authenticators"),
             ("token store", "flyteauth_register_token_stores"),
             ("interceptor", "flyteauth_register_interceptors"),
+            ("platform token source", "flyteauth_register_platform_token_sources"),
         )
         for kind, hook_name in hooks:
             function = getattr(plugin, hook_name, None)
@@ -179,6 +180,9 @@ class PluginRegistry:
 
     def token_store(self, name: str) -> Registration:
         return self._resolve("token store", name)
+
+    def platform_token_source(self, name: str) -> Registration:
+        return self._resolve("platform token source", name)
 
     def interceptors(self) -> list[Registration]:
         self._ensure_loaded()

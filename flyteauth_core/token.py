@@ -128,9 +128,9 @@ class RefreshPolicy:
         return min(token.expires_at - window, expired_at), expired_at
 
 
-def jwt_expiry(access_token: str) -> float | None:
-    """The ``exp`` claim of a JWT, without verifying it (we only need a hint of when to refresh)."""
-    parts = access_token.split(".")
+def jwt_claims(token: str) -> dict[str, Any] | None:
+    """The claims of a JWT, without verifying it (hints: expiry, audience), or None if not a JWT."""
+    parts = token.split(".")
     if len(parts) != 3:
         return None
     payload = parts[1] + "=" * (-len(parts[1]) % 4)
@@ -138,7 +138,13 @@ def jwt_expiry(access_token: str) -> float | None:
         claims = json.loads(base64.urlsafe_b64decode(payload))
     except (binascii.Error, ValueError, RecursionError):
         return None
-    exp = claims.get("exp") if isinstance(claims, dict) else None
+    return claims if isinstance(claims, dict) else None
+
+
+def jwt_expiry(access_token: str) -> float | None:
+    """The ``exp`` claim of a JWT, without verifying it (we only need a hint of when to refresh)."""
+    claims = jwt_claims(access_token)
+    exp = claims.get("exp") if claims is not None else None
     if isinstance(exp, (int, float)) and not isinstance(exp, bool):
         try:
             exp = float(exp)
