@@ -194,6 +194,14 @@ def token_request_target(config: AuthConfig, request: AcquireRequest) -> tuple[s
     return url, tuple(scopes), audience
 
 
+def rehint(exc: TokenRequestError, hint: str, cls: type[TokenRequestError] | None = None,
+           message: str | None = None) -> TokenRequestError:
+    """The same token endpoint error with a hint that fits the grant (the generic one names client secrets)."""
+    text = message or exc.message.rsplit(" at ", 1)[0]
+    return (cls or type(exc))(text, endpoint=exc.endpoint, status=exc.status, error=exc.error, hint=hint,
+                              transient=exc.transient)
+
+
 JWT_BEARER_ASSERTION = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 

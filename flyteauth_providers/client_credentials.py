@@ -17,11 +17,11 @@ from typing import Any
 
 from flyteauth_core import hookimpl
 from flyteauth_core.config import AuthConfig
-from flyteauth_core.errors import ConfigError
+from flyteauth_core.errors import ConfigError, InvalidClientError
 from flyteauth_core.lifecycle import AcquireRequest
 from flyteauth_core.token import Token
 
-from ._oauth import ClientAuthentication, TokenEndpoint, token_request_target
+from ._oauth import ClientAuthentication, TokenEndpoint, rehint, token_request_target
 
 
 class ClientSecretAuthenticator:
@@ -57,7 +57,14 @@ class ClientSecretAuthenticator:
         from .platform_token import cap_expiry
 
         platform = self._platform.read(request)  # read again at every request: the platform rotates it
-        token = self._endpoint.request(request, url, data, client_auth=self._client_auth(platform.value))
+        try:
+            token = self._endpoint.request(request, url, data, client_auth=self._client_auth(platform.value))
+        except InvalidClientError as exc:
+            claims = platform.summary()
+            raise rehint(exc, f"The IdP did not accept the platform token from {platform.origin} (iss "
+                         f"{claims.get('iss')!r}, sub {claims.get('sub')!r}, aud {claims.get('aud')}) as a federated "
+                         f"credential of client {self._config.client_id!r}: register one with exactly this issuer, "
+                         "subject and audience") from None
         return cap_expiry(token, platform)
 
     def describe(self) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from flyteauth_core.errors import TokenExchangeError, TokenRequestError
 from flyteauth_core.lifecycle import AcquireRequest
 from flyteauth_core.token import Token
 
-from ._oauth import ClientAuthentication, TokenEndpoint, token_request_target
+from ._oauth import ClientAuthentication, TokenEndpoint, rehint, token_request_target
 from .platform_token import PlatformToken, PlatformTokenReader, cap_expiry
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -108,8 +108,9 @@ class TokenExchangeAuthenticator:
             origin=platform.origin, iss=claims.get("iss"), sub=claims.get("sub"), aud=claims.get("aud"),
             client_id=self._config.client_id, method=self._client_auth.method,
         )
-        return TokenExchangeError(f"Token exchange refused{_reason(exc)}", endpoint=exc.endpoint,
-                                  status=exc.status, error=exc.error, hint=hint)
+        _, sep, reason = exc.message.rsplit(" at ", 1)[0].partition(":")
+        reason = reason if sep else f" {exc.error}"
+        return rehint(exc, hint, TokenExchangeError, f"Token exchange refused:{reason}")
 
     def describe(self) -> dict[str, Any]:
         """For ``flyteauth config``/``doctor``: the exchange settings, where the platform token comes from and
@@ -129,12 +130,6 @@ class TokenExchangeAuthenticator:
 
     def close(self) -> None:
         self._endpoint.close()
-
-
-def _reason(exc: TokenRequestError) -> str:
-    """``: invalid_target (description)`` from the error's message, without its endpoint part."""
-    _, sep, rest = exc.message.rsplit(" at ", 1)[0].partition(":")
-    return f":{rest}" if sep else f": {exc.error}"
 
 
 @hookimpl

@@ -252,6 +252,7 @@ def test_federated_assertion_for_another_service_account_is_refused(p: Peers, tm
     with AuthSession(_federated_config(p, path)) as session, pytest.raises(InvalidClientError) as info:
         session.get_token()
     assert "system:serviceaccount:flyte:intruder" in str(info.value)
+    assert "federated credential of client 'flyte-federated'" in str(info.value)  # not "check the secret"
 
 
 # -- GitHub Actions ----------------------------------------------------------------------------------
