@@ -220,9 +220,14 @@ def test_a_token_for_another_audience_is_refused_by_the_idp(p: Peers, tmp_path: 
 
 # -- federated client assertion (RFC 7523) -----------------------------------------------------------
 def _federated_config(p: Peers, path: Path) -> AuthConfig:
-    return AuthConfig(endpoint=p.flyte.target, insecure=True, auth_type="ClientSecret",
-                      client_id="flyte-federated", token_endpoint_auth_method="federated_jwt",
-                      options={"platformTokenFile": str(path), "platformTokenAudience": FEDERATED_AUDIENCE})
+    """The README's federated-assertion config, pointed at the test peers."""
+    config = path.parent.parent / "federated.yaml"
+    config.write_text(
+        f"admin:\n  endpoint: dns:///{p.flyte.target}\n  insecure: true\n  authType: ClientSecret\n"
+        f"  clientId: flyte-federated\n  tokenEndpointAuthMethod: federated_jwt\n  tokenUrl: {p.idp.token_endpoint}\n"
+        f"  scopes: [all]\n  platformTokenFile: {path}\n  platformTokenAudience: {FEDERATED_AUDIENCE}\n"
+    )
+    return load_config(config, env={})
 
 
 def test_federated_assertion_gets_a_token_from_the_idp(p: Peers, tmp_path: Path) -> None:
@@ -264,10 +269,14 @@ def in_github_actions(p: Peers, monkeypatch: pytest.MonkeyPatch) -> PlatformIssu
 
 
 @pytest.mark.parametrize("source", ["github-actions", "auto"])
-def test_github_actions_token_end_to_end(p: Peers, in_github_actions: PlatformIssuer, source: str) -> None:
+def test_github_actions_token_end_to_end(p: Peers, in_github_actions: PlatformIssuer, source: str,
+                                         tmp_path: Path) -> None:
     before = in_github_actions.stats["id_token_requests"]
-    config = AuthConfig(endpoint=p.flyte.target, insecure=True, auth_type="token_exchange", client_id="flyte-exchange",
-                        options={"platformTokenSource": source, "platformTokenAudience": p.idp.issuer})
+    ci_yaml = tmp_path / "ci.yaml"  # the README's GitHub Actions config, pointed at the test peers
+    ci_yaml.write_text(f"admin:\n  endpoint: dns:///{p.flyte.target}\n  insecure: true\n  authType: TokenExchange\n"
+                       f"  clientId: flyte-exchange\n  platformTokenSource: {source}\n"
+                       f"  platformTokenAudience: {p.idp.issuer}\n")
+    config = load_config(ci_yaml)
     with AuthSession(config) as session:
         assert _call(session) == b"ping"
         claims = jwt_claims(session.get_token().access_token) or {}
