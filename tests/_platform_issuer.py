@@ -15,16 +15,17 @@ The test IdP (``tests/idp/workload.mjs``) is told their issuer URLs and fetches 
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from flyteauth_core.testing import LoopbackHTTPServer, send_json
 
 GITHUB_SUBJECT = "repo:flyteorg/flyteauth:ref:refs/heads/main"
 
@@ -41,19 +42,8 @@ class PlatformIssuer:
         self.request_token = secrets.token_urlsafe(24)
         self.stats = {"id_token_requests": 0, "rejected": 0, "jwks": 0}
         self._lock = threading.Lock()
-        issuer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                issuer._get(self)
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self.issuer = f"http://127.0.0.1:{self._httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
+        self._server = LoopbackHTTPServer(self._get)
+        self.issuer = self._server.url
 
     # -- urls ----------------------------------------------------------------------------------------
     @property
@@ -121,20 +111,14 @@ class PlatformIssuer:
                 audience = parse_qs(url.query).get("audience", ["https://github.com/flyteorg"])[0]
                 status, body = 200, {"value": self.mint(sub=GITHUB_SUBJECT, aud=audience, ttl=300,
                                                         repository="flyteorg/flyteauth")}
-        data = json.dumps(body).encode()
-        handler.send_response(status)
-        handler.send_header("content-type", "application/json")
-        handler.send_header("content-length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
+        send_json(handler, status, body)
 
     def start(self) -> PlatformIssuer:
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._server.stop()
 
     def __enter__(self) -> PlatformIssuer:
         return self.start()
