@@ -29,6 +29,7 @@ from flyteauth_core.errors import (
     PlatformTokenExpiredError,
     TokenExchangeError,
 )
+from flyteauth_core.http import RetryPolicy
 from flyteauth_core.plugins import PluginRegistry
 from flyteauth_core.testing import ECHO, FlyteTestServer
 from flyteauth_core.token import jwt_claims
@@ -178,6 +179,16 @@ def test_64_threads_on_a_cold_session_make_one_exchange(p: Peers, tmp_path: Path
         results = thread_storm(64, lambda i: _call(session))
     assert results == [b"ping"] * 64
     assert p.exchanges() == 1
+
+
+def test_exchange_is_retried_after_a_lost_answer_and_an_overloaded_idp(p: Peers, tmp_path: Path) -> None:
+    """Token exchange is idempotent: a dropped connection and a 503 are retried, reading the file once."""
+    path = p.cluster.write_projected(tmp_path / "t", _token(p.cluster, p.idp.issuer))
+    p.idp.inject_faults([{"reset": True}, {"status": 503, "body": "busy"}])
+    with AuthSession(_exchange_config(p, path), retry=RetryPolicy(initial_delay=0.01, max_delay=0.05)) as session:
+        assert _call(session) == b"ping"
+        assert session.stats.token_requests == 1
+    assert p.exchanges() == 3
 
 
 def test_actor_token_and_secret_client(p: Peers, tmp_path: Path) -> None:
