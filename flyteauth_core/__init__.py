@@ -26,15 +26,17 @@ from .errors import (
 )
 from .events import TokenEvent
 from .hookspecs import hookimpl
+from .options import Option, Source
 from .token import RefreshPolicy, Token, TokenState
+from .types import AcquireReason, AcquireRequest, RetryPolicy
 
 if TYPE_CHECKING:
-    from .lifecycle import AcquireRequest, TokenManager
+    from .lifecycle import TokenManager
     from .session import AuthSession
 
 __version__ = "0.1.0"
 
-_LAZY = {"AuthSession": "session", "TokenManager": "lifecycle", "AcquireRequest": "lifecycle"}
+_LAZY = {"AuthSession": "session", "TokenManager": "lifecycle"}
 
 
 def __getattr__(name: str) -> Any:
@@ -50,6 +52,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AcquireReason",
     "AcquireRequest",
     "AuthConfig",
     "AuthSession",
@@ -59,9 +62,12 @@ __all__ = [
     "InteractionRequired",
     "InvalidClientError",
     "InvalidGrantError",
+    "Option",
     "PluginConflictError",
     "PluginError",
     "RefreshPolicy",
+    "RetryPolicy",
+    "Source",
     "Token",
     "TokenError",
     "TokenEvent",

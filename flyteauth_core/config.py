@@ -27,16 +27,29 @@ YAML is imported only when a file is actually read, to keep ``import flyteauth_c
 from __future__ import annotations
 
 import logging
-import math
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from .errors import ConfigError
+from .options import Option, Source
+from .parsers import Parser, duration, split_argv
+from .parsers import argv as _argv
+from .parsers import boolean as _bool
+from .parsers import integer as _int
+from .parsers import string as _str
+from .parsers import strings as _list
+from .parsers import words as _tuple
+
+if TYPE_CHECKING:
+    from .plugins import PluginRegistry
+
+#: The historical name, kept for plugins that import it from here.
+parse_duration = duration
 
 log = logging.getLogger("flyteauth.config")
 
@@ -46,19 +59,11 @@ DEFAULT_SECRET_LOCATION = "/etc/secrets/client_secret"
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none", "federated_jwt")
 
 
-def _tuple(value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return tuple(v for v in value.replace(",", " ").split() if v)
-    return tuple(str(v) for v in value)
-
-
 def _argv_tuple(value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, str):
-        return _split_argv("command", value)
+        return split_argv("command", value)
     return tuple(str(v) for v in value)
 
 
@@ -144,6 +149,27 @@ class AuthConfig:
                 "tokenEndpointAuthMethod private_key_jwt needs the client's private key",
                 hint="Set admin.clientKeyFilePath to a PEM file (or pass client_key_file_path=...)",
             )
+
+    def source(self, name: str) -> Source:
+        """Where a field (or ``options.<key>``) came from, in the user's terms: ``Source(key, origin)``,
+        e.g. ``Source("admin.clientSecretLocation", "/home/me/.flyte/config.yaml")``,
+        ``Source("$FLYTE_CREDENTIALS_CLIENT_SECRET", "environment")``, ``Source("client_id", "argument")``
+        or ``Source(name, "default")`` for a value nobody set.  ``flyteauth config`` prints these."""
+        found = self.sources.get(name)
+        if isinstance(found, Source):
+            return found
+        if found is not None:  # a plain string (an AuthConfig built by hand with sources=...)
+            text = str(found)
+            if text in ("argument", "default"):
+                return Source(name, text)
+            if text.startswith("$"):
+                return Source(text, "environment")
+            origin, _, key = text.rpartition(":")
+            return Source(key, origin) if origin else Source(text, "argument")
+        fields = attrs.fields_dict(AuthConfig)
+        if name in fields and getattr(self, name) != fields[name].default:
+            return Source(name, "argument")
+        return Source(name, "default")
 
     @property
     def resolved_auth_type(self) -> str:
@@ -252,131 +278,6 @@ def read_secret_file(location: str, what: str, hint: str | None = None) -> str:
     return value.strip()
 
 
-# -- parsers: (key or variable name, raw value) -> typed value ------------------------------------------
-_TRUE = ("true", "1", "yes", "on")
-_FALSE = ("false", "0", "no", "off")
-
-
-def _bool(key: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in (*_FALSE, ""):
-        return False
-    raise ConfigError(f"{key} must be a boolean (true/false, 1/0, yes/no, on/off), got {value!r}")
-
-
-def _str(key: str, value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-        raise ConfigError(f"{key} must be a string, got {type(value).__name__}")
-    return str(value) or None
-
-
-def _json_list(key: str, text: str) -> tuple[str, ...] | None:
-    if not text.startswith("["):
-        return None
-    import json
-
-    try:
-        data = json.loads(text)
-    except ValueError:
-        raise ConfigError(f"{key} looks like a JSON array but is not valid JSON") from None
-    if not isinstance(data, list) or not all(isinstance(v, (str, int, float)) for v in data):
-        raise ConfigError(f"{key} must be a list of strings")
-    return tuple(str(v) for v in data)
-
-
-def _list(key: str, value: Any) -> tuple[str, ...]:
-    if isinstance(value, (list, tuple)):
-        if not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value):
-            raise ConfigError(f"{key} must be a list of strings")
-        return tuple(str(v) for v in value)
-    if isinstance(value, str):
-        parsed = _json_list(key, value.strip())
-        return parsed if parsed is not None else _tuple(value)
-    if value is None:
-        return ()
-    raise ConfigError(f"{key} must be a list of strings, got {type(value).__name__}")
-
-
-def _split_argv(key: str, text: str) -> tuple[str, ...]:
-    """An argv from a string: a JSON array, else comma separated (flytekit), else shell words."""
-    text = text.strip()
-    parsed = _json_list(key, text)
-    if parsed is not None:
-        return parsed
-    if "," in text:
-        return tuple(part.strip() for part in text.split(",") if part.strip())
-    import shlex
-
-    try:
-        return tuple(shlex.split(text))
-    except ValueError as exc:
-        raise ConfigError(f"{key} cannot be split into arguments ({exc})") from None
-
-
-def _argv(key: str, value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return _split_argv(key, value)
-    return _list(key, value)
-
-
-def _int(key: str, value: Any) -> int:
-    if isinstance(value, bool):
-        raise ConfigError(f"{key} must be a whole number, got {value!r}")
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        raise ConfigError(f"{key} must be a whole number, got {value!r}") from None
-    if number < 0:
-        raise ConfigError(f"{key} must not be negative, got {value!r}")
-    return number
-
-
-def parse_duration(key: str, value: Any) -> float:
-    """Seconds from a Go duration string (``5m``, ``1h30m``, ``250ms``) or a number of seconds.
-
-    Only finite, non-negative values: a duration of NaN, infinity or -5s is a typo, not a setting.
-    """
-    seconds = _duration_seconds(key, value)
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ConfigError(f"{key} must be a finite, non-negative duration, got {value!r}")
-    return seconds
-
-
-def _duration_seconds(key: str, value: Any) -> float:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        try:
-            return float(value)
-        except OverflowError:
-            raise ConfigError(f"{key} is too large for a duration") from None
-    text = str(value).strip()
-    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
-    total, number, i = 0.0, "", 0
-    try:
-        if text and text.replace(".", "", 1).isdigit():
-            return float(text)
-        while i < len(text):
-            ch = text[i]
-            if ch.isdigit() or ch == ".":
-                number += ch
-                i += 1
-                continue
-            unit = next(u for u in ("ms", "us", "µs", "ns", "h", "m", "s") if text.startswith(u, i))
-            total += float(number) * units[unit]
-            number, i = "", i + len(unit)
-        if number or not text:
-            raise ValueError
-    except (StopIteration, ValueError):
-        raise ConfigError(f"{key} must be a duration like 30s, 5m or 1h30m, got {value!r}") from None
-    return total
-
-
-Parser = Callable[[str, Any], Any]
 
 #: flytectl ``admin`` key -> (AuthConfig field, parser).  Nested keys are written ``pkceConfig.timeout``.
 _FILE_KEYS: dict[str, tuple[str, Parser]] = {
@@ -554,7 +455,15 @@ def _is_ini(text: str) -> bool:
     return False
 
 
-def _read_admin_section(path: Path, text: str | None = None) -> Mapping[str, Any]:
+#: The sections of a YAML config file we read, highest precedence first: flyteauth's own settings, then
+#: the SDK's.  ``admin.authType: flyteauth`` names flytekit's plugin hook, not a provider.
+SECTIONS = ("flyteauth", "admin")
+#: ``admin.authType`` values that name an SDK hook into flyteauth rather than a provider.
+_SDK_HOOK_AUTH_TYPES = frozenset({"flyteauth"})
+
+
+def _read_sections(path: Path, text: str | None = None) -> dict[str, Mapping[str, Any]]:
+    """The ``flyteauth`` and ``admin`` sections present in a YAML file (either may be absent)."""
     import yaml
 
     text = _read_text(path) if text is None else text
@@ -565,11 +474,21 @@ def _read_admin_section(path: Path, text: str | None = None) -> Mapping[str, Any
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"Config file {str(path)!r} is not valid YAML{where}") from None
     if not isinstance(data, Mapping):
-        raise ConfigError(f"Config file {str(path)!r} must be a mapping with an 'admin' section")
-    admin = data.get("admin") or {}
-    if not isinstance(admin, Mapping):
-        raise ConfigError(f"The 'admin' section of {str(path)!r} must be a mapping")
-    return admin
+        raise ConfigError(f"Config file {str(path)!r} must be a mapping with an 'admin' or 'flyteauth' section")
+    sections: dict[str, Mapping[str, Any]] = {}
+    for name in SECTIONS:
+        if name not in data:
+            continue
+        section = data.get(name) or {}
+        if not isinstance(section, Mapping):
+            raise ConfigError(f"The {name!r} section of {str(path)!r} must be a mapping")
+        sections[name] = section
+    return sections
+
+
+def _read_admin_section(path: Path, text: str | None = None) -> Mapping[str, Any]:
+    """The ``admin`` section of a YAML file ({} when absent)."""
+    return _read_sections(path, text).get("admin", {})
 
 
 def _flatten(admin: Mapping[str, Any]) -> dict[str, Any]:
@@ -585,6 +504,17 @@ def _flatten(admin: Mapping[str, Any]) -> dict[str, Any]:
     return flat
 
 
+def _merge(low: Mapping[str, Any], high: Mapping[str, Any]) -> dict[str, Any]:
+    """``high`` over ``low``, merging nested sections (``pkceConfig``) one level deep."""
+    merged = dict(low)
+    for key, value in high.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
 def _unknown(key: str, known: Sequence[str], where: str) -> str:
     import difflib
 
@@ -593,14 +523,22 @@ def _unknown(key: str, known: Sequence[str], where: str) -> str:
     return f"{where}: unknown key {key!r} is ignored (kept in options for plugins){guess}"
 
 
+#: Precedence layers, highest first.  Within a file, the ``flyteauth:`` section beats ``admin:``.
+_LAYERS = ("argument", "env", "file:flyteauth", "file")
+#: The fields that together say where the client secret comes from: one layer supplies all of them.
+_SECRET_GROUP = ("client_secret", "client_secret_env_var", "client_secret_location")
+
+
 class _Resolver:
     """Collects values by precedence layer, with their sources and problems."""
 
     def __init__(self) -> None:
-        self.layers: dict[str, list[tuple[str, Any, str]]] = {}  # field -> [(layer, value, source)]
+        self.layers: dict[str, list[tuple[str, Any, Source]]] = {}  # field -> [(layer, value, source)]
         self.problems: list[str] = []
+        self.options: dict[str, Any] = {}
+        self.option_sources: dict[str, Source] = {}
 
-    def put(self, layer: str, field: str, value: Any, source: str) -> None:
+    def put(self, layer: str, field: str, value: Any, source: Source) -> None:
         if value is None:
             return
         self.layers.setdefault(field, []).append((layer, value, source))
@@ -610,29 +548,89 @@ class _Resolver:
             log.warning("flyteauth config: %s", text)
             self.problems.append(text)
 
+    def resolve(self) -> tuple[dict[str, Any], dict[str, Source]]:
+        """The winning value of every field.  The client secret is chosen by layer, not by field: the
+        highest layer that says anything about it supplies all of it (an argument naming a secret file
+        is not overridden by a secret in the environment)."""
+        group = [e for f in _SECRET_GROUP for e in self.layers.get(f, [])]
+        if group:
+            top = min(_LAYERS.index(layer) for layer, _, _ in group)
+            for field in _SECRET_GROUP:
+                entries = self.layers.get(field, [])
+                kept = [e for e in entries if _LAYERS.index(e[0]) == top]
+                for _, _, source in (e for e in entries if _LAYERS.index(e[0]) != top):
+                    winner = next(s for layer, _, s in group if _LAYERS.index(layer) == top)
+                    self.problem(f"the client secret from {source.describe()} is not used: "
+                                 f"{winner.describe()} wins (a higher precedence layer)")
+                if kept:
+                    self.layers[field] = kept
+                else:
+                    self.layers.pop(field, None)
+        values: dict[str, Any] = {}
+        sources: dict[str, Source] = {}
+        for field, entries in self.layers.items():
+            best = min(entries, key=lambda e: _LAYERS.index(e[0]))
+            values[field], sources[field] = best[1], best[2]
+        return values, sources
 
-_LAYERS = ("argument", "env", "file")
 
-
-def _read_yaml_into(resolver: _Resolver, file: Path, text: str, options: dict[str, Any]) -> None:
-    admin = _read_admin_section(file, text)
-    options.update(admin)
-    for key, raw in _flatten(admin).items():
-        where = f"{file}:admin.{key}"
-        spec = ALL_KEYS.get(key)
-        if spec is None:
-            if key in _DEPRECATED_KEYS:
-                resolver.problem(f"{where} is {_DEPRECATED_KEYS[key]}")
-            elif key not in _IGNORED_KEYS:
-                resolver.problem(_unknown(key, list(ALL_KEYS), where))
+def _read_yaml_into(resolver: _Resolver, file: Path, sections: Mapping[str, Mapping[str, Any]],
+                    declared: Mapping[str, Any]) -> None:
+    origin = str(file)
+    raw_options: dict[str, Any] = {}
+    for name in reversed(SECTIONS):  # admin first, so flyteauth's keys win in options
+        section = sections.get(name)
+        if section is None:
             continue
-        if raw is None:  # `key:` with no value is unset
-            continue
-        field, parse = spec
-        resolver.put("file", field, parse(f"admin.{key}", raw), where)
+        raw_options = _merge(raw_options, section)
+        for key, raw in _flatten(section).items():
+            where = Source(f"{name}.{key}", origin)
+            resolver.option_sources[key] = where
+            if key.split(".")[0] in ("pkceConfig", "deviceFlowConfig"):
+                resolver.option_sources.setdefault(key.split(".")[0], Source(f"{name}.{key.split('.')[0]}", origin))
+            spec = ALL_KEYS.get(key)
+            if spec is None:
+                if key in _DEPRECATED_KEYS:
+                    resolver.problem(f"{where} is {_DEPRECATED_KEYS[key]}")
+                elif key not in _IGNORED_KEYS and key not in declared:
+                    resolver.problem(_unknown(key, [*ALL_KEYS, *declared], str(where)))
+                continue
+            if raw is None:  # `key:` with no value is unset
+                continue
+            field, parse = spec
+            if name == "admin" and field == "auth_type" and str(raw).lower() in _SDK_HOOK_AUTH_TYPES:
+                continue  # the SDK's hook into us; the provider comes from flyteauth: (or is inferred)
+            layer = "file:flyteauth" if name == "flyteauth" else "file"
+            resolver.put(layer, field, parse(where.key, raw), where)
+    admin = sections.get("admin", {})
+    if str(admin.get("authType") or "").lower() in _SDK_HOOK_AUTH_TYPES:
+        moved = [k for k in ("clientSecretLocation", "clientSecretEnvVar") if admin.get(k) is not None]
+        if moved:
+            resolver.problem(
+                f"{origin}: admin.{' and admin.'.join(moved)} beside admin.authType: flyteauth makes flytekit "
+                f"switch to its own ClientSecret flow (PlatformConfig.auto), bypassing flyteauth; move "
+                f"{' and '.join(moved)} into the flyteauth: section"
+            )
+    resolver.options.update(raw_options)
 
 
-def _read_ini_into(resolver: _Resolver, file: Path, text: str) -> None:
+def _read_ini_into(resolver: _Resolver, file: Path, parser: Any) -> None:
+    for section in parser.sections():
+        for option, raw in parser.items(section):
+            where = Source(f"[{section}] {option}", str(file))
+            field = _INI_KEYS.get((section, option))
+            if field is None:
+                if section in ("platform", "credentials") and (section, option) not in _INI_IGNORED:
+                    known = [o for s, o in _INI_KEYS if s == section]
+                    resolver.problem(_unknown(option, known, str(where)))
+                continue
+            if raw == "":
+                continue
+            parse = _FIELD_PARSERS[field]
+            resolver.put("file", field, parse(f"[{section}] {option}", raw), where)
+
+
+def _parse_ini(file: Path, text: str) -> Any:
     import configparser
 
     parser = configparser.ConfigParser(interpolation=None)
@@ -642,22 +640,10 @@ def _read_ini_into(resolver: _Resolver, file: Path, text: str) -> None:
         line = getattr(exc, "lineno", None)
         where = f" at line {line}" if line else ""
         raise ConfigError(f"Config file {str(file)!r} is not a valid flytekit INI file{where}") from None
-    for section in parser.sections():
-        for option, raw in parser.items(section):
-            where = f"{file}:[{section}] {option}"
-            field = _INI_KEYS.get((section, option))
-            if field is None:
-                if section in ("platform", "credentials") and (section, option) not in _INI_IGNORED:
-                    known = [o for s, o in _INI_KEYS if s == section]
-                    resolver.problem(_unknown(option, known, where))
-                continue
-            if raw == "":
-                continue
-            parse = _FIELD_PARSERS[field]
-            resolver.put("file", field, parse(f"[{section}] {option}", raw), where)
+    return parser
 
 
-def _read_env_into(resolver: _Resolver, env: Mapping[str, str]) -> None:
+def _read_env_into(resolver: _Resolver, env: Mapping[str, str], declared: Mapping[str, Any]) -> None:
     dialects: list[tuple[str, Mapping[str, str]]] = [
         ("FLYTEAUTH", _our_env()), ("flyte 2.x", FLYTE2_ENV), ("flytekit", FLYTEKIT_ENV),
     ]
@@ -673,7 +659,7 @@ def _read_env_into(resolver: _Resolver, env: Mapping[str, str]) -> None:
                     resolver.problem(f"${var} disagrees with ${seen[field][0]}; ${seen[field][0]} wins")
                 continue
             seen[field] = (var, value)
-            resolver.put("env", field, value, f"${var}")
+            resolver.put("env", field, value, Source(f"${var}", "environment"))
     api_key = env.get(API_KEY_ENV)
     if api_key and api_key.strip():
         decoded = decode_api_key(api_key)
@@ -685,56 +671,115 @@ def _read_env_into(resolver: _Resolver, env: Mapping[str, str]) -> None:
                 if seen[field][1] != value and field != "client_secret":
                     resolver.problem(f"${API_KEY_ENV} carries a {field} that ${seen[field][0]} overrides")
                 continue
-            resolver.put("env", field, value, f"${API_KEY_ENV}")
+            resolver.put("env", field, value, Source(f"${API_KEY_ENV}", "environment"))
+    for key, entries in declared.items():  # plugins' own keys: FLYTEAUTH_<KEY>
+        for option, _ in entries:
+            var = option.env_var
+            if var and env.get(var, "").strip():
+                resolver.options[key] = env[var]
+                resolver.option_sources[key] = Source(f"${var}", "environment")
+                break
 
 
-def load_config(
-    path: str | os.PathLike[str] | None = None,
-    *,
-    env: Mapping[str, str] | None = None,
-    **overrides: Any,
-) -> AuthConfig:
-    """Resolve an AuthConfig from a config file, environment variables and explicit overrides.
+def _has_sections(file: Path, text: str) -> tuple[bool, Any]:
+    """Whether a config file says anything to us, and what was parsed (INI parser or YAML sections)."""
+    if _is_ini(text):
+        parser = _parse_ini(file, text)
+        return any(parser.has_section(s) for s in ("platform", "credentials")), parser
+    sections = _read_sections(file, text)
+    return bool(sections), sections
 
-    ``path=None`` searches :func:`default_config_paths` (a YAML ``admin`` section or flytekit's INI).
-    ``env`` defaults to ``os.environ``.  ``overrides`` use AuthConfig field names and win over
-    everything; ``None`` means "not given".  See the module docstring for the precedence.
+
+def _declared_options(registry: PluginRegistry | None) -> dict[str, list[tuple[Option, Any]]]:
+    """Config keys that installed plugins declare (loads the plugin registry, which does no I/O)."""
+    from .plugins import default_registry
+
+    return (registry or default_registry()).declared_options()
+
+
+def _find_file(
+    path: str | os.PathLike[str] | None, env: Mapping[str, str], resolver: _Resolver
+) -> tuple[Path | None, Any, list[Path]]:
+    """The config file to read, what was parsed from it, and the paths searched.
+
+    A candidate without an ``admin:``/``flyteauth:`` section (or flytekit's INI sections) does not
+    capture the search: it is skipped, and said so in ``problems``.
     """
-    env = os.environ if env is None else env
-    resolver = _Resolver()
-    options: dict[str, Any] = {}
     file: Path | None = None
+    parsed: Any = None
     searched: list[Path] = []
     if path is not None:
         file = Path(path).expanduser()
         if not file.is_file():
             raise ConfigError(f"Config file {str(file)!r} does not exist")
+        useful, parsed = _has_sections(file, _read_text(file))
+        if not useful:
+            resolver.problem(f"{file} has no admin: or flyteauth: section (nor flytekit's [platform] or "
+                             "[credentials]); nothing was read from it")
     else:
         searched = default_config_paths(env)
         for var in (CONFIG_ENV, "FLYTECTL_CONFIG", "UCTL_CONFIG"):
             named = env.get(var)
             if named and not Path(named).expanduser().is_file():
                 resolver.problem(f"${var} names {named!r}, which does not exist; looking further")
-        found = next((p for p in searched if p.is_file()), None)
-        file = found.absolute() if found is not None else None
+        for candidate in searched:
+            if not candidate.is_file():
+                continue
+            useful, parsed = _has_sections(candidate, _read_text(candidate))
+            if useful:
+                file = candidate.absolute()
+                break
+            resolver.problem(f"{candidate.absolute()} has no admin: or flyteauth: section (nor flytekit's "
+                             "[platform] or [credentials]); skipped it and looked further")
+    return file, parsed, searched
+
+def _check_declared(resolver: _Resolver, declared: Mapping[str, list[tuple[Option, Any]]]) -> None:
+    """Plugins' own keys are validated at load (a bad value is a problem naming the key and the plugin
+    that reads it; the plugin raises when it actually reads it) and never reported as unknown."""
+    for key, entries in declared.items():
+        raw = resolver.options.get(key)
+        if raw is None:
+            continue
+        label = resolver.option_sources[key].describe() if key in resolver.option_sources else key
+        for option, registration in entries:
+            try:
+                option.parse(label, raw)
+            except ConfigError as exc:
+                resolver.problem(f"{exc.message} (read by {registration.kind} {registration.name})")
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    registry: PluginRegistry | None = None,
+    **overrides: Any,
+) -> AuthConfig:
+    """Resolve an AuthConfig from a config file, environment variables and explicit overrides.
+
+    ``path=None`` searches :func:`default_config_paths` (a YAML file with an ``admin`` or ``flyteauth``
+    section, or flytekit's INI); a file that has neither is skipped, and said so in ``problems``.
+    ``env`` defaults to ``os.environ``.  ``registry`` (default: the installed plugins) says which extra keys
+    plugins declare.  ``overrides`` use AuthConfig field names and win over everything; ``None`` means
+    "not given".  See the module docstring for the precedence.
+    """
+    env = os.environ if env is None else env
+    declared = _declared_options(registry)
+    resolver = _Resolver()
+    file, parsed, searched = _find_file(path, env, resolver)
     if file is not None:
-        text = _read_text(file)
-        if _is_ini(text):
-            _read_ini_into(resolver, file, text)
+        if isinstance(parsed, dict):
+            _read_yaml_into(resolver, file, parsed, declared)
         else:
-            _read_yaml_into(resolver, file, text, options)
-    _read_env_into(resolver, env)
+            _read_ini_into(resolver, file, parsed)
+    _read_env_into(resolver, env, declared)
     fields = attrs.fields_dict(AuthConfig)
     for field, value in overrides.items():
         if field not in fields or field in ("sources", "problems"):
             raise ConfigError(f"Unknown config field {field!r}")
         if value is not None and field != "options":
-            resolver.put("argument", field, value, "argument")
-    values: dict[str, Any] = {}
-    sources: dict[str, str] = {}
-    for field, entries in resolver.layers.items():
-        best = min(entries, key=lambda e: _LAYERS.index(e[0]))
-        values[field], sources[field] = best[1], best[2]
+            resolver.put("argument", field, value, Source(field, "argument"))
+    values, sources = resolver.resolve()
     if not values.get("endpoint"):
         where = [str(file)] if file else [str(p) for p in searched]
         raise ConfigError(
@@ -742,7 +787,12 @@ def load_config(
             hint=f"Looked in {', '.join(where)} and the environment (FLYTE_PLATFORM_URL, FLYTE_ADMIN_ENDPOINT, "
             f"FLYTEAUTH_ENDPOINT, FLYTE_API_KEY); set admin.endpoint or pass endpoint=...",
         )
-    options.update(overrides.get("options") or {})
+    options = resolver.options
+    for key, value in (overrides.get("options") or {}).items():
+        options[key] = value
+        resolver.option_sources[key] = Source(f"options[{key!r}]", "argument")
+    _check_declared(resolver, declared)
+    sources.update({f"options.{k}": s for k, s in resolver.option_sources.items() if k in options})
     config = AuthConfig(**values, options=options, sources=sources, problems=tuple(resolver.problems))
     secret = config._secret_field()
     if config.auth_type and secret and config.auth_type.lower() not in ("clientsecret", "client_credentials",

@@ -22,33 +22,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from .errors import ConfigError, TokenRequestError, TransientTokenError
+from .types import RetryPolicy
+
+__all__ = ["HttpClientFactory", "RetryPolicy", "grpc_root_certificates", "parse_retry_after", "send_with_retries"]
 
 if TYPE_CHECKING:
     from .config import AuthConfig
-    from .protocols import Metadata
+    from .types import Metadata
 
 log = logging.getLogger("flyteauth.http")
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-
-
-@attrs.frozen
-class RetryPolicy:
-    """Bounded exponential backoff with full jitter, honouring ``Retry-After`` up to ``max_delay``."""
-
-    attempts: int = 4
-    initial_delay: float = 0.5
-    max_delay: float = 8.0
-    #: A Retry-After longer than this is not waited for: the call fails with a typed error instead.
-    max_retry_after: float = 30.0
-
-    def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
-        if retry_after is not None:
-            return retry_after
-        return rng.uniform(0, min(self.max_delay, self.initial_delay * 2**attempt))
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:

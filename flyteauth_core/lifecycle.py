@@ -28,52 +28,20 @@ import attrs
 
 from .errors import FlyteAuthError, TokenTimeoutError
 from .events import TokenEvent
+from .protocols import LockingTokenStore
 from .token import RefreshPolicy, Token, TokenState
+from .types import AcquireReason, AcquireRequest
 
 if TYPE_CHECKING:
-    from .config import AuthConfig
-    from .discovery import ServerAuthInfo
-    from .http import RetryPolicy
-    from .protocols import Metadata, TokenStore
+    from .protocols import TokenStore
+    from .types import Metadata
 
 log = logging.getLogger("flyteauth.lifecycle")
 
 #: The reason given to providers by an explicit login: skip the refresh token, run the interactive flow.
-LOGIN = "login"
+LOGIN = AcquireReason.LOGIN
 
-
-@attrs.frozen
-class AcquireRequest:
-    """What the core knows when it asks a provider for a token.
-
-    ``previous`` is the token being replaced (its refresh token may be used); ``reason`` is one of
-    ``initial``, ``expiring``, ``expired`` or ``login`` (an explicit login: run the interactive flow);
-    ``interactive`` says whether a browser or device-code flow may start now.  ``server_info()`` runs
-    discovery on first use (cached per session); ``http_client()`` returns an ``httpx2.Client``
-    configured for the IdP (timeouts, trust, proxy).
-    """
-
-    config: AuthConfig
-    previous: Token | None = None
-    reason: str = "initial"
-    interactive: bool = False
-    server_info_fn: Callable[[], ServerAuthInfo] | None = attrs.field(default=None, repr=False)
-    http_client_fn: Callable[[str | None], Any] | None = attrs.field(default=None, repr=False)
-    #: How providers retry IdP calls (``flyteauth_core.http.RetryPolicy``); None means the default.
-    retry: RetryPolicy | None = None
-
-    def server_info(self) -> ServerAuthInfo:
-        if self.server_info_fn is None:
-            raise FlyteAuthError("Discovery is not available to this request")
-        return self.server_info_fn()
-
-    def http_client(self, for_url: str | None = None) -> Any:
-        """An ``httpx2.Client`` for calls to ``for_url`` (or to any IdP URL when omitted)."""
-        if self.http_client_fn is None:
-            from .http import HttpClientFactory
-
-            return HttpClientFactory(self.config).client(for_url)
-        return self.http_client_fn(for_url)
+__all__ = ["LOGIN", "AcquireRequest", "ManagerStats", "TokenManager"]
 
 
 @attrs.frozen
@@ -335,7 +303,7 @@ class TokenManager:
     @contextlib.contextmanager
     def _store_lock(self) -> Iterator[None]:
         """The store's optional ``lock(key)`` (a context manager); a failing lock is reported, not fatal."""
-        lock = getattr(self._store, "lock", None)
+        lock = self._store.lock if isinstance(self._store, LockingTokenStore) else None
         if lock is None:
             yield
             return

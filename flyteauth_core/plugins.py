@@ -22,7 +22,8 @@ import attrs
 import pluggy
 
 from . import hookspecs
-from .errors import PluginConflictError, UnknownAuthTypeError
+from .errors import ConfigError, PluginConflictError, PluginError, UnknownAuthTypeError
+from .options import Option, coerce_options
 
 log = logging.getLogger("flyteauth.plugins")
 
@@ -31,11 +32,33 @@ ENTRY_POINT_GROUP = "flyteauth"
 BLOCK_ENV = "FLYTEAUTH_DISABLE_PLUGINS"
 
 KINDS = ("authenticator", "token store", "interceptor", "platform token source")
+_HOOKS = {
+    "authenticator": "flyteauth_register_authenticators",
+    "token store": "flyteauth_register_token_stores",
+    "interceptor": "flyteauth_register_interceptors",
+    "platform token source": "flyteauth_register_platform_token_sources",
+}
+#: Methods a factory that is a class must have, per kind (checked at registration).
+_REQUIRED_METHODS = {
+    "authenticator": ("acquire",),
+    "token store": ("load", "save", "delete"),
+    "interceptor": ("metadata", "rejected"),
+    "platform token source": ("read", "describe"),
+}
+#: Registration metadata each kind accepts besides name, factory, aliases, replace, options, description.
+_KIND_METADATA = {"authenticator": ("default_store", "anonymous"), "token store": (), "interceptor": (),
+                  "platform token source": ()}
 
 
 @attrs.frozen
 class Registration:
-    """One name registered by a plugin."""
+    """One name registered by a plugin, with what it declared about itself.
+
+    ``default_store``: the store an authenticator wants when the config names none (``keyring`` for
+    interactive logins).  ``anonymous``: the authenticator sends no token (NoAuth): no store, no manager.
+    ``options``: the config keys the plugin reads (see :mod:`flyteauth_core.options`).  ``replace``: the
+    plugin takes over a name another plugin registers.
+    """
 
     kind: str
     name: str
@@ -43,6 +66,14 @@ class Registration:
     aliases: tuple[str, ...]
     plugin: str
     distribution: str
+    replace: bool = False
+    options: tuple[Option, ...] = ()
+    default_store: str | None = None
+    anonymous: bool = False
+    description: str | None = None
+
+    def label(self) -> str:
+        return f"{self.kind} {self.name}" + (f" ({', '.join(self.aliases)})" if self.aliases else "")
 
 
 @attrs.define
@@ -70,6 +101,100 @@ def _dist_of(ep: importlib_metadata.EntryPoint) -> tuple[str, str]:
     return dist.metadata["Name"] or "unknown", dist.version or "?"
 
 
+def _names(value: Any, what: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        raise PluginError(f"{what} must be a tuple of names, got the string {value!r}",
+                          hint=f"Write {what}=({value!r},)")
+    try:
+        names = tuple(value)
+    except TypeError:
+        raise PluginError(f"{what} must be a tuple of names, got {type(value).__name__}") from None
+    for item in names:
+        if not isinstance(item, str) or not item.strip():
+            raise PluginError(f"{what} must be non-empty strings, got {item!r}")
+    return names
+
+
+def build_registration(
+    kind: str, plugin: str, distribution: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Registration:
+    """Check one ``register(...)`` call and build its Registration, or raise ``PluginError`` saying
+    what is wrong.  Accepts the 0.1.0 form ``register(name, factory, aliases=())`` unchanged."""
+    accepted = ("name", "factory", "aliases", "replace", "options", "description", *_KIND_METADATA[kind])
+    if len(args) > 3:
+        raise PluginError(f"register() takes name, factory and aliases positionally, got {len(args)} arguments")
+    given = dict(zip(("name", "factory", "aliases"), args, strict=False))
+    for key, value in kwargs.items():
+        if key in given:
+            raise PluginError(f"register() got {key!r} twice")
+        given[key] = value
+    unknown = sorted(set(given) - set(accepted))
+    if unknown:
+        others = sorted({k for meta in _KIND_METADATA.values() for k in meta} - set(accepted))
+        where = f" (only for {', '.join(k for k, m in _KIND_METADATA.items() if unknown[0] in m)}s)" if (
+            unknown[0] in others) else ""
+        raise PluginError(f"register() of a {kind} got unknown argument(s) {', '.join(unknown)}{where}",
+                          hint=f"A {kind} accepts {', '.join(accepted)}")
+    name, factory = given.get("name"), given.get("factory")
+    if not isinstance(name, str) or not name.strip():
+        raise PluginError(f"register() needs a non-empty {kind} name, got {name!r}")
+    where = f"{kind} {name!r}"
+    if not callable(factory):
+        raise PluginError(f"{where}: the factory must be callable (a class or a function taking the config), "
+                          f"got {type(factory).__name__}")
+    if isinstance(factory, type):
+        missing = [m for m in _REQUIRED_METHODS[kind] if not callable(getattr(factory, m, None))]
+        if missing:
+            needs = ", ".join(_REQUIRED_METHODS[kind])
+            raise PluginError(f"{where}: {factory.__name__} has no {', '.join(missing)} method",
+                              hint=f"A {kind} implements the protocol in flyteauth_core.protocols ({needs})")
+    aliases = _names(given.get("aliases", ()), "aliases")
+    replace = given.get("replace", False)
+    if not isinstance(replace, bool):
+        raise PluginError(f"{where}: replace must be True or False, got {replace!r}")
+    try:
+        options = coerce_options(given.get("options"))
+    except ConfigError as exc:
+        raise PluginError(f"{where}: {exc.message}") from None
+    description = given.get("description")
+    if description is not None and not isinstance(description, str):
+        raise PluginError(f"{where}: description must be a string")
+    extra: dict[str, Any] = {}
+    if kind == "authenticator":
+        # 0.1.0 plugins said these as class attributes; still honoured when not registered explicitly.
+        default_store = given.get("default_store", getattr(factory, "default_token_store", None))
+        if default_store is not None and (not isinstance(default_store, str) or not default_store.strip()):
+            raise PluginError(f"{where}: default_store must be a token store name, got {default_store!r}")
+        anonymous = given.get("anonymous", getattr(factory, "anonymous", False))
+        if not isinstance(anonymous, bool):
+            raise PluginError(f"{where}: anonymous must be True or False, got {anonymous!r}")
+        extra = {"default_store": default_store, "anonymous": anonymous}
+    return Registration(kind, name, factory, aliases, plugin, distribution, replace=replace, options=options,
+                        description=description, **extra)
+
+
+class _ByIdentity:
+    """Stands in for an unhashable plugin object (a ``SimpleNamespace``, a dict subclass): pluggy keeps
+    plugins in sets when it restricts a hook call to some of them."""
+
+    def __init__(self, plugin: object) -> None:
+        self._plugin = plugin
+        for name in dir(plugin):  # pluggy finds hooks with getattr_static: copy them onto this object
+            if name.startswith(f"{hookspecs.PROJECT}_"):
+                setattr(self, name, getattr(plugin, name))
+
+    def __repr__(self) -> str:
+        return repr(self._plugin)
+
+
+def _hashable(plugin: object) -> object:
+    try:
+        hash(plugin)
+    except TypeError:
+        return _ByIdentity(plugin)
+    return plugin
+
+
 class PluginRegistry:
     """Loads the ``flyteauth`` entry points once and resolves names to factories."""
 
@@ -83,12 +208,15 @@ class PluginRegistry:
         self._group = group
         self._explicit_eps = list(entry_points) if entry_points is not None else None
         self._blocked = set(blocked) if blocked is not None else None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._loaded = False
         self._pm = pluggy.PluginManager(hookspecs.PROJECT)
         self._pm.add_hookspecs(hookspecs)
         self._plugins: dict[str, PluginInfo] = {}
         self._names: dict[tuple[str, str], list[Registration]] = {}
+        #: (kind, lower-case name) -> why that plugin's registration of it failed
+        self._failed: dict[tuple[str, str], tuple[str, str]] = {}
+        self._callers: dict[tuple[str, str], Any] = {}
 
     # -- loading -------------------------------------------------------------------------------
     def _blocked_names(self) -> set[str]:
@@ -109,71 +237,123 @@ class PluginRegistry:
             if self._loaded:
                 return
             blocked = {_normalize(b) for b in self._blocked_names()}
-            for ep in self._entry_points():
-                self._load_one(ep, blocked)
+            loaded = [key for ep in self._entry_points() if (key := self._load_one(ep, blocked)) is not None]
+            self._run_registration_hooks(loaded)
             self._loaded = True
 
-    def _load_one(self, ep: importlib_metadata.EntryPoint, blocked: set[str]) -> None:
+    def _load_one(self, ep: importlib_metadata.EntryPoint, blocked: set[str]) -> str | None:
         dist, version = _dist_of(ep)
         key = ep.name if ep.name not in self._plugins else f"{dist}:{ep.name}"
         info = PluginInfo(name=ep.name, distribution=dist, version=version, module=ep.value)
         self._plugins[key] = info
         if _normalize(ep.name) in blocked or _normalize(dist) in blocked:
             info.blocked = True
-            return
+            return None
         try:
             plugin = ep.load()
-            self._pm.register(plugin, name=key)
+            self._pm.register(_hashable(plugin), name=key)
         except Exception as exc:  # a broken plugin must not take the others down
             info.error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             log.warning("flyteauth plugin %r from %s failed to load: %s", ep.name, dist, info.error)
-            return
-        self.register_module(plugin, key, info)
+            return None
+        return key
 
     def register_module(self, plugin: ModuleType | object, key: str, info: PluginInfo | None = None) -> None:
-        """Run one plugin's registration hooks, attributing what it registers to it."""
-        info = info or self._plugins.setdefault(key, PluginInfo(key, "local", "?", repr(plugin)))
-        if self._pm.get_plugin(key) is None:
-            self._pm.register(plugin, name=key)
-        hooks = (
-            ("authenticator", "flyteauth_register_authenticators"),
-            ("token store", "flyteauth_register_token_stores"),
-            ("interceptor", "flyteauth_register_interceptors"),
-            ("platform token source", "flyteauth_register_platform_token_sources"),
-        )
-        for kind, hook_name in hooks:
-            function = getattr(plugin, hook_name, None)
-            if function is None:
-                continue
+        """Add an in-process plugin (an application's own provider) and run its registration hooks."""
+        with self._lock:
+            self._ensure_loaded()
+            if info is not None:
+                self._plugins[key] = info
+            self._plugins.setdefault(key, PluginInfo(key, "local", "?", repr(plugin)))
+            if self._pm.get_plugin(key) is None:
+                self._pm.register(_hashable(plugin), name=key)
+            self._callers.clear()
+            self._run_registration_hooks([key])
 
-            def register(
-                name: str, factory: Callable[..., Any], aliases: Iterable[str] = (), *, _kind: str = kind
-            ) -> None:
-                reg = Registration(_kind, name, factory, tuple(aliases), key, info.distribution)
-                for label in (name, *reg.aliases):
-                    self._names.setdefault((_kind, label.lower()), []).append(reg)
-                info.registered.append(f"{_kind} {name}" + (f" ({', '.join(reg.aliases)})" if reg.aliases else ""))
+    def _caller(self, hook_name: str, key: str) -> Any:
+        """pluggy's hook caller for ``hook_name`` restricted to one plugin (cached): each plugin is called
+        through pluggy, in pluggy's order, with its failure kept to itself."""
+        caller = self._callers.get((hook_name, key))
+        if caller is None:
+            others = [p for name, p in self._pm.list_name_plugin() if name != key]
+            caller = self._callers[(hook_name, key)] = self._pm.subset_hook_caller(hook_name, others)
+        return caller
 
+    def _call_order(self, hook_name: str, keys: Iterable[str] | None = None) -> list[str]:
+        """Plugin names in the order pluggy calls ``hook_name`` (tryfirst first, trylast last)."""
+        impls = reversed(getattr(self._pm.hook, hook_name).get_hookimpls())
+        wanted = None if keys is None else set(keys)
+        return [i.plugin_name for i in impls if wanted is None or i.plugin_name in wanted]
+
+    def _run_registration_hooks(self, keys: list[str]) -> None:
+        for kind in KINDS:
+            hook_name = _HOOKS[kind]
+            for key in self._call_order(hook_name, keys):
+                self._register_from(kind, hook_name, key)
+
+    def _register_from(self, kind: str, hook_name: str, key: str) -> None:
+        info = self._plugins[key]
+
+        def register(*args: Any, **kwargs: Any) -> None:
             try:
-                function(register=register)
-            except Exception as exc:
-                info.error = f"{hook_name} failed: {type(exc).__name__}: {exc}"
-                log.warning("flyteauth plugin %r: %s", key, info.error)
+                reg = build_registration(kind, key, info.distribution, args, kwargs)
+            except PluginError as exc:
+                name = args[0] if args else kwargs.get("name")
+                if isinstance(name, str) and name.strip():
+                    self._failed.setdefault((kind, name.lower()),
+                                            (name, f"plugin {key!r} ({info.distribution}): {exc}"))
+                raise
+            for label in (reg.name, *reg.aliases):
+                self._names.setdefault((kind, label.lower()), []).append(reg)
+            info.registered.append(reg.label())
+
+        try:
+            self._caller(hook_name, key)(register=register)
+        except Exception as exc:
+            what = str(exc) if isinstance(exc, PluginError) else f"{type(exc).__name__}: {exc}"
+            error = f"{hook_name} failed: {what}"
+            info.error = error if info.error is None else f"{info.error}; {error}"
+            log.warning("flyteauth plugin %r: %s", key, error)
 
     # -- lookup --------------------------------------------------------------------------------
+    def _replacements(self) -> dict[tuple[str, str, str], Registration]:
+        """(kind, plugin, name) of each registration taken over by a ``replace=True`` one -> the taker.
+
+        Replacing a name takes over the whole registration that owned it, aliases included."""
+        out: dict[tuple[str, str, str], Registration] = {}
+        for (kind, label), regs in self._names.items():
+            for taker in regs:
+                if not taker.replace or label not in (taker.name.lower(), *(a.lower() for a in taker.aliases)):
+                    continue
+                for old in regs:
+                    if old.plugin != taker.plugin and not old.replace:
+                        out[(kind, old.plugin, old.name)] = taker
+        return out
+
     def _resolve(self, kind: str, name: str) -> Registration:
         self._ensure_loaded()
         regs = self._names.get((kind, name.lower()), [])
-        distinct = {(r.plugin, r.name) for r in regs}
         if not regs:
+            failed = self._failed.get((kind, name.lower()))
+            if failed is not None:
+                raise PluginError(f"The {kind} {failed[0]!r} failed to register: {failed[1]}",
+                                  hint="Fix or upgrade that plugin; `flyteauth plugins` shows the error")
             raise UnknownAuthTypeError(kind, name, self.names(kind))
-        if len(distinct) > 1:
-            who = " and ".join(f"{r.name!r} from {r.distribution} (entry point {r.plugin})" for r in regs)
-            raise PluginConflictError(
-                f"Two plugins claim the {kind} name {name!r}: {who}",
-                hint=f"Uninstall one, or block one with {BLOCK_ENV}=<distribution name>",
-            )
-        return regs[0]
+        replaced = self._replacements()
+        distinct: dict[tuple[str, str], Registration] = {}
+        for r in regs:
+            winner = replaced.get((kind, r.plugin, r.name), r)
+            distinct[(winner.plugin, winner.name)] = winner
+        if len(distinct) == 1:
+            return next(iter(distinct.values()))
+        replacing = {key: r for key, r in distinct.items() if r.replace}
+        if len(replacing) == 1:
+            return next(iter(replacing.values()))
+        who = " and ".join(f"{r.name!r} from {r.distribution} (entry point {r.plugin})" for r in distinct.values())
+        hint = f"Uninstall one, or block one with {BLOCK_ENV}=<distribution name>"
+        if not replacing:
+            hint += "; a plugin meant to take over a name registers it with replace=True"
+        raise PluginConflictError(f"Two plugins claim the {kind} name {name!r}: {who}", hint=hint)
 
     def authenticator(self, name: str) -> Registration:
         return self._resolve("authenticator", name)
@@ -185,18 +365,50 @@ class PluginRegistry:
         return self._resolve("platform token source", name)
 
     def interceptors(self) -> list[Registration]:
+        """Extra interceptors, in pluggy's call order of their plugins (``tryfirst`` first)."""
         self._ensure_loaded()
+        order = {key: i for i, key in enumerate(self._call_order(_HOOKS["interceptor"]))}
         seen: dict[tuple[str, str], Registration] = {}
         for (kind, _), regs in self._names.items():
             if kind == "interceptor":
                 for r in regs:
                     seen[(r.plugin, r.name)] = r
-        return list(seen.values())
+        return sorted(seen.values(), key=lambda r: order.get(r.plugin, len(order)))
+
+    def replaced(self, registration: Registration) -> list[Registration]:
+        """What a ``replace=True`` registration takes over (for ``flyteauth plugins``)."""
+        self._ensure_loaded()
+        if not registration.replace:
+            return []
+        found: dict[tuple[str, str], Registration] = {}
+        for (kind, plugin, name), taker in self._replacements().items():
+            if taker is registration:
+                found[(plugin, name)] = next(r for r in self._names[(kind, name.lower())] if r.plugin == plugin)
+        return list(found.values())
 
     def names(self, kind: str = "authenticator") -> list[str]:
         """Canonical names of a kind, sorted."""
         self._ensure_loaded()
         return sorted({r.name for (k, _), regs in self._names.items() if k == kind for r in regs})
+
+    def registrations(self, kind: str | None = None, plugin: str | None = None) -> list[Registration]:
+        """Every registration (of one kind, by one plugin), each once."""
+        self._ensure_loaded()
+        seen: dict[tuple[str, str, str], Registration] = {}
+        for (k, _), regs in self._names.items():
+            if kind is None or k == kind:
+                for r in regs:
+                    if plugin is None or r.plugin == plugin:
+                        seen[(r.kind, r.plugin, r.name)] = r
+        return list(seen.values())
+
+    def declared_options(self) -> dict[str, list[tuple[Option, Registration]]]:
+        """Config keys declared by plugins: key -> [(its Option, who declared it)]."""
+        out: dict[str, list[tuple[Option, Registration]]] = {}
+        for reg in self.registrations():
+            for option in reg.options:
+                out.setdefault(option.key, []).append((option, reg))
+        return out
 
     def plugins(self) -> list[PluginInfo]:
         self._ensure_loaded()
@@ -210,15 +422,15 @@ class PluginRegistry:
     def emit(self, event: Any) -> None:
         """Hand a lifecycle event to every ``flyteauth_token_event`` implementation; never raises.
 
-        Each implementation is called on its own (pluggy would stop at the first exception), so one
-        failing observer does not hide events from the others.
+        Each plugin is called through pluggy's hook caller (so ``tryfirst``/``trylast`` order them), one
+        at a time, so one failing observer does not hide events from the others.
         """
-        kwargs = {"event": event}
-        for impl in reversed(self.hook.flyteauth_token_event.get_hookimpls()):
+        self._ensure_loaded()
+        for key in self._call_order("flyteauth_token_event"):
             try:
-                impl.function(*(kwargs[arg] for arg in impl.argnames))
+                self._caller("flyteauth_token_event", key)(event=event)
             except Exception:
-                log.warning("a flyteauth_token_event hook (plugin %r) failed", impl.plugin_name, exc_info=True)
+                log.warning("a flyteauth_token_event hook (plugin %r) failed", key, exc_info=True)
 
 
 _default: PluginRegistry | None = None

@@ -1,21 +1,40 @@
-"""The three contracts that plugins implement: Authenticator, TokenStore, Interceptor.
+"""The contracts that plugins implement: Authenticator, TokenStore, Interceptor, and the optional
+capabilities each may add.
 
-They are ``typing.Protocol``s: a plugin needs no base class and no import of ours beyond what it
-chooses to use.
+They are ``typing.Protocol``s: a plugin needs no base class and no import of ours beyond what it chooses
+to use.  A capability is used only when the object has it, and every one the core looks for is listed
+here (the core checks ``isinstance(obj, Revocable)`` and so on, never an undocumented ``getattr``).
+What is known before an object exists (which store a provider wants, whether it sends a token at all,
+its own config keys) is registration metadata instead: see ``register(...)`` in ``docs/plugins.md``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from .hookspecs import RegisterFn
+from .types import AcquireRequest, Metadata, Token
 
 if TYPE_CHECKING:
     from .config import AuthConfig
-    from .lifecycle import AcquireRequest
-    from .token import Token
 
-#: gRPC metadata (and HTTP headers) as the transports send them: a tuple of (key, value) pairs.
-Metadata = tuple[tuple[str, str], ...]
+__all__ = [
+    "Authenticator",
+    "AuthenticatorFactory",
+    "Closeable",
+    "Describable",
+    "IdpHeaderSource",
+    "Interceptor",
+    "InterceptorFactory",
+    "LockingTokenStore",
+    "Metadata",
+    "RegisterFn",
+    "Revocable",
+    "TokenStore",
+    "TokenStoreFactory",
+]
 
 
 @runtime_checkable
@@ -60,10 +79,58 @@ class Interceptor(Protocol):
     def rejected(self, sent: Metadata) -> bool: ...
 
 
+# -- optional capabilities ---------------------------------------------------------------------------
+@runtime_checkable
+class Revocable(Protocol):
+    """An authenticator that can revoke a token at the IdP (``flyteauth logout``).
+
+    ``request.reason`` is ``logout``; ``token`` is the stored token.  Returns True when the IdP confirmed
+    the revocation, False when it has no revocation endpoint.  Best effort: the session logs a failure
+    and forgets the token anyway.
+    """
+
+    def revoke(self, request: AcquireRequest, token: Token) -> bool: ...
+
+
+@runtime_checkable
+class Closeable(Protocol):
+    """An authenticator, store or interceptor holding resources (clients, sockets, subprocesses) that
+    the session releases in ``AuthSession.close()``."""
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class LockingTokenStore(TokenStore, Protocol):
+    """A store shared between processes that can serialize refreshes: while one process holds
+    ``lock(key)`` and refreshes, the others wait and then read its token from the store (one IdP request
+    for a fleet).  The context manager raises ``TokenStoreError`` if the lock is not obtained in time."""
+
+    def lock(self, key: str) -> AbstractContextManager[object]: ...
+
+
+@runtime_checkable
+class Describable(Protocol):
+    """A store (or other plugin object) that can say where it keeps things, for ``flyteauth status``.
+
+    The description must not contain a secret (a Redis URL's password, for example, is masked)."""
+
+    def describe(self) -> str: ...
+
+
+@runtime_checkable
+class IdpHeaderSource(Protocol):
+    """An extra interceptor whose metadata the IdP needs too (for example a proxy-authorization header
+    when the IdP sits behind the same proxy).  ``send_to_idp`` is read once, when the session is built."""
+
+    send_to_idp: bool
+
+    def metadata(self) -> Metadata: ...
+
+
 #: A factory that builds an authenticator from the resolved config (the class itself, usually).
 AuthenticatorFactory = Callable[["AuthConfig"], Authenticator]
 #: A factory that builds a token store from the resolved config.
 TokenStoreFactory = Callable[["AuthConfig"], TokenStore]
 #: A factory for an extra interceptor; returning ``None`` means "not configured, skip me".
 InterceptorFactory = Callable[["AuthConfig"], "Interceptor | None"]
-RegisterFn = Callable[..., Any]

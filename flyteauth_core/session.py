@@ -21,7 +21,9 @@ from .events import TokenEvent
 from .http import HttpClientFactory, RetryPolicy
 from .lifecycle import AcquireRequest, ManagerStats, TokenManager
 from .plugins import PluginRegistry, default_registry
+from .protocols import Closeable, IdpHeaderSource, Revocable
 from .token import RefreshPolicy, Token
+from .types import AcquireReason
 
 if TYPE_CHECKING:
     import grpc
@@ -123,8 +125,9 @@ class AuthSession:
         )
         self._authenticator = registration.factory(config)
         self._header: str | None = config.authorization_header
-        #: An authenticator class with ``anonymous = True`` (NoAuth) sends no token: no store, no manager use.
-        self.anonymous = bool(getattr(registration.factory, "anonymous", False))
+        #: Registered with ``anonymous=True`` (NoAuth): sends no token, so no store and no manager use.
+        self.anonymous = registration.anonymous
+        self._default_store = registration.default_store
         self.store = None if self.anonymous else self._resolve_store(store)
         if policy is None and config.token_refresh_window is not None:
             policy = RefreshPolicy(window=config.token_refresh_window)
@@ -141,7 +144,7 @@ class AuthSession:
         )
         extras = [e for e in (r.factory(config) for r in self._registry.interceptors()) if e is not None]
         for extra in extras:  # e.g. proxy authorization with proxyAuthForIdP: its header goes to the IdP too
-            if getattr(extra, "send_to_idp", False):
+            if isinstance(extra, IdpHeaderSource) and extra.send_to_idp:
                 self._http.add_header_source(extra.metadata)
         parts: list[Interceptor] = [*([] if self.anonymous else [self.manager]), *extras]
         self.interceptor: Interceptor = parts[0] if len(parts) == 1 else _Composite(parts)
@@ -154,8 +157,7 @@ class AuthSession:
         ``disableKeyring: true`` turns any ``keyring`` choice into ``file``."""
         if store is not None and not isinstance(store, str):
             return store
-        default = getattr(self._authenticator, "default_token_store", None)
-        name = store or self.config.store or (default if isinstance(default, str) else None) or "memory"
+        name = store or self.config.store or self._default_store or "memory"
         if name.lower() in ("none", "off"):
             return None
         if name.lower() == "keyring" and self.config.disable_keyring:
@@ -277,12 +279,11 @@ class AuthSession:
         """Forget the token in memory and in the store.  With ``revoke``, first ask the provider (if it
         can) to revoke the stored refresh token at the IdP, best effort; True when the IdP confirmed."""
         revoked = False
-        revoke_fn = getattr(self._authenticator, "revoke", None)
-        if revoke and callable(revoke_fn) and self.store is not None:
+        if revoke and isinstance(self._authenticator, Revocable) and self.store is not None:
             try:
                 stored = self.store.load(store_key(self.config, self.auth_type))
                 if stored is not None:
-                    revoked = bool(revoke_fn(self._request(stored, "logout"), stored))
+                    revoked = bool(self._authenticator.revoke(self._request(stored, AcquireReason.LOGOUT), stored))
             except Exception as exc:  # best effort: logging out must work offline
                 log.warning("flyteauth: token revocation failed (%s); forgetting the token anyway",
                             type(exc).__name__)
@@ -291,9 +292,8 @@ class AuthSession:
 
     def close(self) -> None:
         self.manager.close()
-        close = getattr(self._authenticator, "close", None)
-        if callable(close):
-            close()
+        if isinstance(self._authenticator, Closeable):
+            self._authenticator.close()
         if self._raw_channel is not None:
             self._raw_channel.close()
             self._raw_channel = None

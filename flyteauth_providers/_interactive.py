@@ -32,6 +32,7 @@ from flyteauth_core.errors import (
     TokenError,
 )
 from flyteauth_core.lifecycle import LOGIN, AcquireRequest
+from flyteauth_core.options import Option
 from flyteauth_core.token import Token
 
 from ._oauth import TokenEndpoint, post_form, public_client_auth, refresh_grant
@@ -87,6 +88,12 @@ class PublicClient:
     device_authorization_endpoint: str
     redirect_uri: str
     issuer: str
+
+
+#: Config keys the interactive providers read (declared at registration, so they are not "unknown").
+INTERACTIVE_OPTIONS = (
+    Option("revocationEndpoint", help="RFC 7009 endpoint for `flyteauth logout` (default: the IdP's discovery)"),
+)
 
 
 class InteractiveAuthenticator:

@@ -19,9 +19,11 @@ from flyteauth_core import hookimpl
 from flyteauth_core.config import AuthConfig
 from flyteauth_core.errors import ConfigError, InvalidClientError
 from flyteauth_core.lifecycle import AcquireRequest
+from flyteauth_core.options import Option
 from flyteauth_core.token import Token
 
 from ._oauth import ClientAuthentication, TokenEndpoint, rehint, token_request_target
+from .platform_token import PLATFORM_OPTIONS, PlatformTokenReader, cap_expiry
 
 
 class ClientSecretAuthenticator:
@@ -41,8 +43,6 @@ class ClientSecretAuthenticator:
         self._client_auth = ClientAuthentication(config)
         self._platform: Any = None
         if config.token_endpoint_auth_method == "federated_jwt":
-            from .platform_token import PlatformTokenReader
-
             self._platform = PlatformTokenReader(config)
         self._endpoint = TokenEndpoint()
 
@@ -54,8 +54,6 @@ class ClientSecretAuthenticator:
         data = {"grant_type": "client_credentials", "scope": " ".join(scopes), "audience": audience or ""}
         if self._platform is None:
             return self._endpoint.request(request, url, data, client_auth=self._client_auth())
-        from .platform_token import cap_expiry
-
         platform = self._platform.read(request)  # read again at every request: the platform rotates it
         try:
             token = self._endpoint.request(request, url, data, client_auth=self._client_auth(platform.value))
@@ -81,4 +79,6 @@ class ClientSecretAuthenticator:
 
 @hookimpl
 def flyteauth_register_authenticators(register: Any) -> None:
-    register("ClientSecret", ClientSecretAuthenticator, aliases=("client_credentials", "basic"))
+    register("ClientSecret", ClientSecretAuthenticator, aliases=("client_credentials", "basic"),
+             options=(Option("clientKeyId", help="private_key_jwt: the kid header of the client assertion"),
+                      *PLATFORM_OPTIONS))

@@ -27,6 +27,7 @@ from flyteauth_core.lifecycle import AcquireRequest
 from flyteauth_core.token import Token
 
 from ._interactive import (
+    INTERACTIVE_OPTIONS,
     InteractiveAuthenticator,
     LoginDeniedError,
     LoginError,
@@ -176,4 +177,5 @@ class _Answer:
 
 @hookimpl
 def flyteauth_register_authenticators(register: Any) -> None:
-    register("DeviceFlow", DeviceFlowAuthenticator, aliases=("device_flow",))
+    register("DeviceFlow", DeviceFlowAuthenticator, aliases=("device_flow",), default_store="keyring",
+             options=INTERACTIVE_OPTIONS)

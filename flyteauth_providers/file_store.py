@@ -32,6 +32,7 @@ from typing import Any
 from flyteauth_core import hookimpl
 from flyteauth_core.config import AuthConfig, parse_duration
 from flyteauth_core.errors import TokenStoreError
+from flyteauth_core.options import Option
 from flyteauth_core.token import Token
 
 log = logging.getLogger("flyteauth.file_store")
@@ -81,6 +82,11 @@ class FileTokenStore:
 
     # -- TokenStore -------------------------------------------------------------------------------
     def load(self, key: str) -> Token | None:
+        record = self.load_record(key)
+        return None if record is None else record[0]
+
+    def load_record(self, key: str) -> tuple[Token, float] | None:
+        """The stored token and when it was saved (epoch seconds; 0 when the record does not say)."""
         path = self.path(key)
         try:
             raw = path.read_bytes()
@@ -93,7 +99,9 @@ class FileTokenStore:
             record = json.loads(raw)
             if not isinstance(record, dict) or record.get("key") != key:
                 raise ValueError("not a record for this key")
-            return Token.from_dict(record["token"])
+            saved_at = record.get("saved_at")
+            return Token.from_dict(record["token"]), (
+                float(saved_at) if isinstance(saved_at, (int, float)) and not isinstance(saved_at, bool) else 0.0)
         except (ValueError, TypeError, KeyError, RecursionError):
             self._warn_once(path, "is corrupt")
             return None
@@ -172,4 +180,8 @@ class FileTokenStore:
 
 @hookimpl
 def flyteauth_register_token_stores(register: Any) -> None:
-    register("file", FileTokenStore)
+    register("file", FileTokenStore, options=(
+        Option("tokenStorePath", help="directory of the token files (default ~/.flyte/flyteauth)"),
+        Option("tokenStoreLockTimeout", parse=parse_duration, default=DEFAULT_LOCK_TIMEOUT,
+               help="how long a process waits for another's refresh"),
+    ))

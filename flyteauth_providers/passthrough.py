@@ -85,4 +85,4 @@ class NoAuthAuthenticator:
 @hookimpl
 def flyteauth_register_authenticators(register: Any) -> None:
     register("Passthrough", PassthroughAuthenticator, aliases=("passthrough",))
-    register("NoAuth", NoAuthAuthenticator, aliases=("None", "no_auth", "anonymous"))
+    register("NoAuth", NoAuthAuthenticator, aliases=("None", "no_auth", "anonymous"), anonymous=True)

@@ -39,6 +39,7 @@ from flyteauth_core.lifecycle import AcquireRequest
 from flyteauth_core.token import Token
 
 from ._interactive import (
+    INTERACTIVE_OPTIONS,
     InteractiveAuthenticator,
     LoginDeniedError,
     LoginError,
@@ -259,4 +260,4 @@ class PkceAuthenticator(InteractiveAuthenticator):
 
 @hookimpl
 def flyteauth_register_authenticators(register: Any) -> None:
-    register("Pkce", PkceAuthenticator, aliases=("standard",))
+    register("Pkce", PkceAuthenticator, aliases=("standard",), default_store="keyring", options=INTERACTIVE_OPTIONS)

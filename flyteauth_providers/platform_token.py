@@ -16,21 +16,20 @@ RFC 8693 token exchange (``TokenExchange``) or as an RFC 7523 client assertion (
 * keeps the claims of the last token (``iss``, ``sub``, ``aud``, ``exp``; never the token) for
   ``describe()`` and ``flyteauth config``.
 
-Every key is read by :func:`workload_options`, the one place that knows their names.
+Every key is declared once (``PLATFORM_OPTIONS``, ``EXCHANGE_OPTIONS``) and read by :func:`workload_options`.
 """
 
 from __future__ import annotations
 
 import datetime
-import os
-import re
 import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 import attrs
 
-from flyteauth_core.config import OUR_PREFIX, AuthConfig, _argv
+from flyteauth_core import parsers
+from flyteauth_core.config import AuthConfig
 from flyteauth_core.errors import (
     ConfigError,
     PlatformTokenAudienceError,
@@ -39,6 +38,7 @@ from flyteauth_core.errors import (
     UnknownAuthTypeError,
 )
 from flyteauth_core.lifecycle import AcquireRequest
+from flyteauth_core.options import Option
 from flyteauth_core.token import Token, jwt_claims
 
 JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"
@@ -62,41 +62,34 @@ class WorkloadOptions:
     requested_token_type: str | None = None
 
 
-#: config key -> WorkloadOptions attribute.  The env override is FLYTEAUTH_<KEY IN UPPER SNAKE CASE>.
-WORKLOAD_KEYS = {
-    "platformTokenSource": "source",
-    "platformTokenFile": "file",
-    "platformTokenAudience": "audience",
-    "platformTokenCommand": "command",
-    "platformTokenEnvVar": "env_var",
-    "subjectTokenType": "subject_token_type",
-    "actorTokenFile": "actor_token_file",
-    "actorTokenType": "actor_token_type",
-    "resource": "resource",
-    "requestedTokenType": "requested_token_type",
-}
+#: The keys the platform token reader takes (declared by the providers that use it, so ``flyteauth config``
+#: validates them); the env override is ``FLYTEAUTH_<KEY>`` (``FLYTEAUTH_PLATFORM_TOKEN_FILE``).
+PLATFORM_OPTIONS = (
+    Option("platformTokenSource", help="where the platform token comes from: file, github-actions, command, "
+           "env or auto (default: the kind of key set, else auto)"),
+    Option("platformTokenFile", help="file holding the platform token (a projected service account token)"),
+    Option("platformTokenAudience", help="the aud the platform token must carry (and GitHub Actions mints)"),
+    Option("platformTokenCommand", parse=parsers.argv, default=(), help="argv printing the platform token"),
+    Option("platformTokenEnvVar", help="env var holding the platform token"),
+)
+#: RFC 8693 settings of TokenExchange.
+EXCHANGE_OPTIONS = (
+    Option("subjectTokenType", default=JWT_TOKEN_TYPE, help="subject_token_type of the platform token"),
+    Option("actorTokenFile", help="file holding an actor token (RFC 8693 delegation)"),
+    Option("actorTokenType", default=JWT_TOKEN_TYPE, help="actor_token_type"),
+    Option("resource", help="RFC 8693/8707 resource of the token to issue"),
+    Option("requestedTokenType", help="requested_token_type (default: whatever the IdP issues)"),
+)
+_ATTRIBUTES = dict(zip([o.key for o in (*PLATFORM_OPTIONS, *EXCHANGE_OPTIONS)], attrs.fields_dict(WorkloadOptions),
+                       strict=True))
 
 
-def env_name(key: str) -> str:
-    """``platformTokenFile`` -> ``FLYTEAUTH_PLATFORM_TOKEN_FILE``."""
-    return OUR_PREFIX + re.sub(r"(?<!^)(?=[A-Z])", "_", key).upper()
-
-
-def workload_options(config: AuthConfig, env: Mapping[str, str] | None = None) -> WorkloadOptions:
-    """Read every workload-identity key: ``FLYTEAUTH_<KEY>`` wins over the config section."""
-    env = os.environ if env is None else env
-    values: dict[str, Any] = {}
-    for key, attr in WORKLOAD_KEYS.items():
-        raw = env.get(env_name(key)) or config.options.get(key)
-        if raw is None or raw in ("", []):
-            continue
-        if attr == "command":
-            values[attr] = _argv(f"admin.{key}", raw)
-        elif isinstance(raw, (str, int, float)) and not isinstance(raw, bool):
-            values[attr] = str(raw).strip()
-        else:
-            raise ConfigError(f"admin.{key} must be a string, got {type(raw).__name__}")
-    return WorkloadOptions(**values)
+def workload_options(config: AuthConfig) -> WorkloadOptions:
+    """Every workload-identity key, parsed (from the ``flyteauth:``/``admin:`` section, ``FLYTEAUTH_<KEY>``
+    or ``AuthConfig(options=...)``)."""
+    values: dict[str, Any] = {_ATTRIBUTES[o.key]: o.read(config) for o in (*PLATFORM_OPTIONS, *EXCHANGE_OPTIONS)}
+    present: dict[str, Any] = {k: (v.strip() if isinstance(v, str) else v) for k, v in values.items() if v is not None}
+    return WorkloadOptions(**present)
 
 
 class PlatformTokenSource(Protocol):

@@ -30,7 +30,7 @@ from flyteauth_core.lifecycle import AcquireRequest
 from flyteauth_core.token import Token
 
 from ._oauth import ClientAuthentication, TokenEndpoint, rehint, token_request_target
-from .platform_token import PlatformToken, PlatformTokenReader, cap_expiry
+from .platform_token import EXCHANGE_OPTIONS, PLATFORM_OPTIONS, PlatformToken, PlatformTokenReader, cap_expiry
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
 
@@ -134,4 +134,6 @@ class TokenExchangeAuthenticator:
 
 @hookimpl
 def flyteauth_register_authenticators(register: Any) -> None:
-    register("TokenExchange", TokenExchangeAuthenticator, aliases=("token_exchange", GRANT_TYPE))
+    register("TokenExchange", TokenExchangeAuthenticator, aliases=("token_exchange", GRANT_TYPE),
+             options=(*PLATFORM_OPTIONS, *EXCHANGE_OPTIONS),
+             description="RFC 8693: the platform's identity token (Kubernetes, GitHub Actions) for an access token")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +17,9 @@ SECRET = "cli-test-secret-6f1d"
 
 
 def flyteauth(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    # `flyteauth token` caches tokens: keep them out of the real home directory.
+    env = {**os.environ, "FLYTEAUTH_TOKEN_DIR": str(Path(tempfile.gettempdir()) / "flyteauth-test-cli-tokens"),
+           **(env or {})}
     return subprocess.run([sys.executable, "-m", "flyteauth_core.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env=env, check=False)
 
@@ -58,7 +63,7 @@ def test_token_with_a_wrong_secret_fails_with_a_clear_message(peers: tuple[DemoT
     _, server = peers
     wrong = "wrong-secret-a9c2"
     result = flyteauth("token", "--config", str(write_config(tmp_path, server, secret=wrong)))
-    assert result.returncode == 1
+    assert result.returncode == 4  # rejected by the IdP (documented exit codes of the credential helper)
     assert result.stdout == ""
     assert "Check the client id and secret" in result.stderr
     assert wrong not in result.stderr and "Traceback" not in result.stderr
@@ -66,7 +71,7 @@ def test_token_with_a_wrong_secret_fails_with_a_clear_message(peers: tuple[DemoT
 
 def test_token_with_a_missing_config_file_fails_cleanly(tmp_path: Path) -> None:
     result = flyteauth("token", "--config", str(tmp_path / "nope.yaml"))
-    assert result.returncode == 1
+    assert result.returncode == 2  # configuration
     assert "does not exist" in result.stderr and "Traceback" not in result.stderr
 
 

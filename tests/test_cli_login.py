@@ -60,7 +60,7 @@ def test_login_status_token_logout(fake_peers: Peers, tmp_path: Path, monkeypatc
     after = flyteauth("status", "--config", str(config), env=env)
     assert "no stored token" in after.stdout
     denied = flyteauth("token", "--config", str(config), env=env)
-    assert denied.returncode == 1 and "flyteauth login" in denied.stderr
+    assert denied.returncode == 3 and "flyteauth login" in denied.stderr  # interaction required
     for text in (logout.stderr, after.stdout, denied.stderr):
         assert not any(s in text for s in secrets)
 

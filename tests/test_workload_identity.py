@@ -30,11 +30,12 @@ from flyteauth_core.errors import (
     TokenExchangeError,
 )
 from flyteauth_core.http import RetryPolicy
+from flyteauth_core.options import env_name
 from flyteauth_core.plugins import PluginRegistry
 from flyteauth_core.testing import ECHO, FlyteTestServer
 from flyteauth_core.token import jwt_claims
 from flyteauth_providers import platform_sources
-from flyteauth_providers.platform_token import PlatformTokenReader, env_name, workload_options
+from flyteauth_providers.platform_token import PlatformTokenReader, workload_options
 from flyteauth_providers.token_exchange import GRANT_TYPE
 
 from ._idp import IdpServer, _node_or_skip

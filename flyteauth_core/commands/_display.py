@@ -1,0 +1,78 @@
+"""How login, logout and status describe a token and a store to a human (never a secret)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..session import AuthSession
+    from ..token import Token
+
+
+def add_config_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="flytectl config.yaml (default: the usual search path)")
+
+
+def open_session(args: argparse.Namespace, *, interactive: bool | None = None) -> AuthSession:
+    """An AuthSession for the config named by ``--config`` (or the usual search path)."""
+    from ..config import load_config
+    from ..session import AuthSession
+
+    if interactive is None:
+        return AuthSession(load_config(args.config))
+    return AuthSession(load_config(args.config), interactive=interactive)
+
+
+def jwt_claims(jwt: str | None) -> dict[str, Any] | None:
+    """Unverified claims of a JWT; None when ``jwt`` is not one (opaque tokens)."""
+    import base64
+    import binascii
+    import json
+
+    parts = (jwt or "").split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (binascii.Error, ValueError, RecursionError):
+        return None
+    return decoded if isinstance(decoded, dict) else None
+
+
+def claims(token: Token) -> dict[str, Any]:
+    """Unverified JWT claims of the id token, else the access token ({} for opaque tokens): for display."""
+    for jwt in (token.id_token, token.access_token):
+        decoded = jwt_claims(jwt)
+        if decoded is not None:
+            return decoded
+    return {}
+
+
+def who(token: Token) -> str:
+    found = claims(token)
+    sub = found.get("sub")
+    name = next((found[k] for k in ("email", "preferred_username", "name") if isinstance(found.get(k), str)), None)
+    if isinstance(sub, str) and name and name != sub:
+        return f"{name} ({sub})"
+    return str(name or sub or "unknown subject")
+
+
+def expiry(token: Token) -> str:
+    import time
+
+    if token.expires_at is None:
+        return "unknown"
+    left = token.expires_at - time.time()
+    when = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(token.expires_at))
+    span = f"{abs(left) // 3600:.0f}h{abs(left) % 3600 // 60:02.0f}m" if abs(left) >= 3600 else (
+        f"{abs(left) // 60:.0f}m{abs(left) % 60:02.0f}s")
+    return f"{when} (in {span})" if left > 0 else f"{when} (expired {span} ago)"
+
+
+def store_name(store: Any) -> str:
+    if store is None:
+        return "none (tokens are not kept)"
+    from ..protocols import Describable
+
+    return store.describe() if isinstance(store, Describable) else type(store).__name__

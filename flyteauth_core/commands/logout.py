@@ -1,0 +1,22 @@
+"""``flyteauth logout``: forget the stored login; revoke its refresh token at the IdP when it supports it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ._display import add_config_argument, open_session, store_name
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_argument(parser)
+    parser.add_argument("--no-revoke", action="store_true", help="do not contact the IdP")
+
+
+def run(args: argparse.Namespace) -> int:
+    with open_session(args, interactive=False) as session:
+        revoked = session.logout(revoke=not args.no_revoke)
+        note = "the IdP revoked the refresh token" if revoked else "no revocation at the IdP"
+        print(f"Logged out of {session.config.endpoint} ({session.auth_type}; {note}); removed from "
+              f"{store_name(session.store)}", file=sys.stderr)
+    return 0

@@ -1,0 +1,9 @@
+"""Adapters that plug flyteauth into the SDKs Flyte users run, each behind an extra and its SDK's own hook.
+
+* :mod:`flyteauth_integrations.flytekit`: ``authType: flyteauth`` for flytekit >= 1.16.24 (entry point
+  ``flyteauth`` in the ``flytekit.auth`` group; install ``flyteauth[flytekit]``).
+* flyte 2.x, flytectl, the Go clients and older flytekit: ``authType: ExternalCommand`` with
+  ``command: [flyteauth, token]`` (see ``flyteauth_core/commands/token.py``).
+
+Nothing here is imported by ``flyteauth_core``.
+"""

@@ -1,0 +1,221 @@
+"""flytekit plugin: ``authType: flyteauth`` makes ``pyflyte`` and ``FlyteRemote`` authenticate through flyteauth.
+
+Install ``flyteauth[flytekit]`` (flytekit >= 1.16.24, which looks up unknown auth types in the entry-point
+group ``flytekit.auth``; we register ``flyteauth`` there) and write, in the config flytekit already reads::
+
+    admin:
+      endpoint: dns:///flyte.example.com
+      authType: flyteauth          # flytekit hands authentication to flyteauth
+    flyteauth:                     # what flyteauth does: any provider, third-party plugins included
+      authType: ClientSecret
+      clientId: my-ci
+      clientSecretLocation: /etc/secrets/flyte   # here, not in admin: (see below)
+
+What the plugin guarantees, and why:
+
+* **One AuthSession per process per (endpoint, config).**  flytekit builds an authenticator for every
+  channel and interceptor; they all share the session, so a cold FlyteRemote hit by 32 threads makes one
+  token request, and the session's proactive refresh means a call never carries an expired token.
+* **flytekit's PlatformConfig wins for the connection** (endpoint, insecure, CA cert, skip-verify, proxy
+  command, HTTP proxy), so flytekit's channel and flyteauth's discovery and IdP calls never disagree.
+  Discovery runs once per session; flytekit's own ``ClientConfigStore`` is never asked (no duplicate
+  metadata RPCs).
+* **The first call already carries the token** (flytekit's base class sends nothing on the first call).
+* **UNKNOWN costs no IdP request.**  flytekit's ``AuthUnaryInterceptor`` calls ``refresh_credentials()``
+  after UNAUTHENTICATED *or* UNKNOWN; we read the status the interceptor saw and invalidate the token only
+  for UNAUTHENTICATED (or when the status cannot be told, e.g. an HTTP 401 through flytekit's requests
+  adapter).  An unrelated server error is retried by flytekit with the same, still valid token.
+* **Where the ``flyteauth:`` section comes from.**  flytekit hands the factory its ``PlatformConfig`` but
+  never the file it read.  We find the file the way flytekit does (``FLYTECTL_CONFIG`` or pyflyte's
+  ``--config``, ``./flytekit.config``, ``~/.flyte/config``, ``~/.flyte/config.yaml``), then ``UCTL_CONFIG``.
+  Code that calls ``Config.auto(config_file="x.yaml")`` must also tell us: call
+  :func:`use_config_file` with the same path (or set ``FLYTECTL_CONFIG``).
+* **flytekit forces ClientSecret** whenever ``admin.clientSecretLocation`` or ``admin.clientSecretEnvVar``
+  is set (``PlatformConfig.auto``), and then never calls this plugin: keep those two keys in ``flyteauth:``.
+
+flytekit before 1.16.24 has no plugin group: use ``authType: ExternalCommand`` with
+``command: [flyteauth, token]`` (the credential helper, cached across processes) instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from typing import TYPE_CHECKING, Any
+
+from flytekit.clients.auth.authenticator import Authenticator, ClientConfigStore
+from flytekit.clients.auth.keyring import Credentials
+
+if TYPE_CHECKING:
+    from flytekit.configuration import PlatformConfig
+
+    from flyteauth_core import AuthConfig, AuthSession
+    from flyteauth_core.protocols import Metadata
+
+log = logging.getLogger("flyteauth.flytekit")
+
+#: The name users write in ``admin.authType`` (flytekit compares it lowercase).
+AUTH_TYPE = "flyteauth"
+
+_sessions: dict[tuple[Any, ...], AuthSession] = {}
+_sessions_lock = threading.Lock()
+_explicit_config: str | None = None
+
+
+def use_config_file(path: str | os.PathLike[str] | None) -> None:
+    """Read the ``flyteauth:`` section from ``path`` (what you passed to ``Config.auto(config_file=...)``).
+
+    flytekit does not tell plugins which file it read; without this call the plugin searches like flytekit.
+    ``None`` restores the search.
+    """
+    global _explicit_config
+    _explicit_config = None if path is None else os.fspath(path)
+
+
+def config_file() -> str | None:
+    """The file flytekit reads when given no path, else ``$UCTL_CONFIG``; None when there is none."""
+    if _explicit_config is not None:
+        return _explicit_config
+    from flytekit.configuration.file import get_config_file
+
+    found = get_config_file(None)  # flytekit's own search, so the two can never pick different files
+    if found is not None:
+        return str(getattr(found, "location", None) or found._location)
+    uctl = os.environ.get("UCTL_CONFIG")
+    return uctl if uctl and os.path.isfile(os.path.expanduser(uctl)) else None
+
+
+def _connection(cfg: PlatformConfig) -> dict[str, Any]:
+    """What flytekit decided about the connection; these override the file so the two never disagree."""
+    return {
+        "insecure": bool(cfg.insecure),
+        "insecure_skip_verify": bool(cfg.insecure_skip_verify),
+        "ca_cert_file_path": cfg.ca_cert_file_path or None,
+        "proxy_command": tuple(cfg.proxy_command or ()),
+        "http_proxy_url": cfg.http_proxy_url or None,
+    }
+
+
+def _same_endpoint(ours: str, theirs: str) -> bool:
+    """flytekit strips ``dns:///``; keep the file's spelling when it names the same endpoint, so the store
+    key matches what ``flyteauth login`` used."""
+    return ours.removeprefix("dns:///").rstrip("/") == theirs.removeprefix("dns:///").rstrip("/")
+
+
+def resolve_config(cfg: PlatformConfig, path: str | None) -> AuthConfig:
+    """flyteauth's config for flytekit's ``cfg``: the file's ``flyteauth:``/``admin:`` sections, env, and
+    flytekit's connection settings on top.  Without a file, flytekit's own credentials are used."""
+    import attrs
+
+    from flyteauth_core import AuthConfig, load_config
+
+    overrides = _connection(cfg)
+    if path is not None:
+        config = load_config(path, **overrides)
+        if not _same_endpoint(config.endpoint, cfg.endpoint):
+            config = attrs.evolve(config, endpoint=cfg.endpoint)
+    else:
+        config = AuthConfig(endpoint=cfg.endpoint, client_id=cfg.client_id or None,
+                            client_secret=cfg.client_credentials_secret or None, scopes=tuple(cfg.scopes or ()),
+                            audience=cfg.audience or None, **overrides)
+    if (config.auth_type or "").lower() == AUTH_TYPE:
+        # admin.authType names this hook, and no flyteauth: section chose a provider: infer one.
+        config = attrs.evolve(config, auth_type=None)
+    return config
+
+
+def session_for(cfg: PlatformConfig) -> AuthSession:
+    """The process-wide AuthSession for flytekit's ``cfg`` (one per endpoint and config)."""
+    from flyteauth_core.commands.token import cache_key
+
+    path = config_file()
+    connection = _connection(cfg)
+    key = (cfg.endpoint, cache_key(path), tuple(sorted(connection.items())), cfg.client_id,
+           tuple(cfg.scopes or ()), cfg.audience)
+    session = _sessions.get(key)
+    if session is not None:
+        return session
+    with _sessions_lock:
+        session = _sessions.get(key)
+        if session is None:
+            from flyteauth_core import AuthSession
+
+            session = AuthSession(resolve_config(cfg, path))
+            _sessions[key] = session
+    return session
+
+
+class FlyteauthAuthenticator(Authenticator):  # type: ignore[misc]
+    """A flytekit ``Authenticator`` whose token comes from a shared :class:`AuthSession`."""
+
+    def __init__(self, session: AuthSession) -> None:
+        super().__init__(endpoint=session.config.endpoint, header_key="authorization")
+        self.session = session
+        self._sent = threading.local()  # what this thread last sent: a rejection invalidates exactly that
+
+    def fetch_grpc_call_auth_metadata(self) -> tuple[str, str] | None:
+        metadata: Metadata = self.session.manager.metadata()  # blocks only when there is no usable token
+        self._sent.value = metadata
+        if not metadata:
+            return None
+        key, value = metadata[0]
+        self._header_key = key
+        return key, value
+
+    def get_credentials(self) -> Credentials:
+        """flytekit's requests adapter asks this before each HTTP call; never None, so it skips its refresh."""
+        token = self.session.get_token()
+        return Credentials(access_token=token.access_token, for_endpoint=self._endpoint)
+
+    def refresh_credentials(self) -> None:
+        """Called by flytekit after a failed call.  Only an UNAUTHENTICATED rejection invalidates the token
+        (the next fetch then gets a new one, single-flight); UNKNOWN is an ordinary server error."""
+        code = _failed_status()
+        if code == "UNKNOWN":
+            log.debug("flyteauth: flytekit saw UNKNOWN; not an auth failure, keeping the token")
+            return
+        sent = getattr(self._sent, "value", ())
+        if sent:
+            self.session.manager.rejected(sent)
+
+    def __repr__(self) -> str:
+        return f"FlyteauthAuthenticator({self.session!r})"
+
+
+def _failed_status() -> str | None:
+    """The gRPC status name flytekit's ``AuthUnaryInterceptor`` is reacting to, read from its frame."""
+    frame = sys._getframe(2)
+    for _ in range(6):
+        if frame is None:
+            break
+        if frame.f_code.co_name in ("intercept_unary_unary", "intercept_unary_stream") and (
+                "flytekit" in frame.f_code.co_filename):
+            failed = frame.f_locals.get("e") or frame.f_locals.get("c")
+            code = getattr(failed, "code", None)
+            try:
+                status = code() if callable(code) else None
+            except Exception:  # a call object that cannot report its status
+                return None
+            return getattr(status, "name", None)
+        frame = frame.f_back
+    return None
+
+
+def authenticator_factory(cfg: PlatformConfig, cfg_store: ClientConfigStore | None = None) -> FlyteauthAuthenticator:
+    """The ``flytekit.auth`` entry point: ``(PlatformConfig, ClientConfigStore) -> Authenticator``.
+
+    ``cfg_store`` (flytekit's discovery) is deliberately unused: the shared session discovers once.
+    """
+    del cfg_store
+    return FlyteauthAuthenticator(session_for(cfg))
+
+
+def reset() -> None:
+    """Close and forget every shared session (tests; or after changing credentials in a long process)."""
+    with _sessions_lock:
+        sessions = list(_sessions.values())
+        _sessions.clear()
+    for session in sessions:
+        session.close()
