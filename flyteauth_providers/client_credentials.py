@@ -65,12 +65,17 @@ class ClientSecretAuthenticator:
                          "subject and audience") from None
         return cap_expiry(token, platform)
 
-    def describe(self) -> dict[str, Any]:
-        """For ``flyteauth config``/``doctor``: the client auth method and, with ``federated_jwt``, where the
-        platform token comes from and its claims (never the token)."""
+    def describe(self) -> str:
+        """One line (``Describable``): the client, its auth method and, with ``federated_jwt``, the platform
+        token it presents (origin and claims, never the token)."""
+        text = f"client credentials of {self._config.client_id!r} ({self._client_auth.method})"
+        return text + (f" with the platform token from {self._platform.describe()}" if self._platform else "")
+
+    def details(self) -> dict[str, Any]:
+        """The same as data, for ``flyteauth config``/``doctor --json``."""
         out: dict[str, Any] = {"client_id": self._config.client_id, "auth_method": self._client_auth.method}
         if self._platform is not None:
-            out["platform_token"] = self._platform.describe()
+            out["platform_token"] = self._platform.details()
         return out
 
     def close(self) -> None:

@@ -192,7 +192,14 @@ class PlatformTokenReader:
             )
         return token
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> str:
+        """One line for humans: where the platform token comes from and its claims (never the token)."""
+        info = self.details()
+        claims = ", ".join(f"{k} {info[k]}" for k in ("iss", "sub", "aud", "exp") if k in info)
+        extra = f" ({claims})" if claims else (f" ({info['problem']})" if "problem" in info else "")
+        return f"{info['origin']}{extra}"
+
+    def details(self) -> dict[str, Any]:
         """The source, where the token came from, and the claims of the last token read (never the token).
 
         Before the first token request, a local source (a file, an env var) is read now, so that

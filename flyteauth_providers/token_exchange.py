@@ -112,9 +112,14 @@ class TokenExchangeAuthenticator:
         reason = reason if sep else f" {exc.error}"
         return rehint(exc, hint, TokenExchangeError, f"Token exchange refused:{reason}")
 
-    def describe(self) -> dict[str, Any]:
-        """For ``flyteauth config``/``doctor``: the exchange settings, where the platform token comes from and
-        its claims (iss, sub, aud, exp), never the token."""
+    def describe(self) -> str:
+        """One line (``Describable``): how the exchange authenticates and the platform token it uses."""
+        client = f"client {self._config.client_id!r}, " if self._config.client_id else ""
+        return f"RFC 8693 token exchange ({client}auth {self._client_auth.method}) of {self._platform.describe()}"
+
+    def details(self) -> dict[str, Any]:
+        """For ``flyteauth config``/``doctor --json``: the exchange settings, where the platform token comes
+        from and its claims (iss, sub, aud, exp), never the token."""
         options = self.options
         return {
             "grant": GRANT_TYPE,
@@ -125,7 +130,7 @@ class TokenExchangeAuthenticator:
             "audience": self._config.audience,
             "resource": options.resource,
             "actor_token_file": options.actor_token_file,
-            "platform_token": self._platform.describe(),
+            "platform_token": self._platform.details(),
         }
 
     def close(self) -> None:

@@ -32,6 +32,7 @@ from flyteauth_core.errors import (
 from flyteauth_core.http import RetryPolicy
 from flyteauth_core.options import env_name
 from flyteauth_core.plugins import PluginRegistry
+from flyteauth_core.protocols import Describable
 from flyteauth_core.testing import ECHO, FlyteTestServer
 from flyteauth_core.token import jwt_claims
 from flyteauth_providers import platform_sources
@@ -107,12 +108,16 @@ def test_exchange_of_a_projected_token_calls_flyte_as_the_service_account(p: Pee
         # The access token speaks for the subject, and says who acted.
         assert claims["sub"] == SA_SUBJECT and claims["act"] == {"sub": "flyte-exchange"}
         assert claims["iss"] == p.idp.issuer
-        described = session._authenticator.describe()
+        described = session._authenticator.details()
     platform = described["platform_token"]
     assert platform["origin"] == f"file {path}" and platform["sub"] == SA_SUBJECT
     assert platform["iss"] == p.cluster.issuer and platform["aud"] == [p.idp.issuer]
     assert path.read_text() not in json.dumps(described)
     assert p.exchanges() == 1
+    line = session._authenticator.describe()  # the Describable one-liner, for flyteauth status/doctor
+    assert isinstance(session._authenticator, Describable)
+    assert f"file {path}" in line and SA_SUBJECT in line and "flyte-exchange" in line
+    assert path.read_text() not in line
 
 
 def test_pod_with_only_a_token_file_survives_three_expiries_and_a_rotation(p: Peers, tmp_path: Path) -> None:
@@ -248,7 +253,7 @@ def test_federated_assertion_gets_a_token_from_the_idp(p: Peers, tmp_path: Path)
         assert _call(session) == b"ping"
         first = session.get_token()
         assert (jwt_claims(first.access_token) or {})["client_id"] == "flyte-federated"
-        assert session._authenticator.describe()["platform_token"]["sub"] == SA_SUBJECT
+        assert session._authenticator.details()["platform_token"]["sub"] == SA_SUBJECT
     # The same platform token is reused across refreshes (no single-use jti, as with Entra ID).
     with AuthSession(_federated_config(p, path)) as session:
         assert session.get_token().access_token != first.access_token
@@ -292,7 +297,7 @@ def test_github_actions_token_end_to_end(p: Peers, in_github_actions: PlatformIs
     with AuthSession(config) as session:
         assert _call(session) == b"ping"
         claims = jwt_claims(session.get_token().access_token) or {}
-        described = session._authenticator.describe()["platform_token"]
+        described = session._authenticator.details()["platform_token"]
     assert claims["sub"] == GITHUB_SUBJECT
     assert in_github_actions.stats["id_token_requests"] == before + 1
     assert described["sub"] == GITHUB_SUBJECT and described["aud"] == [p.idp.issuer]
@@ -406,4 +411,4 @@ def test_a_third_party_source_registers_through_the_hook() -> None:
     registry.register_module(Plugin, "acme-vault")
     reader = PlatformTokenReader(_config(platformTokenSource="hashicorp-vault"), registry=registry)
     assert reader.read(None).origin == "vault kv/flyte"  # type: ignore[arg-type]
-    assert reader.describe() == {"source": "hashicorp-vault", "origin": "vault kv/flyte"}
+    assert reader.details() == {"source": "hashicorp-vault", "origin": "vault kv/flyte"}

@@ -33,7 +33,7 @@ def main() -> None:
             if ready is not None and calls == 1:
                 ready.touch()
             time.sleep(0.01)
-        describe = session._authenticator.describe()
+        describe = session._authenticator.details()
         print(json.dumps({"calls": calls, "failed": failed, "errors": errors[:3], "tokens": len(tokens),
                           "token_requests": session.stats.token_requests, "describe": describe}, default=str))
 
