@@ -39,7 +39,7 @@ from flyteauth_providers import platform_sources
 from flyteauth_providers.platform_token import PlatformTokenReader, workload_options
 from flyteauth_providers.token_exchange import GRANT_TYPE
 
-from ._idp import IdpServer, _node_or_skip
+from ._idp import CI_PKJWT_KEY_PATH, IdpServer, _node_or_skip
 from ._interactive_helpers import thread_storm
 from ._leakscan import register_secret
 from ._platform_issuer import GITHUB_SUBJECT, PlatformIssuer
@@ -209,6 +209,21 @@ def test_actor_token_and_secret_client(p: Peers, tmp_path: Path) -> None:
     assert claims["client_id"] == "flyte-exchange-secret"
 
 
+@pytest.mark.parametrize("auth", ["private_key_jwt", "federated_jwt"])
+def test_exchange_client_authenticated_by_key_or_by_the_platform_token(p: Peers, tmp_path: Path, auth: str) -> None:
+    # For federated_jwt the one platform token is both the subject token and the client assertion, so
+    # it carries both audiences (the IdP's for the exchange, Entra's for the federated credential).
+    aud = [p.idp.issuer, FEDERATED_AUDIENCE] if auth == "federated_jwt" else p.idp.issuer
+    path = p.cluster.write_projected(tmp_path / "t", _token(p.cluster, aud))  # type: ignore[arg-type]
+    client = {"private_key_jwt": "flyte-exchange-pkjwt", "federated_jwt": "flyte-federated"}[auth]
+    config = attrs.evolve(_exchange_config(p, path), client_id=client, token_endpoint_auth_method=auth,
+                          client_key_file_path=str(CI_PKJWT_KEY_PATH) if auth == "private_key_jwt" else None)
+    with AuthSession(config) as session:
+        assert _call(session) == b"ping"
+        claims = jwt_claims(session.get_token().access_token) or {}
+    assert claims["sub"] == SA_SUBJECT and claims["client_id"] == client and claims["act"] == {"sub": client}
+
+
 @pytest.mark.parametrize(
     ("options", "error", "names"),
     [
@@ -375,8 +390,9 @@ def test_env_and_command_sources(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 
 def test_options_come_from_the_section_and_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     config_file = tmp_path / "config.yaml"
-    config_file.write_text("admin:\n  endpoint: dns:///x:443\n  authType: TokenExchange\n"
-                           "  platformTokenFile: /var/run/secrets/tokens/flyte\n  platformTokenAudience: sts\n")
+    config_file.write_text("admin:\n  endpoint: dns:///x:443\n  authType: flyteauth\n  platformTokenAudience: sts\n"
+                           "flyteauth:\n  authType: TokenExchange\n"
+                           "  platformTokenFile: /var/run/secrets/tokens/flyte\n")
     monkeypatch.setenv(env_name("platformTokenAudience"), "from-env")
     options = workload_options(load_config(config_file))
     assert env_name("platformTokenAudience") == "FLYTEAUTH_PLATFORM_TOKEN_AUDIENCE"

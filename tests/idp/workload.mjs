@@ -11,6 +11,7 @@
 //
 // Imported by server.mjs after console is rerouted (it loads oidc-provider).
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import * as querystring from 'node:querystring';
 import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
 import { errors } from 'oidc-provider';
@@ -46,6 +47,16 @@ export function workloadClients() {
       client_id: 'flyte-exchange-secret',
       client_secret: 'flyte-exchange-secret-value',
       token_endpoint_auth_method: 'client_secret_basic',
+      grant_types: [TOKEN_EXCHANGE_GRANT],
+      response_types: [],
+      redirect_uris: [],
+      scope: 'all offline read',
+    },
+    {
+      client_id: 'flyte-exchange-pkjwt', // private_key_jwt with ci-pkjwt's key pair
+      token_endpoint_auth_method: 'private_key_jwt',
+      token_endpoint_auth_signing_alg: 'RS256',
+      jwks: JSON.parse(readFileSync(new URL('./ci_pkjwt_jwks.json', import.meta.url), 'utf8')),
       grant_types: [TOKEN_EXCHANGE_GRANT],
       response_types: [],
       redirect_uris: [],
