@@ -29,21 +29,17 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from . import parsers
 from .errors import ConfigError
 from .options import Option, Source
-from .parsers import Parser, duration, split_argv
-from .parsers import argv as _argv
-from .parsers import boolean as _bool
-from .parsers import integer as _int
-from .parsers import string as _str
-from .parsers import strings as _list
-from .parsers import words as _tuple
+from .parsers import Parser, duration
+from .schema import COMPAT, Setting, markdown_table, mask, setting, settings_of
 
 if TYPE_CHECKING:
     from .plugins import PluginRegistry
@@ -54,95 +50,189 @@ parse_duration = duration
 log = logging.getLogger("flyteauth.config")
 
 DEFAULT_SECRET_LOCATION = "/etc/secrets/client_secret"
+#: Built-in auth types (and aliases) that never use a configured client secret; a plugin's may.
+_SECRETLESS_AUTH_TYPES = frozenset({"pkce", "standard", "deviceflow", "device_flow", "externalcommand",
+                                    "external_process", "passthrough", "noauth", "none", "no_auth", "anonymous"})
 #: Token endpoint client authentication methods the ClientSecret provider supports (``none``: a public
 #: client, for TokenExchange; ``federated_jwt``: the platform token as an RFC 7523 client assertion).
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none", "federated_jwt")
-
-
-def _argv_tuple(value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return split_argv("command", value)
-    return tuple(str(v) for v in value)
 
 
 def _strings(value: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in value or ())
 
 
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return dict(value or {})
+class ReadOnlyMapping(Mapping[str, Any]):
+    """A mapping nobody can change after the config is built (``config.options``, ``config.sources``).
+
+    Nested sections (``pkceConfig``) are read-only too; other values are kept as written.  Picklable, unlike
+    ``types.MappingProxyType``, so a config can go to a worker process.
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any] | None = None) -> None:
+        self._data = {str(k): _frozen(v) for k, v in (data or {}).items()}
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __eq__(self, other: object) -> bool:
+        return dict(self._data) == (dict(other) if isinstance(other, Mapping) else other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"ReadOnlyMapping({self._data!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ReadOnlyMapping, (self._data,))
+
+
+def _frozen(value: Any) -> Any:
+    if isinstance(value, ReadOnlyMapping):
+        return value
+    if isinstance(value, Mapping):
+        return ReadOnlyMapping(value)
+    return value
+
+
+def _auth_method(key: str, value: Any) -> str:
+    text = parsers.string(key, value)
+    if text not in AUTH_METHODS:
+        raise ConfigError(f"Unsupported tokenEndpointAuthMethod {text!r} ({key})",
+                          hint=f"Use one of {', '.join(AUTH_METHODS)}")
+    return text
+
+
+def _scopes(key: str, value: Any) -> tuple[str, ...]:
+    return parsers.strings(key, value)
+
+
+def _endpoint(key: str, value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ConfigError("No Flyte endpoint configured",
+                          hint=f"{key} must be a string like dns:///flyte.example.com:443, got {type(value).__name__}")
+    return value or None
 
 
 @attrs.frozen
 class AuthConfig:
     """Everything a session needs to authenticate.  Secrets are never in ``repr``.
 
-    ``options`` is the raw ``admin`` section (plus anything passed in code), for plugins that read
-    keys of their own.  ``sources`` maps a field name to where its value came from; ``problems`` lists
-    what :func:`load_config` found wrong but survivable (unknown/deprecated keys, conflicts).
+    Each field is declared once with its keys in every dialect (see :mod:`flyteauth_core.schema`), and
+    every value is validated and converted here, whichever way it arrives: ``AuthConfig(insecure="false")``
+    means TLS, ``AuthConfig(insecure="maybe")`` is a ``ConfigError`` naming the field.  The config is
+    hashable (``options``, ``sources`` and ``problems`` are not part of the hash).
+
+    ``options`` is the raw ``admin`` and ``flyteauth`` sections merged (plus anything passed in code), for
+    plugins that read keys of their own; it is read-only.  ``sources`` maps a field (or ``options.<key>``)
+    to a :class:`~flyteauth_core.options.Source`; ``problems`` lists what :func:`load_config` found wrong
+    but survivable (unknown/deprecated keys, conflicts, files skipped).
     """
 
-    endpoint: str
-    auth_type: str | None = None
-    insecure: bool = False
-    insecure_skip_verify: bool = False
-    ca_cert_file_path: str | None = None
-    client_id: str | None = None
-    client_secret: str | None = attrs.field(default=None, repr=False)
-    client_secret_location: str | None = None
-    client_secret_env_var: str | None = None
-    token_endpoint_auth_method: str = "client_secret_basic"
-    scopes: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
-    audience: str | None = None
-    use_audience_from_admin: bool = False
-    token_url: str | None = None
-    authorization_header: str | None = None
-    token_refresh_window: float | None = None
-    store: str | None = None
-    http_timeout: float = 15.0
-    #: ``private_key_jwt``: PEM file with the client's private key (RSA, EC or Ed25519).
-    client_key_file_path: str | None = None
-    #: ExternalCommand: argv (no shell) whose stdout is the token, and its deadline in seconds.
-    command: tuple[str, ...] = attrs.field(default=(), converter=_argv_tuple)
-    command_timeout: float = 30.0
-    #: argv whose stdout goes into ``proxy-authorization`` on gRPC calls (and IdP calls if
-    #: ``proxy_auth_for_idp``).
-    proxy_command: tuple[str, ...] = attrs.field(default=(), converter=_argv_tuple)
-    proxy_auth_for_idp: bool = False
-    #: Calls to the IdP: HTTP(S) proxy, extra CA (on top of system trust), skip verification.
-    http_proxy_url: str | None = attrs.field(default=None, repr=False)
-    idp_ca_cert_file_path: str | None = None
-    idp_insecure_skip_verify: bool = False
-    #: Passthrough: a token handed in, a file re-read on rejection, or the name of an env var.
-    token: str | None = attrs.field(default=None, repr=False)
-    token_file_path: str | None = None
-    token_env_var: str | None = None
-    org: str | None = None
-    pkce_timeout: float = 120.0
-    pkce_refresh_time: float = 300.0
-    device_flow_timeout: float = 600.0
-    device_flow_poll_interval: float = 5.0
-    device_flow_refresh_time: float = 300.0
-    max_retries: int = 4
-    per_retry_timeout: float = 15.0
-    max_backoff_delay: float = 8.0
-    disable_keyring: bool = False
-    options: Mapping[str, Any] = attrs.field(factory=dict, converter=_mapping, repr=False)
-    sources: Mapping[str, str] = attrs.field(factory=dict, converter=_mapping, repr=False, eq=False)
+    endpoint: str = setting(yaml="endpoint", ini=("platform", "url"), parse=_endpoint,
+                            doc="the Flyte endpoint: `dns:///host:443`, `host:port` or `https://host`")
+    auth_type: str | None = setting(None, yaml="authType", ini=("credentials", "auth_mode"), env=("FLYTE_AUTH_TYPE",),
+                                    doc="the provider (see Auth types); default: inferred")
+    insecure: bool = setting(False, yaml="insecure", ini=("platform", "insecure"), parse=parsers.boolean,
+                             doc="plaintext gRPC (no TLS)")
+    insecure_skip_verify: bool = setting(False, yaml="insecureSkipVerify", ini=("platform", "insecure_skip_verify"),
+                                         parse=parsers.boolean,
+                                         doc="TLS without verifying the server (pins its certificate)")
+    ca_cert_file_path: str | None = setting(None, yaml="caCertFilePath", ini=("platform", "ca_cert_file_path"),
+                                            doc="CA bundle for the Flyte endpoint")
+    client_id: str | None = setting(None, yaml="clientId", ini=("credentials", "client_id"), doc="OAuth2 client id")
+    client_secret: str | None = setting(None, ini=("credentials", "client_secret"), secret=True,
+                                        doc="the client secret itself (prefer a file or an env var)")
+    client_secret_location: str | None = setting(
+        None, yaml="clientSecretLocation", ini=("credentials", "client_secret_location"),
+        doc=f"file holding the client secret (default `{DEFAULT_SECRET_LOCATION}`)")
+    client_secret_env_var: str | None = setting(None, yaml="clientSecretEnvVar",
+                                                ini=("credentials", "client_secret_env_var"),
+                                                doc="name of the env var holding the client secret")
+    token_endpoint_auth_method: str = setting("client_secret_basic", yaml="tokenEndpointAuthMethod",
+                                              parse=_auth_method, doc=" / ".join(AUTH_METHODS))
+    scopes: tuple[str, ...] = setting((), yaml="scopes", ini=("credentials", "scopes"), parse=_scopes,
+                                      doc="scopes to request (default: discovered)")
+    audience: str | None = setting(None, yaml="audience", ini=("credentials", "audience"),
+                                   doc="audience to request (default: discovered)")
+    use_audience_from_admin: bool = setting(False, yaml="useAudienceFromAdmin", parse=parsers.boolean,
+                                            doc="request the audience the server advertises")
+    token_url: str | None = setting(None, yaml="tokenUrl", doc="token endpoint (default: discovered)")
+    authorization_header: str | None = setting(None, yaml="authorizationHeader",
+                                               doc="metadata key for the token (default: discovered)")
+    token_refresh_window: float | None = setting(None, yaml="tokenRefreshWindow", parse=parsers.duration,
+                                                 doc="refresh this long before expiry (default 5m)")
+    store: str | None = setting(None, yaml="tokenStore", doc="memory, file, keyring or a plugin's store")
+    http_timeout: float = setting(15.0, yaml="httpTimeout", parse=parsers.duration, doc="timeout of IdP calls")
+    client_key_file_path: str | None = setting(None, yaml="clientKeyFilePath",
+                                               doc="`private_key_jwt`: PEM private key of the client")
+    command: tuple[str, ...] = setting((), yaml="command", ini=("credentials", "command"), env=("FLYTE_AUTH_COMMAND",),
+                                       parse=parsers.argv, mask="argv",
+                                       doc="ExternalCommand: argv (no shell) printing the token")
+    command_timeout: float = setting(30.0, yaml="commandTimeout", parse=parsers.duration,
+                                     doc="ExternalCommand: deadline of the command")
+    proxy_command: tuple[str, ...] = setting((), yaml="proxyCommand", ini=("credentials", "proxy_command"),
+                                             env=("FLYTE_AUTH_PROXY_COMMAND",), parse=parsers.argv, mask="argv",
+                                             doc="argv printing a `proxy-authorization` token")
+    proxy_auth_for_idp: bool = setting(False, yaml="proxyAuthForIdP", parse=parsers.boolean,
+                                       doc="send `proxy-authorization` to the IdP too")
+    http_proxy_url: str | None = setting(None, yaml="httpProxyURL", ini=("platform", "http_proxy_url"), mask="url",
+                                         doc="HTTP(S) proxy for IdP calls")
+    idp_ca_cert_file_path: str | None = setting(None, yaml="idpCaCertFilePath", doc="extra CA bundle for the IdP")
+    idp_insecure_skip_verify: bool = setting(False, yaml="idpInsecureSkipVerify", parse=parsers.boolean,
+                                             doc="do not verify the IdP's certificate")
+    token: str | None = setting(None, secret=True, doc="Passthrough: the token itself")
+    token_file_path: str | None = setting(None, yaml="tokenFilePath", doc="Passthrough: file holding the token")
+    token_env_var: str | None = setting(None, yaml="tokenEnvVar", doc="Passthrough: env var holding the token")
+    org: str | None = setting(None, yaml="org", compat="flyte 2.x's organisation; not used for authentication",
+                              doc="organisation")
+    pkce_timeout: float = setting(120.0, yaml="pkceConfig.timeout", parse=parsers.duration,
+                                  doc="Pkce: how long to wait for the browser")
+    pkce_refresh_time: float = setting(300.0, yaml="pkceConfig.refreshTime", parse=parsers.duration,
+                                       compat="refresh timing comes from tokenRefreshWindow", doc="flytectl's")
+    device_flow_timeout: float = setting(600.0, yaml="deviceFlowConfig.timeout", parse=parsers.duration,
+                                         doc="DeviceFlow: how long to wait for the user")
+    device_flow_poll_interval: float = setting(5.0, yaml="deviceFlowConfig.pollInterval", parse=parsers.duration,
+                                               doc="DeviceFlow: poll interval (the IdP may raise it)")
+    device_flow_refresh_time: float = setting(300.0, yaml="deviceFlowConfig.refreshTime", parse=parsers.duration,
+                                              compat="refresh timing comes from tokenRefreshWindow",
+                                              doc="flytectl's")
+    max_retries: int = setting(4, yaml="maxRetries", parse=parsers.integer,
+                               compat="flytectl's gRPC retries; IdP retries follow AuthSession(retry=...)",
+                               doc="flytectl's")
+    per_retry_timeout: float = setting(15.0, yaml="perRetryTimeout", parse=parsers.duration,
+                                       compat="flytectl's gRPC retries; IdP calls use httpTimeout", doc="flytectl's")
+    max_backoff_delay: float = setting(8.0, yaml="maxBackoffDelay", parse=parsers.duration,
+                                       compat="flytectl's gRPC retries; IdP retries follow AuthSession(retry=...)",
+                                       doc="flytectl's")
+    disable_keyring: bool = setting(False, yaml="disableKeyring", parse=parsers.boolean,
+                                    doc="use the file store where the keyring would be used")
+    options: Mapping[str, Any] = attrs.field(factory=ReadOnlyMapping, converter=ReadOnlyMapping, repr=False,
+                                             hash=False)
+    sources: Mapping[str, str] = attrs.field(factory=ReadOnlyMapping, converter=ReadOnlyMapping, repr=False,
+                                             eq=False)
     problems: tuple[str, ...] = attrs.field(default=(), converter=_strings, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
+        for name, spec in SETTINGS.items():  # one parser per field, whichever way the value came in
+            value = getattr(self, name)
+            if value is None:
+                continue
+            parsed = spec.parse(name if spec.yaml in (None, name) else f"{name} (admin.{spec.yaml})", value)
+            if parsed is not value:
+                object.__setattr__(self, name, parsed)
         if not self.endpoint or not isinstance(self.endpoint, str):
             raise ConfigError(
                 "No Flyte endpoint configured",
                 hint="Set admin.endpoint in config.yaml or pass AuthConfig(endpoint=...)",
-            )
-        if self.token_endpoint_auth_method not in AUTH_METHODS:
-            raise ConfigError(
-                f"Unsupported tokenEndpointAuthMethod {self.token_endpoint_auth_method!r}",
-                hint=f"Use one of {', '.join(AUTH_METHODS)}",
             )
         if self.token_endpoint_auth_method == "private_key_jwt" and not self.client_key_file_path:
             raise ConfigError(
@@ -192,7 +282,7 @@ class AuthConfig:
         if self.auth_type:
             why = f"explicit authType ({src('auth_type')})"
             secret = self._secret_field()
-            if secret and self.auth_type.lower() not in ("clientsecret", "client_credentials", "basic"):
+            if secret and self.auth_type.lower() in _SECRETLESS_AUTH_TYPES:
                 why += f"; the client secret from {src(secret)} is not used by this auth type"
             return self.auth_type, why
         if self.token or self.token_file_path or self.token_env_var:
@@ -279,105 +369,55 @@ def read_secret_file(location: str, what: str, hint: str | None = None) -> str:
 
 
 
-#: flytectl ``admin`` key -> (AuthConfig field, parser).  Nested keys are written ``pkceConfig.timeout``.
-_FILE_KEYS: dict[str, tuple[str, Parser]] = {
-    "endpoint": ("endpoint", _str),
-    "authType": ("auth_type", _str),
-    "insecure": ("insecure", _bool),
-    "insecureSkipVerify": ("insecure_skip_verify", _bool),
-    "caCertFilePath": ("ca_cert_file_path", _str),
-    "clientId": ("client_id", _str),
-    "clientSecretLocation": ("client_secret_location", _str),
-    "clientSecretEnvVar": ("client_secret_env_var", _str),
-    "tokenEndpointAuthMethod": ("token_endpoint_auth_method", _str),
-    "scopes": ("scopes", _list),
-    "audience": ("audience", _str),
-    "useAudienceFromAdmin": ("use_audience_from_admin", _bool),
-    "tokenUrl": ("token_url", _str),
-    "authorizationHeader": ("authorization_header", _str),
-    "tokenRefreshWindow": ("token_refresh_window", parse_duration),
-    "tokenStore": ("store", _str),
-}
-#: The rest of the surface (flytectl, flyte 2.x and ours); kept apart so the table above stays the
-#: "core" keys.
-_MORE_KEYS: dict[str, tuple[str, Parser]] = {
-    "command": ("command", _argv),
-    "proxyCommand": ("proxy_command", _argv),
-    "httpProxyURL": ("http_proxy_url", _str),
-    "pkceConfig.timeout": ("pkce_timeout", parse_duration),
-    "pkceConfig.refreshTime": ("pkce_refresh_time", parse_duration),
-    "deviceFlowConfig.timeout": ("device_flow_timeout", parse_duration),
-    "deviceFlowConfig.pollInterval": ("device_flow_poll_interval", parse_duration),
-    "deviceFlowConfig.refreshTime": ("device_flow_refresh_time", parse_duration),
-    "maxRetries": ("max_retries", _int),
-    "perRetryTimeout": ("per_retry_timeout", parse_duration),
-    "maxBackoffDelay": ("max_backoff_delay", parse_duration),
-    "disableKeyring": ("disable_keyring", _bool),
-    # ours
-    "clientKeyFilePath": ("client_key_file_path", _str),
-    "commandTimeout": ("command_timeout", parse_duration),
-    "proxyAuthForIdP": ("proxy_auth_for_idp", _bool),
-    "idpCaCertFilePath": ("idp_ca_cert_file_path", _str),
-    "idpInsecureSkipVerify": ("idp_insecure_skip_verify", _bool),
-    "httpTimeout": ("http_timeout", parse_duration),
-    "tokenFilePath": ("token_file_path", _str),
-    "tokenEnvVar": ("token_env_var", _str),
-    "org": ("org", _str),
-}
-ALL_KEYS: dict[str, tuple[str, Parser]] = {**_FILE_KEYS, **_MORE_KEYS}
+#: Field name -> its declaration (YAML/INI keys, env names, parser, secret), in declaration order.
+SETTINGS: dict[str, Setting] = settings_of(AuthConfig)
+
+#: ``admin``/``flyteauth`` key -> (AuthConfig field, parser).  Nested keys are written ``pkceConfig.timeout``.
+ALL_KEYS: dict[str, tuple[str, Parser]] = {s.yaml: (n, s.parse) for n, s in SETTINGS.items() if s.yaml}
 #: Keys accepted without a warning that are not fields: flytectl's that do nothing here, and keys providers
 #: read from ``options``; then deprecated ones (a warning).
-_IGNORED_KEYS = frozenset({"maxMessageSizeBytes", "defaultServiceConfig", "pkceConfig", "deviceFlowConfig",
-                           "pkceConfig.redirectUri", "revocationEndpoint", "clientKeyId"})
+_IGNORED_KEYS = frozenset({"pkceConfig", "deviceFlowConfig", "pkceConfig.redirectUri", "revocationEndpoint",
+                           "clientKeyId"})
+#: flytectl keys that are not fields and have no effect here: reported as such, never as unknown.
+_COMPAT_KEYS = {
+    "maxMessageSizeBytes": "flytectl's gRPC message size limit; set it on the channel you build",
+    "defaultServiceConfig": "flytectl's gRPC service config; set it on the channel you build",
+}
 _DEPRECATED_KEYS = {
     "useAuth": "deprecated in flytectl and ignored: authentication follows authType and the server",
     "authorizationServerUrl": "deprecated in flytectl and ignored: the token endpoint is discovered "
     "(or set admin.tokenUrl)",
 }
 #: Fields whose values are secrets: masked by describe().
-SECRET_FIELDS = frozenset({"client_secret", "token"})
-
-_FIELD_PARSERS: dict[str, Parser] = {field: parse for field, parse in ALL_KEYS.values()}
-_FIELD_PARSERS.update({"client_secret": _str, "token": _str, "http_timeout": parse_duration})
+SECRET_FIELDS = frozenset(n for n, s in SETTINGS.items() if s.secret)
+#: Fields accepted for compatibility that have no effect, and why.
+COMPAT_FIELDS: dict[str, str] = {n: s.compat for n, s in SETTINGS.items() if s.compat}
+_FIELD_PARSERS: dict[str, Parser] = {n: s.parse for n, s in SETTINGS.items()}
 
 # -- flytekit's legacy INI: (section, option) -> field ------------------------------------------------
-_INI_KEYS: dict[tuple[str, str], str] = {
-    ("platform", "url"): "endpoint",
-    ("platform", "insecure"): "insecure",
-    ("platform", "insecure_skip_verify"): "insecure_skip_verify",
-    ("platform", "ca_cert_file_path"): "ca_cert_file_path",
-    ("platform", "http_proxy_url"): "http_proxy_url",
-    ("credentials", "client_id"): "client_id",
-    ("credentials", "client_secret"): "client_secret",
-    ("credentials", "client_secret_location"): "client_secret_location",
-    ("credentials", "client_secret_env_var"): "client_secret_env_var",
-    ("credentials", "scopes"): "scopes",
-    ("credentials", "auth_mode"): "auth_type",
-    ("credentials", "audience"): "audience",
-    ("credentials", "command"): "command",
-    ("credentials", "proxy_command"): "proxy_command",
-}
+_INI_KEYS: dict[tuple[str, str], str] = {s.ini: n for n, s in SETTINGS.items() if s.ini}
 _INI_IGNORED = frozenset({("platform", "console_endpoint")})
 
 # -- environment variables, highest precedence first -------------------------------------------------
 #: flytekit: FLYTE_<SECTION>_<OPTION> of the INI keys.
-FLYTEKIT_ENV: dict[str, str] = {f"FLYTE_{s.upper()}_{o.upper()}": f for (s, o), f in _INI_KEYS.items()}
+FLYTEKIT_ENV: dict[str, str] = {v: n for n, s in SETTINGS.items() for v in s.env_names()["flytekit"]}
 #: flyte 2.x: FLYTE_ADMIN_<KEY> (upper-cased flat admin keys) and FLYTE_AUTH_*.
-FLYTE2_ENV: dict[str, str] = {
-    f"FLYTE_ADMIN_{key.upper()}": field for key, (field, _) in ALL_KEYS.items() if "." not in key
-}
-FLYTE2_ENV.update({"FLYTE_AUTH_TYPE": "auth_type", "FLYTE_AUTH_COMMAND": "command",
-                   "FLYTE_AUTH_PROXY_COMMAND": "proxy_command"})
+FLYTE2_ENV: dict[str, str] = {v: n for n, s in SETTINGS.items() for v in s.env_names()["flyte 2.x"]}
 API_KEY_ENV = "FLYTE_API_KEY"
 #: Ours: FLYTEAUTH_<FIELD>, e.g. FLYTEAUTH_CLIENT_ID.
 OUR_PREFIX = "FLYTEAUTH_"
 CONFIG_ENV = "FLYTEAUTH_CONFIG"
-_OUR_ENV_EXCLUDED = frozenset({"options", "sources", "problems"})
+OUR_ENV: dict[str, str] = {v: n for n, s in SETTINGS.items() for v in s.env_names()["FLYTEAUTH"]}
 
 
 def _our_env() -> dict[str, str]:
-    return {f"{OUR_PREFIX}{f.name.upper()}": f.name for f in attrs.fields(AuthConfig)
-            if f.name not in _OUR_ENV_EXCLUDED}
+    return OUR_ENV
+
+
+def key_table() -> str:
+    """The README's table of config keys, derived from the schema."""
+    defaults = {f.name: f.default for f in attrs.fields(AuthConfig)}
+    return markdown_table(SETTINGS, defaults)
 
 
 def decode_api_key(raw: str, name: str = API_KEY_ENV) -> dict[str, str]:
@@ -548,6 +588,12 @@ class _Resolver:
             log.warning("flyteauth config: %s", text)
             self.problems.append(text)
 
+    def note(self, text: str) -> None:
+        """Something ``flyteauth config`` should say that is not wrong (not logged as a warning)."""
+        if text not in self.problems:
+            log.debug("flyteauth config: %s", text)
+            self.problems.append(text)
+
     def resolve(self) -> tuple[dict[str, Any], dict[str, Source]]:
         """The winning value of every field.  The client secret is chosen by layer, not by field: the
         highest layer that says anything about it supplies all of it (an argument naming a secret file
@@ -590,7 +636,9 @@ def _read_yaml_into(resolver: _Resolver, file: Path, sections: Mapping[str, Mapp
                 resolver.option_sources.setdefault(key.split(".")[0], Source(f"{name}.{key.split('.')[0]}", origin))
             spec = ALL_KEYS.get(key)
             if spec is None:
-                if key in _DEPRECATED_KEYS:
+                if key in _COMPAT_KEYS:
+                    resolver.note(f"{where.describe()}: {COMPAT} ({_COMPAT_KEYS[key]})")
+                elif key in _DEPRECATED_KEYS:
                     resolver.problem(f"{where} is {_DEPRECATED_KEYS[key]}")
                 elif key not in _IGNORED_KEYS and key not in declared:
                     resolver.problem(_unknown(key, [*ALL_KEYS, *declared], str(where)))
@@ -737,6 +785,11 @@ def _check_declared(resolver: _Resolver, declared: Mapping[str, list[tuple[Optio
     """Plugins' own keys are validated at load (a bad value is a problem naming the key and the plugin
     that reads it; the plugin raises when it actually reads it) and never reported as unknown."""
     for key, entries in declared.items():
+        for option, registration in entries:
+            if key in ALL_KEYS or option.env_var in OUR_ENV:
+                clash = f"the flyteauth key {key!r}" if key in ALL_KEYS else f"${option.env_var}"
+                resolver.problem(f"{registration.kind} {registration.name} ({registration.distribution}) declares "
+                                 f"an option that clashes with {clash}; rename it in the plugin")
         raw = resolver.options.get(key)
         if raw is None:
             continue
@@ -795,8 +848,7 @@ def load_config(
     sources.update({f"options.{k}": s for k, s in resolver.option_sources.items() if k in options})
     config = AuthConfig(**values, options=options, sources=sources, problems=tuple(resolver.problems))
     secret = config._secret_field()
-    if config.auth_type and secret and config.auth_type.lower() not in ("clientsecret", "client_credentials",
-                                                                          "basic"):
+    if config.auth_type and secret and config.auth_type.lower() in _SECRETLESS_AUTH_TYPES:
         resolver.problem(
             f"a client secret is configured ({sources.get(secret)}) but authType {config.auth_type!r} "
             f"({sources.get('auth_type')}) is explicit, so the secret is not used (flytekit would switch to "
@@ -807,19 +859,18 @@ def load_config(
 
 
 def _mask(field: str, value: Any) -> str:
-    if field in SECRET_FIELDS and value:
-        return "****"
-    if field == "http_proxy_url" and value:
-        return re.sub(r"//([^/@:]*):[^/@]*@", r"//\1:****@", str(value))
-    return repr(value)
+    return mask(SETTINGS.get(field), value)
 
 
 def describe(config: AuthConfig) -> Sequence[tuple[str, str, str]]:
-    """``(field, masked value, source)`` rows, for ``flyteauth config`` and ``status``."""
+    """``(field, masked value, source)`` rows, for ``flyteauth config`` and ``status``.
+
+    A key accepted only for compatibility says so: ``... (accepted for compatibility, no effect: why)``.
+    """
     rows = []
-    for field in attrs.fields(AuthConfig):
-        if field.name in ("options", "sources", "problems"):
-            continue
-        value = getattr(config, field.name)
-        rows.append((field.name, _mask(field.name, value), config.sources.get(field.name, "default")))
+    for field, spec in SETTINGS.items():
+        source = str(config.sources.get(field, "default"))
+        if spec.compat and field in config.sources:
+            source += f" ({COMPAT}: {spec.compat})"
+        rows.append((field, _mask(field, getattr(config, field)), source))
     return rows

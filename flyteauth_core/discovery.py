@@ -112,6 +112,8 @@ class Discovery:
         self._lock = threading.Lock()
         self._cached: ServerAuthInfo | None = None
         self.calls = 0
+        #: Set by the session when its store shares discovery results (``discovery_cache.shared_fill``).
+        self.fill: Callable[[Callable[[], ServerAuthInfo]], ServerAuthInfo] | None = None
 
     def get(self) -> ServerAuthInfo:
         cached = self._cached
@@ -119,7 +121,7 @@ class Discovery:
             return cached
         with self._lock:
             if self._cached is None:
-                self._cached = self._discover()
+                self._cached = self._discover() if self.fill is None else self.fill(self._discover)
             return self._cached
 
     def _discover(self) -> ServerAuthInfo:

@@ -10,9 +10,9 @@ its own config keys) is registration metadata instead: see ``register(...)`` in 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .hookspecs import RegisterFn
 from .types import AcquireRequest, Metadata, Token
@@ -25,6 +25,7 @@ __all__ = [
     "AuthenticatorFactory",
     "Closeable",
     "Describable",
+    "DiscoveryCache",
     "IdpHeaderSource",
     "Interceptor",
     "InterceptorFactory",
@@ -126,6 +127,19 @@ class IdpHeaderSource(Protocol):
     send_to_idp: bool
 
     def metadata(self) -> Metadata: ...
+
+
+@runtime_checkable
+class DiscoveryCache(Protocol):
+    """A store that keeps AuthMetadataService results for other processes (with a TTL).
+
+    A store that has these two methods (and ideally ``lock(key)``) shares discovery; see
+    ``flyteauth_core.discovery_cache``.  ``data`` is a JSON-able dict; nothing in it is secret.
+    """
+
+    def load_discovery(self, key: str) -> Mapping[str, Any] | None: ...
+
+    def save_discovery(self, key: str, data: Mapping[str, Any], ttl: float) -> None: ...
 
 
 #: A factory that builds an authenticator from the resolved config (the class itself, usually).

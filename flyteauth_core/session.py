@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import AuthConfig
 from .discovery import DEFAULT_METADATA_KEY, Discovery, ServerAuthInfo
+from .discovery_cache import shared_fill
 from .errors import DiscoveryError
 from .events import TokenEvent
 from .http import HttpClientFactory, RetryPolicy
@@ -129,6 +130,7 @@ class AuthSession:
         self.anonymous = registration.anonymous
         self._default_store = registration.default_store
         self.store = None if self.anonymous else self._resolve_store(store)
+        self._discovery.fill = shared_fill(self.store, config)
         if policy is None and config.token_refresh_window is not None:
             policy = RefreshPolicy(window=config.token_refresh_window)
         self.manager = TokenManager(

@@ -7,6 +7,10 @@
   opaque tokens with a short lifetime, for ``flyteauth demo``.
 
 SDK authors can use both to test their own integration.  Imported only on demand.
+
+Public and stable for plugin authors (``docs/plugins.md``): :class:`FlyteTestServer`,
+:class:`DemoTokenEndpoint`, :func:`judge_bearer`, ``ECHO`` and :func:`acquire_request`.  Changes to
+them follow the project's deprecation policy like any other public API.
 """
 
 from __future__ import annotations
@@ -284,3 +288,27 @@ class DemoTokenEndpoint:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def acquire_request(
+    config: Any,
+    *,
+    previous: Any = None,
+    reason: str = "initial",
+    interactive: bool = False,
+    server_info: Any = None,
+    retry: Any = None,
+) -> Any:
+    """An ``AcquireRequest`` wired like the session wires it, for testing a provider on its own.
+
+    ``http_client()`` builds the session's IdP client from ``config`` (timeouts, trust, proxy);
+    ``server_info()`` returns ``server_info`` (a ``flyteauth_core.discovery.ServerAuthInfo``), default one
+    naming ``config.token_url`` as the token endpoint.
+    """
+    from .discovery import ServerAuthInfo
+    from .http import HttpClientFactory
+    from .types import AcquireRequest
+
+    info = server_info if server_info is not None else ServerAuthInfo(token_endpoint=config.token_url or "")
+    return AcquireRequest(config=config, previous=previous, reason=reason, interactive=interactive,
+                          server_info_fn=lambda: info, http_client_fn=HttpClientFactory(config).client, retry=retry)

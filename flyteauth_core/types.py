@@ -44,6 +44,9 @@ class AcquireReason(str, enum.Enum):
     #: An explicit login (``flyteauth login``, ``session.login()``): skip the refresh token, run the
     #: interactive flow.
     LOGIN = "login"
+    #: A refresh whose answer was lost, sent once more: an ``invalid_grant`` now means the rotated refresh
+    #: token is gone (the IdP consumed it), not that the user's grant was revoked.
+    REPLAY = "replay"
     #: ``flyteauth logout``: the request handed to ``revoke()``; never passed to ``acquire()``.
     LOGOUT = "logout"
 

@@ -31,6 +31,7 @@ from typing import Any
 
 from flyteauth_core import hookimpl
 from flyteauth_core.config import AuthConfig, parse_duration
+from flyteauth_core.discovery_cache import DISCOVERY_TTL
 from flyteauth_core.errors import TokenStoreError
 from flyteauth_core.options import Option
 from flyteauth_core.token import Token
@@ -129,6 +130,27 @@ class FileTokenStore:
         with contextlib.suppress(FileNotFoundError):
             self.path(key).unlink()
 
+    # -- discovery cache (optional store capability, see flyteauth_core.discovery_cache) -------------
+    def load_discovery(self, key: str) -> Any:
+        try:
+            record = json.loads(self._discovery_path(key).read_bytes())
+        except (OSError, ValueError, RecursionError):
+            return None
+        if not isinstance(record, dict) or record.get("key") != key or not time.time() < record.get("expires_at", 0):
+            return None
+        return record.get("discovery")
+
+    def save_discovery(self, key: str, data: Any, ttl: float) -> None:
+        self._ensure_directory()
+        record = {"version": FORMAT_VERSION, "key": key, "expires_at": time.time() + ttl, "discovery": dict(data)}
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=self.directory)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(record, fh)
+        os.replace(tmp, self._discovery_path(key))
+
+    def _discovery_path(self, key: str) -> Path:
+        return self.path(key).with_suffix(".discovery")  # not *.json: those are tokens
+
     @contextlib.contextmanager
     def lock(self, key: str) -> Iterator[None]:
         """Hold the key's cross-process lock; ``TokenStoreError`` after ``lock_timeout`` seconds."""
@@ -184,4 +206,5 @@ def flyteauth_register_token_stores(register: Any) -> None:
         Option("tokenStorePath", help="directory of the token files (default ~/.flyte/flyteauth)"),
         Option("tokenStoreLockTimeout", parse=parse_duration, default=DEFAULT_LOCK_TIMEOUT,
                help="how long a process waits for another's refresh"),
+        DISCOVERY_TTL,
     ))

@@ -15,7 +15,7 @@ from flyteauth_core.testing import FlyteTestServer  # noqa: E402
 
 from ._idp import CI_BASIC, IdpServer  # noqa: E402
 
-pytest_plugins = ["tests._idp", "tests._browser", "tests._leakscan", "tests._interactive_helpers"]
+pytest_plugins = ["tests._idp", "tests._browser", "tests._leakscan", "tests._interactive_helpers", "tests._redis"]
 
 
 def jwt_validator(idp: IdpServer) -> Callable[[str], str | None]:

@@ -4,6 +4,7 @@ FLYTEAUTH env vars, FLYTE_API_KEY, explicit arguments; precedence and sources; `
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import subprocess
 import sys
@@ -359,7 +360,10 @@ def test_unknown_and_deprecated_keys_warn_and_do_not_crash(tmp_path: Path, caplo
     assert "admin.useAuth is deprecated" in text and "admin.authorizationServerUrl is deprecated" in text
     assert "unknown key 'clientID'" in text and "did you mean 'clientId'?" in text
     assert "unknown key 'acmeTenant'" in text
-    assert "maxMessageSizeBytes" not in text  # a real flytectl key that does nothing here
+    # a real flytectl key that does nothing here: said so (issue 8), not called unknown, not a warning
+    assert "admin.maxMessageSizeBytes in" in text and "accepted for compatibility, no effect" in text
+    assert "unknown key 'maxMessageSizeBytes'" not in text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "maxMessageSizeBytes" in r.getMessage()]
     assert config.options["acmeTenant"] == "t7"  # still there for plugins
     assert "useAuth" in caplog.text
 

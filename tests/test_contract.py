@@ -304,3 +304,14 @@ def test_value_types_are_one_object_wherever_imported() -> None:
 
     assert http.RetryPolicy is types.RetryPolicy and lifecycle.AcquireRequest is types.AcquireRequest
     assert protocols.Metadata is types.Metadata and types.Token is Token
+
+
+def test_an_option_clashing_with_our_own_keys_is_reported() -> None:
+    class Clashing:
+        @hookimpl
+        def flyteauth_register_authenticators(self, register: Any) -> None:
+            register("Clash", Fixed, options=(Option("clientId"), Option("passthroughToken", env="FLYTEAUTH_TOKEN")))
+
+    config = load_config(None, env={"FLYTEAUTH_ENDPOINT": ENDPOINT}, registry=registry_with(("clash", Clashing())))
+    text = "\n".join(config.problems)
+    assert "clashes with the flyteauth key 'clientId'" in text and "clashes with $FLYTEAUTH_TOKEN" in text

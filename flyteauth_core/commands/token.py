@@ -139,9 +139,9 @@ def cache_key(config_path: str | None, env: dict[str, str] | None = None) -> str
         except OSError:
             digest.update(f"absent\0{os.path.abspath(path)}\0".encode())
             continue
+        # Every existing candidate counts: load_config skips a file without an admin:/flyteauth: section,
+        # so the first existing file is not necessarily the one it reads.
         digest.update(f"file\0{os.path.abspath(path)}\0".encode() + hashlib.sha256(content).digest())
-        if not config_path:
-            break  # the first existing file on the search path is the one load_config reads
     return _KEY_PREFIX + digest.hexdigest()
 
 

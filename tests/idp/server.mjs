@@ -10,6 +10,7 @@
 //   IDP_DEVICE_INTERVAL      device-flow polling interval in seconds (default 1; 0 = no pacing)
 //   IDP_REFRESH_TTL          refresh-token lifetime in seconds (default 86400)
 //   IDP_TLS_CERT, IDP_TLS_KEY  PEM paths: serve HTTPS (issuer https://127.0.0.1:<port>)
+//   IDP_RATE_LIMIT           token requests per second per client before 429 + Retry-After (0 = off)
 //
 // Once listening it prints exactly one line "READY <port>" on stdout. Everything else
 // (including oidc-provider's own console.info notices) goes to stderr.
@@ -51,6 +52,21 @@ const DEVICE_INTERVAL = intEnv('IDP_DEVICE_INTERVAL', 1, 0);
 // Polls arriving up to this much early still count as on time (timer / scheduling jitter).
 const POLL_SLACK_MS = 50;
 const REFRESH_TTL = intEnv('IDP_REFRESH_TTL', 86400, 1);
+// Per-client rate limit at /token, like Okta / Auth0 / Entra ID: more than this many accepted requests
+// in the last second get 429 with Retry-After. 0 = no limit.
+const RATE_LIMIT = intEnv('IDP_RATE_LIMIT', 0, 0);
+const rateWindows = new Map(); // client_id -> timestamps (ms) of accepted requests in the last second
+
+// Returns the Retry-After seconds when `clientId` is over the limit, else records the request.
+function overRateLimit(clientId) {
+  if (RATE_LIMIT === 0) return undefined;
+  const now = Date.now();
+  const recent = (rateWindows.get(clientId) ?? []).filter((t) => now - t < 1000);
+  rateWindows.set(clientId, recent);
+  if (recent.length >= RATE_LIMIT) return Math.max(1, Math.ceil((recent[0] + 1000 - now) / 1000));
+  recent.push(now);
+  return undefined;
+}
 const TLS_CERT = process.env.IDP_TLS_CERT || undefined;
 const TLS_KEY = process.env.IDP_TLS_KEY || undefined;
 if (Boolean(TLS_CERT) !== Boolean(TLS_KEY)) {
@@ -130,6 +146,7 @@ const state = {
   total: 0,
   faults: [], // FIFO queue of fault objects
   refreshReuse: 0, // presentations of an already rotated refresh token (the grant gets revoked)
+  rateLimited: 0, // token requests answered 429 by IDP_RATE_LIMIT
   grantsRevoked: 0, // grants revoked for any reason (reuse detection, revocation endpoint)
   slowDown: 0, // slow_down answers sent to device_code polls
   authorizeRequests: 0, // GET/POST /auth
@@ -142,12 +159,14 @@ const state = {
 };
 
 function resetState() {
+  rateWindows.clear();
   Object.assign(state, {
     tokenRequests: {},
     byGrant: {},
     total: 0,
     faults: [],
     refreshReuse: 0,
+    rateLimited: 0,
     grantsRevoked: 0,
     slowDown: 0,
     authorizeRequests: 0,
@@ -252,6 +271,7 @@ function statsBody() {
     total: state.total,
     pending_faults: state.faults.length,
     refresh_reuse_detected: state.refreshReuse,
+    rate_limited: state.rateLimited,
     grants_revoked: state.grantsRevoked,
     slow_down_sent: state.slowDown,
     authorize_requests: state.authorizeRequests,
@@ -632,6 +652,14 @@ async function testMiddleware(ctx, next) {
   state.total += 1;
   state.tokenRequests[clientId] = (state.tokenRequests[clientId] ?? 0) + 1;
   state.byGrant[grantType] = (state.byGrant[grantType] ?? 0) + 1;
+
+  const retryAfter = overRateLimit(clientId);
+  if (retryAfter !== undefined) {
+    state.rateLimited += 1;
+    ctx.set('Retry-After', String(retryAfter));
+    sendJson(ctx, 429, { error: 'rate_limited', error_description: `over ${RATE_LIMIT} requests/s for ${clientId}` });
+    return;
+  }
 
   const fault = state.faults.shift();
   if (fault && await applyFault(ctx, fault)) return;
