@@ -187,6 +187,16 @@ def test_64_threads_on_a_cold_session_make_one_exchange(p: Peers, tmp_path: Path
     assert p.exchanges() == 1
 
 
+async def test_256_coroutines_on_a_cold_session_make_one_exchange(p: Peers, tmp_path: Path) -> None:
+    import asyncio
+
+    path = p.cluster.write_projected(tmp_path / "t", _token(p.cluster, p.idp.issuer))
+    with AuthSession(_exchange_config(p, path)) as session:
+        tokens = await asyncio.gather(*(session.get_token_async() for _ in range(256)))
+    assert len({t.access_token for t in tokens}) == 1
+    assert p.exchanges() == 1
+
+
 def test_exchange_is_retried_after_a_lost_answer_and_an_overloaded_idp(p: Peers, tmp_path: Path) -> None:
     """Token exchange is idempotent: a dropped connection and a 503 are retried, reading the file once."""
     path = p.cluster.write_projected(tmp_path / "t", _token(p.cluster, p.idp.issuer))
