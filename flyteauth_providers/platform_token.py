@@ -22,6 +22,7 @@ Every key is declared once (``PLATFORM_OPTIONS``, ``EXCHANGE_OPTIONS``) and read
 from __future__ import annotations
 
 import datetime
+import math
 import time
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -103,7 +104,11 @@ class PlatformTokenSource(Protocol):
 
 
 def utc(epoch: float) -> str:
-    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """``2026-11-30T04:00:00Z``; a claim no calendar holds (a forged or garbled ``exp``) says so."""
+    try:
+        return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, ValueError, OSError):
+        return "a time out of range"
 
 
 @attrs.frozen
@@ -122,7 +127,13 @@ class PlatformToken:
     @property
     def exp(self) -> float | None:
         exp = self.claims.get("exp")
-        return float(exp) if isinstance(exp, (int, float)) and not isinstance(exp, bool) else None
+        if not isinstance(exp, (int, float)) or isinstance(exp, bool):
+            return None
+        try:
+            value = float(exp)
+        except OverflowError:  # an integer beyond float range
+            return None
+        return value if math.isfinite(value) else None
 
     @property
     def audiences(self) -> tuple[str, ...]:

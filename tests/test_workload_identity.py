@@ -414,6 +414,20 @@ def test_options_come_from_the_section_and_env(monkeypatch: pytest.MonkeyPatch, 
         PlatformTokenReader(_config(platformTokenSource="file"))
 
 
+@pytest.mark.parametrize("exp", [10**30, 1e300, -(10**20)])
+def test_garbled_exp_claims_are_reported_not_crashed_on(tmp_path: Path, exp: float) -> None:
+    issuer = PlatformIssuer()
+    path = tmp_path / "token"
+    path.write_text(issuer.mint(sub="x", aud="a", exp=exp))
+    reader = PlatformTokenReader(_config(platformTokenFile=str(path)))
+    if exp < 0:
+        with pytest.raises(PlatformTokenExpiredError, match="out of range"):
+            reader.read(None)  # type: ignore[arg-type]
+    else:
+        assert reader.read(None).exp == float(exp)  # type: ignore[arg-type]
+    assert "exp" in reader.describe()
+
+
 def test_a_third_party_source_registers_through_the_hook() -> None:
     class Vault:
         local = True
