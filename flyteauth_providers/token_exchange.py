@@ -110,7 +110,10 @@ class TokenExchangeAuthenticator:
         )
         _, sep, reason = exc.message.rsplit(" at ", 1)[0].partition(":")
         reason = reason if sep else f" {exc.error}"
-        return rehint(exc, hint, TokenExchangeError, f"Token exchange refused:{reason}")
+        # RFC 8693's own errors become TokenExchangeError; invalid_client/invalid_grant keep their class
+        # (code that catches InvalidClientError still does), with a hint that fits token exchange.
+        cls = TokenExchangeError if exc.error in ("invalid_target", "invalid_request") else type(exc)
+        return rehint(exc, hint, cls, f"Token exchange refused:{reason}")
 
     def describe(self) -> str:
         """One line (``Describable``): how the exchange authenticates and the platform token it uses."""
