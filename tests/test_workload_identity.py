@@ -315,9 +315,9 @@ def test_github_actions_token_end_to_end(p: Peers, in_github_actions: PlatformIs
                                          tmp_path: Path) -> None:
     before = in_github_actions.stats["id_token_requests"]
     ci_yaml = tmp_path / "ci.yaml"  # the README's GitHub Actions config, pointed at the test peers
-    ci_yaml.write_text(f"admin:\n  endpoint: dns:///{p.flyte.target}\n  insecure: true\n  authType: TokenExchange\n"
-                       f"  clientId: flyte-exchange\n  platformTokenSource: {source}\n"
-                       f"  platformTokenAudience: {p.idp.issuer}\n")
+    ci_yaml.write_text(f"admin:\n  endpoint: dns:///{p.flyte.target}\n  insecure: true\n  authType: flyteauth\n"
+                       f"flyteauth:\n  authType: TokenExchange\n  clientId: flyte-exchange\n"
+                       f"  platformTokenSource: {source}\n  platformTokenAudience: {p.idp.issuer}\n")
     config = load_config(ci_yaml)
     with AuthSession(config) as session:
         assert _call(session) == b"ping"
