@@ -231,6 +231,32 @@ def main():  # noqa: PLR0915 (one flat script per phase reads best here)
         out(seconds=seconds, errors=len(errors))
         mark("done")
         return
+    if phase == "reject_storm":
+        mark("start")
+        stop = time.perf_counter() + float(os.environ["BENCH_SECONDS"])
+        counts = {}
+        lock = threading.Lock()
+
+        def reject_loop():
+            while time.perf_counter() < stop:
+                try:
+                    unary(b"x", timeout=30)
+                    kind = "ok"
+                except Exception as exc:
+                    code = getattr(exc, "code", None)
+                    code = code() if callable(code) else code
+                    kind = type(exc).__name__ + (f" {getattr(code, 'name', code)}" if code is not None else "")
+                with lock:
+                    counts[kind] = counts.get(kind, 0) + 1
+
+        threads = [threading.Thread(target=reject_loop) for _ in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(float(os.environ["BENCH_SECONDS"]) + 60)
+        out(calls=sum(counts.values()), errors=counts)
+        mark("done")
+        return
     if phase == "expiry":
         unary(b"warm", timeout=30)
         mark("start")

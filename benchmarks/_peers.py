@@ -19,14 +19,20 @@ CLIENT_ID = "flyteauth-bench"
 CLIENT_SECRET = "bench-secret"  # a throwaway secret for a loopback demo endpoint
 
 
+def reject_every_token(token: str) -> str:
+    """A server that accepts no token (wrong audience, clock skew, wrong header key...)."""
+    return "wrong audience"
+
+
 class Peers:
     """A started token endpoint plus a Flyte test server whose discovery points at it."""
 
-    def __init__(self, ttl: float, max_workers: int = 16) -> None:
+    def __init__(self, ttl: float, max_workers: int = 16, reject_all: bool = False) -> None:
         self.endpoint = DemoTokenEndpoint(CLIENT_ID, CLIENT_SECRET, ttl=ttl).start()
         try:
             self.server = FlyteTestServer(
-                self.endpoint.validate, token_endpoint=self.endpoint.url, max_workers=max_workers
+                reject_every_token if reject_all else self.endpoint.validate, token_endpoint=self.endpoint.url,
+                max_workers=max_workers,
             ).start()
         except BaseException:
             self.endpoint.stop()

@@ -138,19 +138,20 @@ def static_token(peers: Peers | ConnectPeers) -> str:
         return str(json.load(resp)["access_token"])
 
 
-def measure(name: str, python: Path, client: str, expiry_seconds: float) -> dict[str, str]:
+def measure(name: str, python: Path, client: str, expiry_seconds: float,
+            reject_seconds: float = 10.0) -> dict[str, str]:
     col: dict[str, str] = {}
     connect = client == "flyte"  # flyte 2.x: ConnectRPC over HTTP/1.1, served by _connect_server
     # flyte 2.x is async-only: its thread rows run every call on one background event loop (like syncify)
     via_loop = " (threads share one event loop)" if connect else ""
 
-    def peers_for(ttl: float, max_workers: int = 64) -> Peers | ConnectPeers:
+    def peers_for(ttl: float, max_workers: int = 64, reject_all: bool = False) -> Peers | ConnectPeers:
         if connect:
-            return ConnectPeers(CLIENT_ID, CLIENT_SECRET, ttl=ttl)
-        return Peers(ttl=ttl, max_workers=max_workers)
+            return ConnectPeers(CLIENT_ID, CLIENT_SECRET, ttl=ttl, reject_all=reject_all)
+        return Peers(ttl=ttl, max_workers=max_workers, reject_all=reject_all)
 
-    def run(phase: str, ttl: float, **env: str) -> Driver:
-        with peers_for(ttl) as peers:
+    def run(phase: str, ttl: float, reject_all: bool = False, **env: str) -> Driver:
+        with peers_for(ttl, reject_all=reject_all) as peers:
             return Driver(python, client, phase, peers, env)
 
     def attempt(label: str, fn: Any) -> None:
@@ -205,11 +206,18 @@ def measure(name: str, python: Path, client: str, expiry_seconds: float) -> dict
             f"{d.delta('start', 'done', 'rejected')} / {d.data['slow']} of {d.data['calls']} / {d.data['failed']} "
             f"(worst {d.data['worst_ms']:.0f} ms; {d.delta('start', 'done', 'tokens')} token requests)")
 
+    def rejection_storm() -> None:
+        # The server rejects every token (wrong audience): how many IdP requests does the client make?
+        d = run("reject_storm", 3600.0, reject_all=True, BENCH_SECONDS=str(reject_seconds))
+        errors = ", ".join(f"{k} {v}" for k, v in sorted(d.data["errors"].items(), key=lambda kv: -kv[1])[:3])
+        col[f"server rejects every token, 16 threads x {reject_seconds:g} s: token requests (calls; errors)"] = (
+            f"{d.delta('start', 'done', 'tokens')} ({d.data['calls']} calls; {errors}){via_loop}")
+
     def imports() -> None:
         col["import time (ms)"] = f"{import_ms(python, IMPORTS[name]):.0f}"
 
     for label, fn in [("overhead", overhead), ("storm", storm), ("expired", expired_storm), (aio_label, storm_aio),
-                      ("expiry", expiry), ("cold", cold), ("imports", imports)]:
+                      ("expiry", expiry), ("cold", cold), ("rejections", rejection_storm), ("imports", imports)]:
         attempt(label, fn)
     return col
 

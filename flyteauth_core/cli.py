@@ -25,7 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "logout": ("logout", "forget the stored login and revoke its refresh token"),
     "status": ("status", "who is logged in, with what, until when (no secrets)"),
     "plugins": ("plugins", "list installed plugins, what they register, load errors"),
-    "config": ("config", "show the resolved config and where each value came from"),
+    "config": ("config", "what you set (in your own keys), where it came from, and what is wrong with it"),
+    "doctor": ("doctor", "check each link of the auth chain; exit code = number of the first failing step"),
     "demo": ("demo", "run the whole loop against embedded servers (no Flyte needed)"),
 }
 

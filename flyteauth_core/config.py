@@ -37,6 +37,7 @@ import attrs
 
 from . import parsers
 from .errors import ConfigError
+from .logs import warn_once
 from .options import Option, Source
 from .parsers import Parser, duration
 from .schema import COMPAT, Setting, markdown_table, mask, setting, settings_of
@@ -184,6 +185,8 @@ class AuthConfig:
                                              doc="argv printing a `proxy-authorization` token")
     proxy_auth_for_idp: bool = setting(False, yaml="proxyAuthForIdP", parse=parsers.boolean,
                                        doc="send `proxy-authorization` to the IdP too")
+    auth_origins: tuple[str, ...] = setting((), yaml="authOrigins", parse=parsers.strings,
+                                            doc="origins besides the endpoint's that `httpx_auth()` sends the token to")
     http_proxy_url: str | None = setting(None, yaml="httpProxyURL", ini=("platform", "http_proxy_url"), mask="url",
                                          doc="HTTP(S) proxy for IdP calls")
     idp_ca_cert_file_path: str | None = setting(None, yaml="idpCaCertFilePath", doc="extra CA bundle for the IdP")
@@ -347,9 +350,16 @@ class AuthConfig:
                     hint=f"Export {self.client_secret_env_var} or fix admin.clientSecretEnvVar",
                 )
             return value.strip()
-        location = self.client_secret_location or DEFAULT_SECRET_LOCATION
-        return read_secret_file(location, "the client secret file",
-                                "Set admin.clientSecretLocation, admin.clientSecretEnvVar, or pass client_secret")
+        if self.client_secret_location:  # set, so its value is what is wrong: never "Set ..." it again
+            source = self.sources.get("client_secret_location")
+            key, origin = (source.key, source.origin) if isinstance(source, Source) else (
+                "client_secret_location", "argument")
+            return read_secret_file(self.client_secret_location, "the client secret file",
+                                    f"{key} is set (in {origin}) but the file it names cannot be read: fix the "
+                                    "path or create the file (or use admin.clientSecretEnvVar instead)")
+        return read_secret_file(DEFAULT_SECRET_LOCATION, "the client secret file",
+                                "admin.clientSecretLocation is unset, so the default was tried: set "
+                                "admin.clientSecretLocation, admin.clientSecretEnvVar, or pass client_secret")
 
 
 def read_secret_file(location: str, what: str, hint: str | None = None) -> str:
@@ -585,7 +595,7 @@ class _Resolver:
 
     def problem(self, text: str) -> None:
         if text not in self.problems:
-            log.warning("flyteauth config: %s", text)
+            warn_once(log, f"flyteauth config: {text}")
             self.problems.append(text)
 
     def note(self, text: str) -> None:
@@ -720,6 +730,8 @@ def _read_env_into(resolver: _Resolver, env: Mapping[str, str], declared: Mappin
                     resolver.problem(f"${API_KEY_ENV} carries a {field} that ${seen[field][0]} overrides")
                 continue
             resolver.put("env", field, value, Source(f"${API_KEY_ENV}", "environment"))
+    if not _wants_plugins(env):
+        return
     for key, entries in declared.items():  # plugins' own keys: FLYTEAUTH_<KEY>
         for option, _ in entries:
             var = option.env_var
@@ -738,11 +750,45 @@ def _has_sections(file: Path, text: str) -> tuple[bool, Any]:
     return bool(sections), sections
 
 
-def _declared_options(registry: PluginRegistry | None) -> dict[str, list[tuple[Option, Any]]]:
-    """Config keys that installed plugins declare (loads the plugin registry, which does no I/O)."""
-    from .plugins import default_registry
+class _Declared(Mapping[str, list[tuple[Option, Any]]]):
+    """Config keys that installed plugins declare, loaded on first use.
 
-    return (registry or default_registry()).declared_options()
+    The plugin registry (entry points, plugin modules: no I/O, ~40 ms) is consulted only when the config
+    holds a key the schema does not know or a ``FLYTEAUTH_`` variable that is not ours, so a plain config
+    costs nothing extra.
+    """
+
+    def __init__(self, registry: PluginRegistry | None) -> None:
+        self._registry = registry
+        self._data: dict[str, list[tuple[Option, Any]]] | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._data is not None
+
+    def _load(self) -> dict[str, list[tuple[Option, Any]]]:
+        if self._data is None:
+            from .plugins import default_registry
+
+            self._data = (self._registry or default_registry()).declared_options()
+        return self._data
+
+    def __getitem__(self, key: str) -> list[tuple[Option, Any]]:
+        return self._load()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+
+#: FLYTEAUTH_ variables that are not config fields (read elsewhere); they do not make us look for plugins.
+_OUR_OTHER_ENV = frozenset({CONFIG_ENV, "FLYTEAUTH_DISABLE_PLUGINS", "FLYTEAUTH_INTERACTIVE", "FLYTEAUTH_TOKEN_DIR"})
+
+
+def _wants_plugins(env: Mapping[str, str]) -> bool:
+    return any(k.startswith(OUR_PREFIX) and k not in OUR_ENV and k not in _OUR_OTHER_ENV for k in env)
 
 
 def _find_file(
@@ -817,7 +863,7 @@ def load_config(
     "not given".  See the module docstring for the precedence.
     """
     env = os.environ if env is None else env
-    declared = _declared_options(registry)
+    declared = _Declared(registry)
     resolver = _Resolver()
     file, parsed, searched = _find_file(path, env, resolver)
     if file is not None:
@@ -844,7 +890,9 @@ def load_config(
     for key, value in (overrides.get("options") or {}).items():
         options[key] = value
         resolver.option_sources[key] = Source(f"options[{key!r}]", "argument")
-    _check_declared(resolver, declared)
+    known = {*ALL_KEYS, *_IGNORED_KEYS, *_COMPAT_KEYS, *_DEPRECATED_KEYS}
+    if declared.loaded or any(k not in known for k in resolver.options):
+        _check_declared(resolver, declared)
     sources.update({f"options.{k}": s for k, s in resolver.option_sources.items() if k in options})
     config = AuthConfig(**values, options=options, sources=sources, problems=tuple(resolver.problems))
     secret = config._secret_field()
@@ -873,4 +921,21 @@ def describe(config: AuthConfig) -> Sequence[tuple[str, str, str]]:
         if spec.compat and field in config.sources:
             source += f" ({COMPAT}: {spec.compat})"
         rows.append((field, _mask(field, getattr(config, field)), source))
+    return rows
+
+
+def describe_options(config: AuthConfig, registry: PluginRegistry | None = None) -> Sequence[tuple[str, str, str]]:
+    """``(key, masked value, source)`` rows for the plugins' own keys that are set, for ``flyteauth config``.
+
+    A key a plugin declares ``secret`` is masked; a key nobody declares is shown as-is (it is reported as
+    unknown in ``problems``).  Nested sections (``pkceConfig``) are not repeated here: they are fields.
+    """
+    declared = _Declared(registry)
+    rows = []
+    for key, value in config.options.items():
+        if key in ALL_KEYS or key in _IGNORED_KEYS or key in _COMPAT_KEYS or key in _DEPRECATED_KEYS:
+            continue
+        secret = any(option.secret for option, _ in declared.get(key, []))
+        shown = "****" if secret and value not in (None, "") else repr(value)
+        rows.append((key, shown, str(config.sources.get(f"options.{key}", "argument"))))
     return rows

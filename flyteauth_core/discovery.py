@@ -1,8 +1,9 @@
 """Discovery: ask the Flyte server how to authenticate, through its anonymous AuthMetadataService.
 
-Order: v2 (``flyteidl2.auth``) first, v1 (``flyteidl.service``) when v2 answers UNIMPLEMENTED, then
-RFC 8414 ``/.well-known/oauth-authorization-server`` (and flyteadmin's ``/config/v1/flyte_client``)
-over HTTP(S) when neither RPC is implemented.  Results are cached for the life of the session.
+Each RPC on its own: v2 (``flyteidl2.auth``) first, v1 (``flyteidl.service``) when v2 answers
+UNIMPLEMENTED, then RFC 8414 ``/.well-known/oauth-authorization-server`` (for the public client,
+flyteadmin's ``/config/v1/flyte_client``) over HTTP(S) when neither version implements it.  A success
+is cached for the life of the session; a failure is tried again on the next ``get()``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from typing import Any
 
 import attrs
 
-from .errors import DiscoveryError
+from .errors import DiscoveryError, FlyteAuthError
+
+Metadata = tuple[tuple[str, str], ...]
 
 log = logging.getLogger("flyteauth.discovery")
 
@@ -24,7 +27,10 @@ PATHS = {
     "v1": ("/flyteidl.service.AuthMetadataService/GetOAuth2Metadata",
            "/flyteidl.service.AuthMetadataService/GetPublicClientConfig"),
 }
+HTTP_PATHS = ("/.well-known/oauth-authorization-server", "/config/v1/flyte_client")
 DEFAULT_METADATA_KEY = "authorization"
+#: IdentityService.UserInfo (an authenticated call any Flyte server answers; ``flyteauth doctor`` uses it).
+USERINFO_PATHS = {"v2": "/flyteidl2.auth.IdentityService/UserInfo", "v1": "/flyteidl.service.IdentityService/UserInfo"}
 
 
 @attrs.frozen
@@ -93,7 +99,16 @@ def _message_dict(message: Any) -> dict[str, Any]:
 
 
 class Discovery:
-    """Fetches and caches :class:`ServerAuthInfo` for one endpoint."""
+    """Fetches and caches :class:`ServerAuthInfo` for one endpoint.
+
+    Each of the two RPCs is resolved on its own (a v2 server may implement ``GetPublicClientConfig`` but
+    not ``GetOAuth2Metadata``): v2, then v1, then HTTP (RFC 8414 for the OAuth2 metadata, flyteadmin's
+    ``/config/v1/flyte_client`` for the public client).  ``metadata()`` is sent with every discovery
+    request: the session passes an authenticating proxy's ``proxy-authorization`` (never the bearer
+    token).  When the proxy refuses it (gRPC UNAUTHENTICATED/PERMISSION_DENIED, HTTP 401/403/407),
+    ``rejected(sent)`` is told once and the request is sent once more with fresh metadata.  A failure is
+    not cached: the next ``get()`` tries again.
+    """
 
     def __init__(
         self,
@@ -103,12 +118,16 @@ class Discovery:
         http_base_url: str,
         http_client: Callable[[], Any],
         timeout: float = 10.0,
+        metadata: Callable[[], Metadata] | None = None,
+        rejected: Callable[[Metadata], bool] | None = None,
     ) -> None:
         self._channel = channel
         self._endpoint = endpoint
         self._http_base_url = http_base_url
         self._http_client = http_client
         self._timeout = timeout
+        self._metadata = metadata or (lambda: ())
+        self._rejected = rejected
         self._lock = threading.Lock()
         self._cached: ServerAuthInfo | None = None
         self.calls = 0
@@ -125,12 +144,21 @@ class Discovery:
             return self._cached
 
     def _discover(self) -> ServerAuthInfo:
+        oauth, oauth_source = self._resolve(0)
+        client, client_source = self._resolve(1)
+        source = oauth_source if oauth_source == client_source else f"{oauth_source} + {client_source}"
+        info = ServerAuthInfo.from_mappings(oauth, client, source)
+        log.debug("flyteauth: discovered %s via %s", self._endpoint, info.source)
+        return info
+
+    def _resolve(self, index: int) -> tuple[Mapping[str, Any], str]:
+        """One RPC (0: GetOAuth2Metadata, 1: GetPublicClientConfig): v2, v1, then HTTP."""
         import grpc
 
         tried = []
         for version in ("v2", "v1"):
             try:
-                return self._grpc(version)
+                return self._grpc(version, index), f"grpc {version}"
             except grpc.RpcError as error:
                 code = error.code() if callable(getattr(error, "code", None)) else None
                 tried.append(f"{version}: {getattr(code, 'name', code)}")
@@ -141,15 +169,18 @@ class Discovery:
                         hint="Check the endpoint and TLS settings (admin.endpoint, admin.insecure), or set "
                         "admin.tokenUrl to skip discovery",
                     ) from None
+        path = HTTP_PATHS[index]
         try:
-            return self._rfc8414()
+            return self._http(path, required=index == 0), "rfc8414"
         except DiscoveryError as error:
             raise DiscoveryError(
                 f"No auth metadata from {self._endpoint} (gRPC {', '.join(tried)}; {error.message})",
                 hint="The server may not have auth enabled; set admin.tokenUrl, or use authType None",
             ) from None
 
-    def _grpc(self, version: str) -> ServerAuthInfo:
+    def _grpc(self, version: str, index: int) -> dict[str, Any]:
+        import grpc
+
         from ._proto import (
             OAuth2MetadataRequest,
             OAuth2MetadataResponse,
@@ -157,45 +188,59 @@ class Discovery:
             PublicClientAuthConfigResponse,
         )
 
-        oauth_path, client_path = PATHS[version]
-        channel = self._channel()
-        self.calls += 1
-        oauth = channel.unary_unary(
-            oauth_path,
-            request_serializer=OAuth2MetadataRequest.SerializeToString,
-            response_deserializer=OAuth2MetadataResponse.FromString,
-        )(OAuth2MetadataRequest(), timeout=self._timeout)
-        self.calls += 1
-        client = channel.unary_unary(
-            client_path,
-            request_serializer=PublicClientAuthConfigRequest.SerializeToString,
-            response_deserializer=PublicClientAuthConfigResponse.FromString,
-        )(PublicClientAuthConfigRequest(), timeout=self._timeout)
-        info = ServerAuthInfo.from_mappings(_message_dict(oauth), _message_dict(client), f"grpc {version}")
-        log.debug("flyteauth: discovered %s via %s", self._endpoint, info.source)
-        return info
+        request, response = ((OAuth2MetadataRequest, OAuth2MetadataResponse), (
+            PublicClientAuthConfigRequest, PublicClientAuthConfigResponse))[index]
+        call = self._channel().unary_unary(
+            PATHS[version][index],
+            request_serializer=request.SerializeToString,
+            response_deserializer=response.FromString,
+        )
+        for attempt in range(2):
+            sent = self._metadata()
+            self.calls += 1
+            try:
+                extra = {"metadata": sent} if sent else {}
+                return _message_dict(call(request(), timeout=self._timeout, **extra))
+            except grpc.RpcError as error:
+                code = error.code() if callable(getattr(error, "code", None)) else None
+                proxy_refused = code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+                if attempt or not proxy_refused or not self._refresh_proxy(sent):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    def _rfc8414(self) -> ServerAuthInfo:
+    def _refresh_proxy(self, sent: Metadata) -> bool:
+        """The proxy refused ``sent``: have its token replaced once.  True when a retry may work."""
+        if not sent or self._rejected is None:
+            return False
+        try:
+            return bool(self._rejected(sent))
+        except FlyteAuthError:
+            return False
+
+    def _http(self, path: str, *, required: bool) -> Mapping[str, Any]:
         import httpx2
 
-        documents: list[Mapping[str, Any]] = []
+        url = self._http_base_url + path
         with self._http_client() as http:
-            for path in ("/.well-known/oauth-authorization-server", "/config/v1/flyte_client"):
-                url = self._http_base_url + path
+            for attempt in range(2):
+                sent = self._metadata()
                 try:
-                    response = http.get(url, timeout=self._timeout)
+                    response = http.get(url, timeout=self._timeout, headers=dict(sent))
                 except httpx2.HTTPError as exc:
                     raise DiscoveryError(f"GET {url} failed ({type(exc).__name__})") from None
-                if response.status_code != 200:
-                    if path.startswith("/config"):
-                        documents.append({})
-                        continue
-                    raise DiscoveryError(f"GET {url} answered HTTP {response.status_code}")
-                try:
-                    body = response.json()
-                except ValueError:
-                    body = None
-                if not isinstance(body, Mapping):
-                    raise DiscoveryError(f"GET {url} did not return a JSON object")
-                documents.append(body)
-        return ServerAuthInfo.from_mappings(documents[0], documents[1], "rfc8414")
+                if response.status_code in (401, 403, 407) and not attempt and self._refresh_proxy(sent):
+                    continue
+                break
+        if response.status_code != 200:
+            if not required:
+                return {}
+            raise DiscoveryError(f"GET {url} answered HTTP {response.status_code}")
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, Mapping):
+            if not required:
+                return {}
+            raise DiscoveryError(f"GET {url} did not return a JSON object")
+        return body

@@ -92,6 +92,30 @@ class TokenResponseError(TokenRequestError):
     """The token endpoint answered, but not with a usable token response."""
 
 
+class ResponseLostError(TokenRequestError):
+    """The IdP may have processed the request, but its answer never arrived (read timeout, dropped
+    connection), and the grant is single use (authorization code, device code, rotating refresh token),
+    so it was not sent again.  ``grant`` is the OAuth2 ``grant_type`` that was lost."""
+
+    def __init__(self, message: str, *, endpoint: str, grant: str, hint: str | None = None) -> None:
+        self.grant = grant
+        super().__init__(message, endpoint=endpoint, hint=hint, transient=True)
+
+
+class RefreshTokenRotatedError(InvalidGrantError):
+    """A rotating refresh token was consumed by a request whose answer was lost; the one replay was
+    refused, so the grant is gone and a new login is needed."""
+
+
+class TokenRejectedError(TokenError):
+    """The server keeps rejecting tokens the IdP just issued; flyteauth stopped fetching new ones for a
+    while (asking again would only flood the IdP).  The message names the likely causes."""
+
+    def __init__(self, message: str, *, retry_in: float, hint: str | None = None) -> None:
+        self.retry_in = retry_in
+        super().__init__(message, hint=hint)
+
+
 class TransientTokenError(TokenRequestError):
     """The IdP was unreachable, overloaded or slow, and retries ran out. Stored credentials are kept."""
 
@@ -167,3 +191,109 @@ class PlatformTokenAudienceError(PlatformTokenError):
 class TokenExchangeError(TokenRequestError):
     """The IdP refused an RFC 8693 token exchange (``error`` is ``invalid_target``, ``invalid_request``, ...);
     the hint says which setting to change."""
+
+
+# -- the same errors in a transport's own type ---------------------------------------------------------
+# Code that catches only ``grpc.RpcError`` (or connectrpc's ``ConnectError``) must see auth failures on
+# those transports too.  The dual classes are built on first use, so ``import flyteauth_core`` loads
+# neither grpc nor connectrpc; each keeps the original class (``except InvalidClientError`` still works).
+_DUALS: dict[tuple[object, str], type] = {}
+
+
+def _status_message(exc: FlyteAuthError) -> str:
+    return str(exc)
+
+
+def _copy_as(exc: FlyteAuthError, cls: type) -> FlyteAuthError:
+    dual: FlyteAuthError = cls.__new__(cls)  # type: ignore[call-overload]
+    dual.__dict__.update(exc.__dict__)
+    dual.args = exc.args
+    dual.__traceback__ = exc.__traceback__
+    return dual
+
+
+def _dual(cls: type, kind: str) -> type:
+    key = (cls, kind)
+    if key not in _DUALS:
+        base = _grpc_base() if kind == "grpc" else _connect_base()
+        _DUALS[key] = type(f"{kind.capitalize()}{cls.__name__}", (cls, base), {"__module__": __name__})
+    return _DUALS[key]
+
+
+def _grpc_base() -> type:
+    if ("base", "grpc") not in _DUALS:
+        import grpc
+
+        class GrpcAuthError(FlyteAuthError, grpc.RpcError, grpc.Call):
+            """A FlyteAuthError that is also a ``grpc.RpcError`` (and a ``grpc.Call``): UNAUTHENTICATED,
+            or UNAVAILABLE when the failure is transient (IdP down, timeout)."""
+
+            def code(self) -> grpc.StatusCode:
+                return grpc.StatusCode.UNAVAILABLE if self.transient else grpc.StatusCode.UNAUTHENTICATED
+
+            def details(self) -> str:
+                return _status_message(self)
+
+            def initial_metadata(self) -> tuple[()]:
+                return ()
+
+            def trailing_metadata(self) -> tuple[()]:
+                return ()
+
+            def debug_error_string(self) -> str:
+                return f"flyteauth: {type(self).__name__}"
+
+            def is_active(self) -> bool:
+                return False
+
+            def time_remaining(self) -> float:
+                return 0.0
+
+            def cancel(self) -> bool:
+                return False
+
+            def add_callback(self, callback: object) -> bool:
+                return False
+
+        GrpcAuthError.__module__, GrpcAuthError.__qualname__ = __name__, "GrpcAuthError"
+        _DUALS[("base", "grpc")] = GrpcAuthError
+    return _DUALS[("base", "grpc")]
+
+
+def _connect_base() -> type:
+    if ("base", "connect") not in _DUALS:
+        from connectrpc.errors import ConnectError
+
+        class ConnectAuthError(FlyteAuthError, ConnectError):
+            """A FlyteAuthError that is also connectrpc's ``ConnectError`` (code UNAUTHENTICATED, or
+            UNAVAILABLE when transient)."""
+
+        ConnectAuthError.__module__, ConnectAuthError.__qualname__ = __name__, "ConnectAuthError"
+        _DUALS[("base", "connect")] = ConnectAuthError
+    return _DUALS[("base", "connect")]
+
+
+def as_grpc_error(exc: FlyteAuthError) -> FlyteAuthError:
+    """``exc`` as an instance of a subclass of its own class and of ``grpc.RpcError``."""
+    return exc if isinstance(exc, _grpc_base()) else _copy_as(exc, _dual(type(exc), "grpc"))
+
+
+def as_connect_error(exc: FlyteAuthError) -> FlyteAuthError:
+    """``exc`` as an instance of a subclass of its own class and of connectrpc's ``ConnectError``."""
+    if isinstance(exc, _connect_base()):
+        return exc
+    from connectrpc.code import Code
+
+    dual = _copy_as(exc, _dual(type(exc), "connect"))
+    dual.__dict__.update(_code=Code.UNAVAILABLE if exc.transient else Code.UNAUTHENTICATED,
+                         _message=_status_message(exc), _details=[])
+    return dual
+
+
+def __getattr__(name: str) -> type:
+    """``GrpcAuthError`` / ``ConnectAuthError``, built on first access (they import grpc / connectrpc)."""
+    if name == "GrpcAuthError":
+        return _grpc_base()
+    if name == "ConnectAuthError":
+        return _connect_base()
+    raise AttributeError(name)

@@ -34,6 +34,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("flyteauth.http")
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: Grants the IdP accepts once: after a lost answer they are not sent again (RFC 6749 §4.1.2, §10.4;
+#: RFC 8628 §3.5).  Client credentials and token exchange are idempotent and may be retried.
+SINGLE_USE_GRANTS = frozenset({
+    "authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code",
+})
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -168,9 +173,25 @@ def grpc_root_certificates(config: AuthConfig, timeout: float = 10.0) -> bytes |
             f"insecureSkipVerify: could not fetch the certificate of {host}:{port} ({type(exc).__name__})",
             hint="Check the endpoint, or set admin.caCertFilePath to the server's CA instead",
         ) from None
-    log.warning("flyteauth: insecureSkipVerify: trusting the certificate %s:%s presents without verification",
-                host, port)
+    from .logs import warn_once
+
+    warn_once(log, f"flyteauth: insecureSkipVerify: trusting the certificate {host}:{port} presents without "
+              "verification")
     return pem.encode()
+
+
+def _lost(grant: str, endpoint: str, exc: BaseException) -> Exception:
+    """The typed error for a single-use grant whose answer was lost."""
+    from .errors import ResponseLostError
+
+    what = {"authorization_code": "authorization code", "refresh_token": "refresh token"}.get(grant, "device code")
+    return ResponseLostError(
+        f"The identity provider may have used up the {what}, but its answer was lost "
+        f"({type(exc).__name__}); it works only once, so it was not sent again",
+        endpoint=endpoint, grant=grant,
+        hint="Run `flyteauth login` again" if grant != "refresh_token" else
+        "The refresh is replayed at most once by the token manager; if that fails, run `flyteauth login`",
+    )
 
 
 def send_with_retries(
@@ -181,12 +202,19 @@ def send_with_retries(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.time,
     rng: random.Random | None = None,
+    grant: str | None = None,
 ) -> Any:
     """Call ``send()`` (which returns an ``httpx2.Response``) until it is not a transient failure.
 
     Retries 429/5xx and network errors with backoff; returns the last response for the caller to
     interpret (4xx, 2xx).  Raises ``TransientTokenError`` when attempts run out or a ``Retry-After``
-    exceeds ``policy.max_retry_after``.
+    exceeds ``policy.max_retry_after``.  ``send`` is called afresh for every attempt, so a client
+    assertion built inside it is new each time (``private_key_jwt``: new ``jti``, ``iat``, ``exp``).
+
+    ``grant``: the OAuth2 grant type sent.  A single-use grant (:data:`SINGLE_USE_GRANTS`) whose request
+    may have reached the IdP (a read timeout, a dropped connection after the request was written) is not
+    replayed: :class:`~flyteauth_core.errors.ResponseLostError` says what happened instead.  Failures
+    before the request left (connect errors, pool timeouts) are retried for every grant.
     """
     import httpx2
 
@@ -194,12 +222,13 @@ def send_with_retries(
     rng = rng or random.Random()
     last: str = ""
     status: int | None = None
+    single_use = grant in SINGLE_USE_GRANTS
+    # Failures that happen before the request leaves: safe to retry whatever the grant.
+    not_sent = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout, httpx2.UnsupportedProtocol)
     for attempt in range(policy.attempts):
         retry_after: float | None = None
         try:
             response = send()
-        except httpx2.TimeoutException:
-            last, status = "timed out", None
         except httpx2.TransportError as exc:
             reason = _tls_verify_failure(exc)
             if reason is not None:  # not transient: retrying cannot fix the trust configuration
@@ -208,7 +237,12 @@ def send_with_retries(
                     hint="If the IdP uses a private CA, set admin.idpCaCertFilePath to its PEM file "
                     "(admin.caCertFilePath applies to the Flyte endpoint only)",
                 ) from None
-            last, status = f"could not connect ({type(exc).__name__})", None
+            if single_use and not isinstance(exc, not_sent):
+                raise _lost(grant or "", endpoint, exc) from None
+            if isinstance(exc, httpx2.TimeoutException):
+                last, status = "timed out", None
+            else:
+                last, status = f"could not connect ({type(exc).__name__})", None
         else:
             if response.status_code not in RETRY_STATUSES:
                 return response

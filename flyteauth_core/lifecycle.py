@@ -16,9 +16,11 @@ import contextlib
 import enum
 import logging
 import math
+import os
 import random
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -26,7 +28,16 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .errors import FlyteAuthError, TokenTimeoutError
+from .errors import (
+    FlyteAuthError,
+    InvalidClientError,
+    InvalidGrantError,
+    RefreshTokenRotatedError,
+    ResponseLostError,
+    TokenRejectedError,
+    TokenRequestError,
+    TokenTimeoutError,
+)
 from .events import TokenEvent
 from .protocols import LockingTokenStore
 from .token import RefreshPolicy, Token, TokenState
@@ -40,16 +51,44 @@ log = logging.getLogger("flyteauth.lifecycle")
 
 #: The reason given to providers by an explicit login: skip the refresh token, run the interactive flow.
 LOGIN = AcquireReason.LOGIN
+#: A refresh whose answer was lost, sent once more (see :class:`~flyteauth_core.errors.ResponseLostError`):
+#: an ``invalid_grant`` then means the rotated refresh token is gone: ``RefreshTokenRotatedError``.
+REPLAY = AcquireReason.REPLAY
+#: The reason of a background refresh (a stale but valid token): never an interactive flow.
+EXPIRING = AcquireReason.EXPIRING
 
-__all__ = ["LOGIN", "AcquireRequest", "ManagerStats", "TokenManager"]
+#: OAuth2 errors that asking again will not fix: remembered for ``RejectionBrake.fatal_ttl``.
+NON_TRANSIENT_ERRORS = frozenset({"invalid_client", "unauthorized_client", "invalid_scope"})
+
+__all__ = ["EXPIRING", "LOGIN", "REPLAY", "AcquireRequest", "ManagerStats", "Redacted", "RejectionBrake",
+           "TokenManager"]
 
 
-@attrs.frozen
+class Redacted(str):
+    """A metadata value (``Bearer <token>``) whose repr hides it: tracebacks that capture locals (Sentry
+    does by default) show the tuples a transport frame holds through repr.  ``str()`` and the bytes sent
+    are the real value."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'<redacted>'"
+
+
+@attrs.define
 class _State:
+    """One published token and its deadlines.  ``metadata`` is built on first use (the header key may
+    need discovery, which ``get_token()`` must not wait for); its repr never shows the token."""
+
     token: Token | None
-    metadata: Metadata
+    metadata: Metadata | None = attrs.field(repr=False)
     stale_at: float
     expired_at: float
+    #: When the IdP issued it (-inf for a token loaded from a store: its age is unknown).
+    obtained_at: float = -math.inf
+    #: How many tokens in a row were rejected shortly after being obtained, before this one replaced them
+    #: (0: not obtained because of a rejection).
+    rejections: int = 0
 
 
 _EMPTY = _State(None, (), -math.inf, -math.inf)
@@ -59,6 +98,26 @@ class _Action(enum.Enum):
     USE = "use"
     USE_AND_REFRESH = "use_and_refresh"
     WAIT = "wait"
+
+
+@attrs.frozen
+class RejectionBrake:
+    """How a manager stops failure from multiplying (a server rejecting every token, an IdP refusing
+    the client).
+
+    When ``after`` tokens in a row were each rejected within ``window`` seconds of replacing a rejected
+    one (the first replacement may simply follow a server-side revocation), the next rejection is not
+    answered with a new token: calls fail with :class:`~flyteauth_core.errors.TokenRejectedError` for
+    ``initial`` seconds, doubling up to ``maximum`` on each repetition.  Non-transient IdP errors
+    (``invalid_client``, ``unauthorized_client``, ``invalid_scope``) are raised again without asking the
+    IdP for ``fatal_ttl`` seconds (a config change means a new session, so a new manager).
+    """
+
+    window: float = 30.0
+    after: int = 2
+    initial: float = 5.0
+    maximum: float = 300.0
+    fatal_ttl: float = 60.0
 
 
 @attrs.define
@@ -71,9 +130,27 @@ class ManagerStats:
     waits: int = 0
     invalidations: int = 0
     failures: int = 0
+    #: Rejections answered with TokenRejectedError instead of a new token request.
+    braked_rejections: int = 0
+    #: Calls answered from the cached non-transient IdP error.
+    cached_failures: int = 0
+    #: Refreshes sent once more after their answer was lost.
+    replays: int = 0
 
 
 Acquire = Callable[[Token | None, str], Token]
+
+#: Managers alive in this process, reset in a forked child (``os.register_at_fork``).
+_MANAGERS: weakref.WeakSet[TokenManager] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for manager in list(_MANAGERS):
+        manager._reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class TokenManager:
@@ -92,6 +169,7 @@ class TokenManager:
         auth_type: str = "",
         endpoint: str = "",
         rng: random.Random | None = None,
+        brake: RejectionBrake | None = None,
     ) -> None:
         self._acquire = acquire
         self._header_key = header_key
@@ -99,6 +177,7 @@ class TokenManager:
         self._store_key = store_key
         self._store_warned = False
         self.policy = policy or RefreshPolicy()
+        self.brake = brake or RejectionBrake()
         self._clock = clock
         self._on_event = on_event
         self._auth_type = auth_type
@@ -111,36 +190,112 @@ class TokenManager:
         self._failures = 0
         self._next_background_at = 0.0
         self._closed = False
+        self._rejected_at = -math.inf  # when the server last rejected a token we then replaced
+        self._rejected_chain = 0  # that token's ``rejections``
+        self._brakes = 0  # consecutive brakes (backoff exponent)
+        self._brake_until = -math.inf
+        self._fatal: tuple[BaseException, float] | None = None  # a non-transient IdP error, until when
         self.stats = ManagerStats()
+        _MANAGERS.add(self)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(auth_type={self._auth_type!r}, endpoint={self._endpoint!r})"
+
+    def _reset_after_fork(self) -> None:
+        """In a forked child: only the forking thread survives, so the executor's worker, the waiters of
+        an in-flight refresh and whoever held a lock are gone.  Start over with fresh ones; keep the
+        token (it is still valid, and the child must not log in again)."""
+        self._lock = threading.Lock()
+        self._executor = None
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None and not inflight.done():
+            inflight.cancel()  # nobody in this process runs it; a waiter (none survive) would see it
+        self._next_background_at = 0.0
 
     # -- the hot path ---------------------------------------------------------------------------
     def metadata(self) -> Metadata:
         """The metadata to send now; blocks only when there is no usable token."""
         st = self._state
         if self._clock() < st.stale_at:
-            return st.metadata
-        return self._state_sync(st).metadata
+            return st.metadata if st.metadata is not None else self._metadata_of(st)
+        return self._metadata_of(self._state_sync(st))
 
     async def metadata_async(self) -> Metadata:
         """Like :meth:`metadata`, awaiting instead of blocking; the refresh runs in a worker thread."""
         st = self._state
         if self._clock() < st.stale_at:
-            return st.metadata
-        return (await self._state_async(st)).metadata
+            return st.metadata if st.metadata is not None else self._metadata_of(st)
+        return self._metadata_of(await self._state_async(st))
+
+    def _metadata_of(self, st: _State) -> Metadata:
+        """The state's metadata, built (once) when a call first needs it: resolving the header key may
+        run discovery, which a plain ``get_token()`` never needs."""
+        metadata = st.metadata
+        if metadata is None:
+            assert st.token is not None
+            metadata = ((self._header_key(), Redacted(st.token.authorization)),)
+            st.metadata = metadata  # idempotent: two threads racing here build equal tuples
+        return metadata
+
+    @staticmethod
+    def _carries(st: _State, sent: Metadata) -> bool:
+        """Whether ``sent`` carries the token of ``st``."""
+        if st.token is None:
+            return False
+        value = st.token.authorization
+        return any(v == value for _, v in sent)
 
     def rejected(self, sent: Metadata) -> bool:
-        """The server rejected ``sent``: invalidate exactly that token.  True means a retry may work."""
+        """The server rejected ``sent``: invalidate exactly that token.  True means a retry may work.
+
+        A token obtained to replace a rejected one and rejected again shortly after is not replaced:
+        :class:`TokenRejectedError` is raised (naming the likely causes) and new tokens are fetched only
+        after a backoff, so a server rejecting every token costs a bounded number of IdP requests.
+        """
         with self._lock:
             st = self._state
-            if st.metadata != sent:
+            if not self._carries(st, sent):
                 # Already replaced by a concurrent caller: retry with the new token, keep it.
-                return bool(st.metadata)
-            if st.token is None:
-                return False
-            self._state = _State(st.token, st.metadata, -math.inf, -math.inf)
-            self.stats.invalidations += 1
+                return st.token is not None
+            now = self._clock()
+            braking = now < self._brake_until
+            if not braking and st.rejections >= max(1, self.brake.after) and now - st.obtained_at < self.brake.window:
+                if now - self._brake_until > 2 * self.brake.maximum:
+                    self._brakes = 0  # the last brake is long past: start the backoff over
+                self._brakes += 1
+                delay = min(self.brake.initial * 2 ** (self._brakes - 1), self.brake.maximum)
+                self._brake_until = now + delay
+                braking = True
+                first = True
+            else:
+                first = False
+            if braking:
+                self.stats.braked_rejections += 1
+                retry_in = self._brake_until - now
+                error = self._rejection_error(now - st.obtained_at, retry_in)
+            else:
+                if st.stale_at != -math.inf:
+                    self.stats.invalidations += 1
+                self._state = attrs.evolve(st, stale_at=-math.inf, expired_at=-math.inf)
+                self._rejected_at, self._rejected_chain = now, st.rejections
+        if braking:
+            if first:
+                log.warning("flyteauth: %s", error.message)
+                self._emit("rejected", reason="rejected again after replacement", duration=retry_in)
+            raise error
         self._emit("invalidated", reason="rejected by server")
         return True
+
+    def _rejection_error(self, age: float, retry_in: float) -> TokenRejectedError:
+        return TokenRejectedError(
+            f"The server at {self._endpoint or 'the endpoint'} rejected a token the identity provider issued "
+            f"{max(age, 0.0):.0f}s ago, right after rejecting the ones it replaced; not asking the IdP for "
+            f"another one for {retry_in:.0f}s",
+            retry_in=retry_in,
+            hint="Likely causes: the token's audience is not the one the server expects (admin.audience, "
+            "useAudienceFromAdmin), the clocks of this machine and the server disagree (clock skew), or "
+            "the server reads the token from another header key (admin.authorizationHeader)",
+        )
 
     def token(self) -> Token:
         """The current token, acquiring or refreshing it as needed."""
@@ -191,7 +346,11 @@ class TokenManager:
             return st
         future, owner = plan
         if owner:
-            self._run(future)  # we would wait anyway: refresh in this thread
+            # The refresh runs in the worker, so this caller's wait is bounded by acquire_timeout too.
+            self._worker().submit(self._run, future)
+        return self._wait(future)
+
+    def _wait(self, future: Future[_State]) -> _State:
         try:
             return future.result(timeout=self.policy.acquire_timeout)
         except FutureTimeout:
@@ -227,6 +386,15 @@ class TokenManager:
             current = self._inflight
             if current is not None and not current.done():
                 return current, False
+            if not force and self._fatal is not None:
+                error, until = self._fatal
+                if self._clock() < until:
+                    # The IdP refused the client moments ago; asking again only risks a lockout.
+                    self.stats.cached_failures += 1
+                    failed: Future[_State] = Future()
+                    failed.set_exception(error)
+                    return failed, False
+                self._fatal = None
             future: Future[_State] = Future()
             future.reason = reason  # type: ignore[attr-defined]
             self._inflight = future
@@ -238,18 +406,22 @@ class TokenManager:
                 return
             if self._clock() < max(self._next_background_at, self._state.stale_at):
                 return  # backing off after a failure, or someone just refreshed
+            if self._fatal is not None and self._clock() < self._fatal[1]:
+                return
             future: Future[_State] = Future()
-            future.reason = "expiring"  # type: ignore[attr-defined]
+            future.reason = EXPIRING  # type: ignore[attr-defined]
             self._inflight = future
             self.stats.background_refreshes += 1
         self._worker().submit(self._run, future)
 
     def _worker(self) -> ThreadPoolExecutor:
-        if self._executor is None:
+        executor = self._executor
+        if executor is None:
             with self._lock:
                 if self._executor is None:
                     self._executor = ThreadPoolExecutor(1, thread_name_prefix="flyteauth-refresh")
-        return self._executor
+                executor = self._executor
+        return executor
 
     def _run(self, future: Future[_State]) -> None:
         if not future.set_running_or_notify_cancel():
@@ -259,11 +431,23 @@ class TokenManager:
         try:
             state = self._refresh(reason)
         except BaseException as exc:
-            self._failed(exc, reason, started)
-            future.set_exception(exc)
-            self.stats.failures += 1  # counted once the failure is visible to everyone
+            try:
+                self._remember_failure(exc)
+                self._failed(exc, reason, started)  # the event is out before any waiter wakes up
+            finally:  # whatever logging or an event hook does, the waiters are released
+                future.set_exception(exc)
+                self.stats.failures += 1  # counted once the failure is visible to everyone
         else:
             future.set_result(state)
+
+    def _remember_failure(self, exc: BaseException) -> None:
+        """Cache a non-transient IdP refusal (wrong client, scope) for ``brake.fatal_ttl``."""
+        code = getattr(exc, "error", None)
+        if isinstance(exc, InvalidClientError) or (
+            isinstance(exc, TokenRequestError) and not exc.transient and code in NON_TRANSIENT_ERRORS
+        ):
+            with self._lock:
+                self._fatal = (exc, self._clock() + self.brake.fatal_ttl)
 
     def _refresh(self, reason: str) -> _State:
         """Get a new token, under the store's cross-process lock when it has one.
@@ -276,9 +460,9 @@ class TokenManager:
             previous = self._state.token
             stored = self._store_call("load") if reason != LOGIN else None
             if stored is not None and (previous is None or stored.access_token != previous.access_token):
-                state = self._published(stored, obtained_at=self._clock())
+                state = self._published(stored, obtained_at=self._clock(), from_store=True)
                 if self._decide(state, self._clock()) is _Action.USE:
-                    self._state = state
+                    self._publish(state)
                     self.stats.loaded_from_store += 1
                     self._emit("loaded", expires_at=stored.expires_at, reason=reason)
                     return state
@@ -286,9 +470,18 @@ class TokenManager:
             started = self._clock()
             with self._lock:
                 self.stats.token_requests += 1
-            token = self._acquire(previous, reason)
+            try:
+                token = self._acquire(previous, reason)
+            except ResponseLostError as lost:
+                if lost.grant != "refresh_token" or previous is None:
+                    raise
+                token, from_store = self._replay_refresh(previous)
+                if from_store:  # another process stored the rotated token: use it
+                    state = self._published(token, obtained_at=self._clock(), from_store=True)
+                    self._publish(state)
+                    return state
             state = self._published(token, obtained_at=self._clock())
-            self._state = state
+            self._publish(state)
             self._failures = 0
             self._next_background_at = 0.0
             self._store_call("save", token)
@@ -299,6 +492,45 @@ class TokenManager:
             duration=self._clock() - started,
         )
         return state
+
+    def _replay_refresh(self, previous: Token) -> tuple[Token, bool]:
+        """A refresh whose answer was lost: the IdP may have rotated the refresh token we hold.
+
+        Another process may hold the new token, so the store is read first (we already hold its
+        lock).  Otherwise the refresh is sent once more (IdPs with a reuse grace period answer it); an
+        ``invalid_grant`` then means the grant is gone: :class:`RefreshTokenRotatedError`.
+        """
+        stored = self._store_call("load")
+        if stored is not None and stored.refresh_token and stored.refresh_token != previous.refresh_token:
+            log.info("flyteauth: a refresh answer was lost; using the token another process stored")
+            return stored, True
+        with self._lock:
+            self.stats.token_requests += 1
+            self.stats.replays += 1
+        try:
+            return self._acquire(previous, REPLAY), False
+        except InvalidGrantError as exc:
+            if isinstance(exc, RefreshTokenRotatedError):
+                raise
+            raise RefreshTokenRotatedError(
+                "The refresh token was rotated by a refresh whose answer was lost, and the identity provider "
+                "refused it when it was sent again",
+                endpoint=exc.endpoint, status=exc.status, error=exc.error,
+                hint="A new login is needed: run `flyteauth login`",
+            ) from None
+        except ResponseLostError as exc:
+            raise RefreshTokenRotatedError(
+                "Two refreshes in a row were answered by a dropped connection; the refresh token may have "
+                "been rotated and is not sent a third time", endpoint=exc.endpoint,
+                hint="Check the network to the identity provider, then run `flyteauth login`",
+            ) from None
+
+    def _publish(self, state: _State) -> None:
+        """Publish ``state`` under the lock, so a concurrent ``rejected()`` never overwrites it."""
+        with self._lock:
+            if state.token is not None and self._clock() - self._rejected_at < self.brake.window:
+                state.rejections = self._rejected_chain + 1
+            self._state = state
 
     @contextlib.contextmanager
     def _store_lock(self) -> Iterator[None]:
@@ -323,18 +555,35 @@ class TokenManager:
     def refresh(self, reason: str = LOGIN) -> Token:
         """Acquire a new token now, whatever the state of the current one (``flyteauth login``).
 
-        With the default reason the store is not consulted and providers skip their refresh token.
+        With the default reason the store is not consulted and providers skip their refresh token.  A
+        background refresh in flight is waited for (its outcome ignored), never joined: a login must
+        run the login flow.  Raises :class:`TokenTimeoutError` after ``policy.acquire_timeout``.
         """
-        future, owner = self._join(reason, force=True)
-        if owner:
-            self._run(future)
-        st = future.result(timeout=self.policy.acquire_timeout)
+        deadline = time.monotonic() + self.policy.acquire_timeout
+        while True:
+            with self._lock:
+                current = self._inflight
+                if current is None or current.done():
+                    future: Future[_State] = Future()
+                    future.reason = reason  # type: ignore[attr-defined]
+                    self._inflight = future
+                    self.stats.waits += 1
+                    break
+            try:
+                current.exception(timeout=max(0.0, deadline - time.monotonic()))
+            except FutureTimeout:
+                raise self._timeout() from None
+        self._worker().submit(self._run, future)
+        try:
+            st = future.result(timeout=max(0.0, deadline - time.monotonic()))
+        except FutureTimeout:
+            raise self._timeout() from None
         assert st.token is not None
         return st.token
 
-    def _published(self, token: Token, obtained_at: float) -> _State:
+    def _published(self, token: Token, obtained_at: float, *, from_store: bool = False) -> _State:
         stale_at, expired_at = self.policy.deadlines(token, obtained_at, self._rng)
-        return _State(token, ((self._header_key(), token.authorization),), stale_at, expired_at)
+        return _State(token, None, stale_at, expired_at, -math.inf if from_store else obtained_at)
 
     def _failed(self, exc: BaseException, reason: str, started: float) -> None:
         self._failures += 1
@@ -349,7 +598,7 @@ class TokenManager:
             self._endpoint or "endpoint",
             type(exc).__name__,
             message,
-            "still serving the current token" if self._state.token and reason == "expiring" else "",
+            "still serving the current token" if self._state.token and reason == EXPIRING else "",
         )
         self._emit("failed", reason=reason, error=f"{type(exc).__name__}: {message}",
                    duration=self._clock() - started)
@@ -387,8 +636,13 @@ class TokenManager:
         self._store_call("delete")
 
     def _emit(self, kind: str, **fields: Any) -> None:
-        if self._on_event is not None:
+        """Hand an event to the hook; a hook that raises is logged, never allowed to break a refresh."""
+        if self._on_event is None:
+            return
+        try:
             self._on_event(TokenEvent(kind=kind, auth_type=self._auth_type, endpoint=self._endpoint, **fields))
+        except Exception as exc:
+            log.warning("flyteauth: an on_event hook raised %s on %r; ignored", type(exc).__name__, kind)
 
     def close(self) -> None:
         self._closed = True

@@ -14,13 +14,15 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from .config import AuthConfig
 from .discovery import DEFAULT_METADATA_KEY, Discovery, ServerAuthInfo
 from .discovery_cache import shared_fill
 from .errors import DiscoveryError
 from .events import TokenEvent
 from .http import HttpClientFactory, RetryPolicy
-from .lifecycle import AcquireRequest, ManagerStats, TokenManager
+from .lifecycle import EXPIRING, REPLAY, AcquireRequest, ManagerStats, TokenManager
 from .plugins import PluginRegistry, default_registry
 from .protocols import Closeable, IdpHeaderSource, Revocable
 from .token import RefreshPolicy, Token
@@ -122,10 +124,12 @@ class AuthSession:
         self._http = HttpClientFactory(config)
         self._discovery = Discovery(
             self._raw, endpoint=config.endpoint, http_base_url=config.http_base_url,
-            http_client=self._http.client,
+            http_client=self._http.client, metadata=self._discovery_metadata,
+            rejected=self._discovery_rejected,
         )
         self._authenticator = registration.factory(config)
         self._header: str | None = config.authorization_header
+        self._extras: list[Interceptor] = []
         #: Registered with ``anonymous=True`` (NoAuth): sends no token, so no store and no manager use.
         self.anonymous = registration.anonymous
         self._default_store = registration.default_store
@@ -133,6 +137,7 @@ class AuthSession:
         self._discovery.fill = shared_fill(self.store, config)
         if policy is None and config.token_refresh_window is not None:
             policy = RefreshPolicy(window=config.token_refresh_window)
+        policy = self._long_enough(policy or RefreshPolicy())
         self.manager = TokenManager(
             self._acquire,
             header_key=self._header_key,
@@ -145,6 +150,7 @@ class AuthSession:
             endpoint=config.endpoint,
         )
         extras = [e for e in (r.factory(config) for r in self._registry.interceptors()) if e is not None]
+        self._extras = extras  # their metadata (proxy-authorization) goes with discovery, the bearer never
         for extra in extras:  # e.g. proxy authorization with proxyAuthForIdP: its header goes to the IdP too
             if isinstance(extra, IdpHeaderSource) and extra.send_to_idp:
                 self._http.add_header_source(extra.metadata)
@@ -178,20 +184,56 @@ class AuthSession:
         )
 
     def _acquire(self, previous: Token | None, reason: str) -> Token:
-        token: Token = self._authenticator.acquire(self._request(previous, reason))
+        request = self._request(previous, reason)
+        if reason in (EXPIRING, REPLAY) and request.interactive:
+            # A background refresh (or the replay of a lost one) never opens a browser or prints a
+            # device code from a worker thread; a caller left without a valid token may.
+            request = attrs.evolve(request, interactive=False)
+        token: Token = self._authenticator.acquire(request)
         return token
 
+    def _long_enough(self, policy: RefreshPolicy) -> RefreshPolicy:
+        """Waiters must outlast an interactive login this session may run (DeviceFlow: 600 s)."""
+        login = getattr(self._authenticator, "timeout", None) if hasattr(self._authenticator, "login") else None
+        if self.interactive and isinstance(login, (int, float)) and login + 30 > policy.acquire_timeout:
+            return attrs.evolve(policy, acquire_timeout=float(login) + 30)
+        return policy
+
+    def _discovery_metadata(self) -> Metadata:
+        """What discovery sends: the extra interceptors' metadata (an authenticating proxy's
+        ``proxy-authorization``), never the bearer token (discovery is what tells us where it goes)."""
+        return tuple(pair for extra in self._extras for pair in extra.metadata())
+
+    def _discovery_rejected(self, sent: Metadata) -> bool:
+        """A proxy refused discovery: each extra interceptor replaces what it sent, once."""
+        retry = False
+        for extra in self._extras:
+            retry = extra.rejected(sent) or retry
+        return retry
+
     def _header_key(self) -> str:
-        """The metadata key the server reads: explicit config, else discovered, before the first call."""
-        if self._header is None:
-            try:
-                self._header = self._discovery.get().authorization_metadata_key or DEFAULT_METADATA_KEY
-            except DiscoveryError:
-                if not self.config.token_url:
-                    raise
-                log.warning("flyteauth: discovery failed; sending the token under %r", DEFAULT_METADATA_KEY)
-                self._header = DEFAULT_METADATA_KEY
+        """The metadata key the server reads: explicit config, else discovered, when a call first needs it.
+
+        A failed discovery is not fatal when the provider did not need it (``tokenUrl`` set, a command,
+        a passthrough token): the token goes under ``authorization`` for now, and discovery is tried
+        again for the next token instead of fixing the key for the life of the session.
+        """
+        if self._header is not None:
+            return self._header
+        try:
+            self._header = self._discovery.get().authorization_metadata_key or DEFAULT_METADATA_KEY
+        except DiscoveryError as exc:
+            if self._needs_discovery():
+                raise
+            log.warning("flyteauth: discovery failed (%s); sending the token under %r until it works",
+                        exc.message, DEFAULT_METADATA_KEY)
+            return DEFAULT_METADATA_KEY
         return self._header
+
+    def _needs_discovery(self) -> bool:
+        """Whether the provider cannot work without the server's metadata (no tokenUrl, and not a
+        provider that declares ``needs_discovery = False``)."""
+        return not self.config.token_url and getattr(self._authenticator, "needs_discovery", True)
 
     def _emit(self, event: TokenEvent) -> None:
         log.debug("flyteauth event: %s", event)
@@ -257,21 +299,43 @@ class AuthSession:
         return aio_interceptors(self.interceptor)
 
     def aio_channel(self) -> aio.Channel:
-        """A new ``grpc.aio.Channel`` to the endpoint with auth interceptors (yours to close)."""
+        """A new ``grpc.aio.Channel`` to the endpoint that authenticates all four call kinds (yours to close;
+        it closes the underlying channel)."""
         from grpc import aio
+
+        from .transports.grpc_aio import AioAuthChannel
 
         target = self.config.grpc_target
         if self.config.use_plaintext:
-            return aio.insecure_channel(target, options=self._channel_options,
-                                        interceptors=self.aio_interceptors())
-        return aio.secure_channel(target, self._credentials(), options=self._channel_options,
-                                  interceptors=self.aio_interceptors())
+            raw = aio.insecure_channel(target, options=self._channel_options)
+        else:
+            raw = aio.secure_channel(target, self._credentials(), options=self._channel_options)
+        return AioAuthChannel(raw, self.interceptor, owns_channel=True)
+
+    def aio_intercept(self, channel: aio.Channel) -> aio.Channel:
+        """Wrap an existing ``grpc.aio.Channel`` (yours to close) at the multicallable level."""
+        from .transports.grpc_aio import AioAuthChannel
+
+        return AioAuthChannel(channel, self.interceptor)
+
+    def connect_interceptors(self) -> list[Any]:
+        """Interceptors for async ConnectRPC clients (flyte 2.x's wire): ``Client(url, interceptors=...)``."""
+        from .transports.connect import ConnectAuth
+
+        return [ConnectAuth(self.interceptor)]
+
+    def connect_interceptors_sync(self) -> list[Any]:
+        """Interceptors for sync ConnectRPC clients (``...ClientSync(url, interceptors=...)``)."""
+        from .transports.connect import ConnectAuthSync
+
+        return [ConnectAuthSync(self.interceptor)]
 
     def httpx_auth(self) -> Any:
-        """An ``httpx2.Auth`` carrying the same token (for REST, Connect and signed-URL calls)."""
+        """An ``httpx2.Auth`` carrying the same token to the Flyte endpoint's origin and ``authOrigins``
+        (other hosts, such as presigned URLs, get no auth headers)."""
         from .transports.httpx_auth import HttpxAuth
 
-        return HttpxAuth(self.interceptor)
+        return HttpxAuth(self.interceptor, (self.config.http_base_url, *self.config.auth_origins))
 
     def login(self) -> Token:
         """Run the provider's login now (interactive flows included) and store the result."""

@@ -2,7 +2,9 @@
 
 * :class:`FlyteTestServer`: a gRPC server on 127.0.0.1 that answers the v1 and/or v2
   AuthMetadataService paths with real protobuf messages, and an ``Echo`` service (all four call kinds)
-  that rejects missing, expired, revoked or wrong-key tokens with UNAUTHENTICATED.
+  that rejects missing, expired, revoked or wrong-key tokens with UNAUTHENTICATED, and
+  ``IdentityService/UserInfo`` (v1/v2, same versions) answering with the token's ``sub``.  With
+  ``expected_audience`` it also rejects JWTs whose ``aud`` claim lacks that audience.
 * :class:`DemoTokenEndpoint`: a tiny OAuth2 token endpoint (client credentials, Basic auth) issuing
   opaque tokens with a short lifetime, for ``flyteauth demo``.
 
@@ -29,8 +31,9 @@ from urllib.parse import parse_qs
 
 import grpc
 
-from ._proto import OAuth2MetadataResponse, PublicClientAuthConfigResponse
-from .discovery import PATHS
+from ._proto import OAuth2MetadataResponse, PublicClientAuthConfigResponse, UserInfoResponse
+from .claims import audiences, unverified_claims
+from .discovery import PATHS, USERINFO_PATHS
 
 ECHO_SERVICE = "flyteauth.demo.Echo"
 ECHO = {
@@ -86,14 +89,23 @@ class FlyteTestServer:
         device_authorization_endpoint: str = "",
         redirect_uri: str = "http://localhost:53593/callback",
         grant_types: tuple[str, ...] = ("client_credentials",),
+        expected_audience: str | None = None,
+        advertised_header_key: str | None = None,
         max_workers: int = 16,
+        unimplemented: tuple[str, ...] = (),
     ) -> None:
+        """``unimplemented``: discovery paths to leave out (answered UNIMPLEMENTED), e.g. a v2 server that
+        implements ``GetPublicClientConfig`` but not ``GetOAuth2Metadata``."""
         self.validate = validate
         self.header_key = header_key
+        #: When set, a JWT whose ``aud`` does not contain it is rejected (as a Flyte server checks).
+        self.expected_audience = expected_audience
         self.stats: Counter[str] = Counter()
         self.revoked: set[str] = set()
         self.seen_metadata: list[tuple[tuple[str, str], ...]] = []
         self.record_metadata = False
+        #: Make ServerStream fail with UNAUTHENTICATED after its first message (a token revoked mid-stream).
+        self.reject_after_first_message = False
         self._lock = threading.Lock()
         self._oauth = OAuth2MetadataResponse(
             issuer=issuer or token_endpoint.rsplit("/", 1)[0],
@@ -110,7 +122,8 @@ class FlyteTestServer:
             client_id=client_id,
             redirect_uri=redirect_uri,
             scopes=list(scopes),
-            authorization_metadata_key=header_key,
+            # A server may advertise one key and read another (a proxy renaming it): doctor tests need that.
+            authorization_metadata_key=header_key if advertised_header_key is None else advertised_header_key,
             audience=audience,
         )
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
@@ -126,10 +139,16 @@ class FlyteTestServer:
                 request_deserializer=_identity,
                 response_serializer=PublicClientAuthConfigResponse.SerializeToString,
             )
+        for path in unimplemented:
+            handlers.pop(path, None)
         handlers[ECHO["unary"]] = grpc.unary_unary_rpc_method_handler(self._unary)
         handlers[ECHO["server_stream"]] = grpc.unary_stream_rpc_method_handler(self._server_stream)
         handlers[ECHO["client_stream"]] = grpc.stream_unary_rpc_method_handler(self._client_stream)
         handlers[ECHO["bidi"]] = grpc.stream_stream_rpc_method_handler(self._bidi)
+        for version in versions:  # the identity service, authenticated like Echo
+            handlers[USERINFO_PATHS[version]] = grpc.unary_unary_rpc_method_handler(
+                self._userinfo, request_deserializer=_identity, response_serializer=UserInfoResponse.SerializeToString,
+            )
         self._server.add_generic_rpc_handlers((_Handlers(handlers),))
         self.port = self._server.add_insecure_port("127.0.0.1:0")
         self.target = f"127.0.0.1:{self.port}"
@@ -143,7 +162,8 @@ class FlyteTestServer:
         return handler
 
     # -- auth -------------------------------------------------------------------------------------------
-    def _check(self, context: grpc.ServicerContext) -> None:
+    def _check(self, context: grpc.ServicerContext) -> str:
+        """The accepted token, or abort the call with UNAUTHENTICATED and the reason."""
         metadata = tuple((k, str(v)) for k, v in context.invocation_metadata())
         if self.record_metadata:
             self.seen_metadata.append(metadata)
@@ -152,9 +172,20 @@ class FlyteTestServer:
         other = [k for k, _ in metadata if "authorization" in k] if value is None else []
         if other:
             reason = f"{reason} (got {other})"
+        if reason is None and self.expected_audience is not None and value is not None:
+            aud = audiences(unverified_claims(value[7:]))
+            if self.expected_audience not in aud:
+                reason = f"token audience {list(aud)} does not include {self.expected_audience!r}"
         record_call(self.stats, self._lock, reason)
         if reason is not None:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, f"unauthenticated: {reason}")
+        assert value is not None
+        return value[7:]
+
+    def _userinfo(self, request: bytes, context: grpc.ServicerContext) -> UserInfoResponse:
+        claims = unverified_claims(self._check(context))
+        subject = claims.get("sub")
+        return UserInfoResponse(subject=subject if isinstance(subject, str) else "unknown")
 
     def revoke(self, token: str) -> None:
         """Reject this access token from now on (a server-side revocation)."""
@@ -168,6 +199,8 @@ class FlyteTestServer:
         self._check(context)
         for i in range(3):
             yield request + str(i).encode()
+            if self.reject_after_first_message:
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, "unauthenticated: token revoked mid-stream")
 
     def _client_stream(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
         self._check(context)

@@ -31,7 +31,7 @@ from flyteauth_core.errors import (
     InvalidGrantError,
     TokenError,
 )
-from flyteauth_core.lifecycle import LOGIN, AcquireRequest
+from flyteauth_core.lifecycle import LOGIN, REPLAY, AcquireRequest
 from flyteauth_core.options import Option
 from flyteauth_core.token import Token
 
@@ -113,6 +113,18 @@ class InteractiveAuthenticator:
         return f"{type(self).__name__}(endpoint={self._config.endpoint!r})"
 
     # -- configuration --------------------------------------------------------------------------------
+    def refresh_client(self, request: AcquireRequest) -> PublicClient:
+        """The client for a refresh: with ``tokenUrl`` and ``clientId`` configured, no discovery (a
+        refresh needs neither the authorization endpoints nor the redirect URI)."""
+        config = self._config
+        if not (config.token_url and config.client_id):
+            return self.client(request)
+        return PublicClient(
+            client_id=config.client_id, scopes=config.scopes, audience=config.audience or None,
+            token_endpoint=config.token_url, authorization_endpoint="", device_authorization_endpoint="",
+            redirect_uri=str(option(config, "pkceConfig", "redirectUri") or DEFAULT_REDIRECT_URI), issuer="",
+        )
+
     def client(self, request: AcquireRequest) -> PublicClient:
         config = self._config
         server = request.server_info()
@@ -140,13 +152,15 @@ class InteractiveAuthenticator:
 
     # -- the one acquire ------------------------------------------------------------------------------
     def acquire(self, request: AcquireRequest) -> Token:
-        client = self.client(request)
         previous = request.previous
         if request.reason != LOGIN and previous is not None and previous.refresh_token:
+            refresh = self.refresh_client(request)
             try:
-                return refresh_grant(self._endpoint, request, client.token_endpoint, previous,
-                                     client_auth=public_client_auth(client.client_id), audience=client.audience)
+                return refresh_grant(self._endpoint, request, refresh.token_endpoint, previous,
+                                     client_auth=public_client_auth(refresh.client_id), audience=refresh.audience)
             except InvalidGrantError as exc:
+                if request.reason == REPLAY:
+                    raise  # the replay of a lost refresh: the manager says what happened, no login here
                 log.info("flyteauth: refresh token for %s no longer valid (%s); a new login is needed",
                          self._config.endpoint, exc.error or "invalid_grant")
         if not request.interactive:
@@ -155,7 +169,7 @@ class InteractiveAuthenticator:
                 "one (no terminal, CI is set, or FLYTEAUTH_INTERACTIVE=0)",
             )
         self._cancelled.clear()
-        return self.login(request, client)
+        return self.login(request, self.client(request))
 
     def login(self, request: AcquireRequest, client: PublicClient) -> Token:
         raise NotImplementedError

@@ -94,14 +94,22 @@ class TokenEndpoint:
             self._client = request.http_client(url)
             self._client_scheme = url.split(":", 1)[0]
         client = self._client
-        body = urlencode({k: v for k, v in data.items() if v})
-        headers = {"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"}
-        if client_auth is not None:
-            url, headers, body = client_auth.prepare("POST", url, headers, body)
+        form = urlencode({k: v for k, v in data.items() if v})
+        base_headers = {"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"}
+
+        def send() -> Any:
+            # Client authentication is prepared per attempt: a private_key_jwt assertion gets a new
+            # jti/iat/exp each time, so an IdP's replay cache never sees a retry as a replay.
+            target, headers, body = url, dict(base_headers), form
+            if client_auth is not None:
+                target, headers, body = client_auth.prepare("POST", url, headers, body)
+            return client.post(target, content=body, headers=headers)
+
         response = send_with_retries(
-            lambda: client.post(url, content=body, headers=headers),
+            send,
             endpoint=url,
             policy=self._retry or request.retry,
+            grant=data.get("grant_type"),
         )
         body = raise_for_error(response, url)
         return token_from_response(body, now=time.time(), endpoint=url, status=response.status_code,
@@ -215,6 +223,48 @@ def _federated_assertion(auth: Any, method: str, uri: str, headers: Any, body: s
     return uri, headers, add_params_to_qs(body or "", params)
 
 
+#: ``admin.allowInsecureTokenEndpoint: true`` lets client credentials go to a plain-http token endpoint.
+ALLOW_HTTP_OPTION = "allowInsecureTokenEndpoint"
+
+
+def refuse_plain_http(config: AuthConfig, url: str, what: str = "client credentials") -> None:
+    """A confidential client's credentials (or a platform token) never cross the network in clear text: a
+    plain-http token endpoint (for example one learned from unauthenticated discovery) is refused, unless
+    it is on this machine (loopback) or the config opts in."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme != "http" or config.options.get(ALLOW_HTTP_OPTION) in (True, "true", "True", "1"):
+        return
+    host = parts.hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return
+    import ipaddress
+
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return
+    except ValueError:
+        pass
+    raise ConfigError(
+        f"Refusing to send {what} to the plain-http token endpoint {url}",
+        hint=f"Use an https token endpoint (admin.tokenUrl), or set admin.{ALLOW_HTTP_OPTION}: true if the "
+        "network path to it is trusted",
+    )
+
+
+def form_encoded_basic(client: Any, method: str, uri: str, headers: Any, body: Any) -> tuple[Any, Any, Any]:
+    """``client_secret_basic`` as RFC 6749 §2.3.1 says: id and secret form-urlencoded (UTF-8) before
+    base64, so a secret with ``:``, ``%``, ``+`` or non-latin-1 characters arrives intact (authlib
+    encodes them raw, as latin-1, and raises ``UnicodeEncodeError`` carrying the secret otherwise)."""
+    import base64
+    from urllib.parse import quote_plus
+
+    raw = f"{quote_plus(str(client.client_id))}:{quote_plus(str(client.client_secret))}"
+    headers["Authorization"] = "Basic " + base64.b64encode(raw.encode("ascii")).decode("ascii")
+    return uri, headers, body
+
+
 class ClientAuthentication:
     """How a client authenticates at the token endpoint, chosen once from the config; shared by every grant.
 
@@ -255,6 +305,8 @@ class ClientAuthentication:
 
                 kid = self._key_id
                 method = PrivateKeyJWT(alg=_alg(self._credential), headers={"kid": str(kid)} if kid else None)
+            elif method == "client_secret_basic":
+                method = form_encoded_basic
             self._auth = ClientAuth(self.client_id, self._credential, method)
         return self._auth
 

@@ -22,7 +22,7 @@ from flyteauth_core.lifecycle import AcquireRequest
 from flyteauth_core.options import Option
 from flyteauth_core.token import Token
 
-from ._oauth import ClientAuthentication, TokenEndpoint, rehint, token_request_target
+from ._oauth import ClientAuthentication, TokenEndpoint, refuse_plain_http, rehint, token_request_target
 from .platform_token import PLATFORM_OPTIONS, PlatformTokenReader, cap_expiry
 
 
@@ -51,6 +51,7 @@ class ClientSecretAuthenticator:
 
     def acquire(self, request: AcquireRequest) -> Token:
         url, scopes, audience = token_request_target(self._config, request)
+        refuse_plain_http(self._config, url)
         data = {"grant_type": "client_credentials", "scope": " ".join(scopes), "audience": audience or ""}
         if self._platform is None:
             return self._endpoint.request(request, url, data, client_auth=self._client_auth())

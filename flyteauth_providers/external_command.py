@@ -66,10 +66,16 @@ def parse_command_output(stdout: bytes, *, name: str, key: str, now: float) -> T
             raise CommandError(f"{key} ({name}) printed something that looks like JSON but is not",
                                command=name) from None
         try:
-            return token_from_response(body, now=now, endpoint=f"{key} ({name})")
+            token = token_from_response(body, now=now, endpoint=f"{key} ({name})")
         except TokenResponseError as exc:
             raise CommandError(exc.message, command=name,
                                hint='Print {"access_token": "...", "expires_in": 3600} or the bare token') from None
+        if token.expires_at is not None and token.expires_at <= now:
+            # Sending it would only be rejected, and run the command again on every RPC.
+            raise CommandError(f"{key} ({name}) printed a token that had already expired "
+                               f"({now - token.expires_at:.0f}s ago)", command=name,
+                               hint="The command may be printing a cached token; have it refresh first")
+        return token
     if len(text.splitlines()) != 1 or not set(text) <= _TOKEN_CHARS:
         raise CommandError(
             f"{key} ({name}) printed something that is neither a token nor a JSON token response",
@@ -125,6 +131,9 @@ def run_token_command(argv: Sequence[str], *, timeout: float, key: str = "admin.
 
 class ExternalCommandAuthenticator:
     """Tokens printed by ``admin.command``."""
+
+    #: The command knows where tokens come from: a token never waits for the Flyte server's discovery.
+    needs_discovery = False
 
     def __init__(self, config: AuthConfig) -> None:
         if not config.command:

@@ -4,8 +4,10 @@
   (``~/.config/flyteauth/tokens``; ``%APPDATA%\\flyteauth\\tokens`` on Windows).  The directory is 0700.
 * One file per key, named by a hash of the key (keys hold endpoint names); each file records its key and
   is ignored if it does not match.  Mode 0600 from creation (``os.open``, not chmod after the fact).
-* Writes go to a temporary file in the same directory, fsynced, then ``os.replace``: a reader sees the
-  old token or the new one, never half of one.
+* Writes go to a temporary file in the same directory, fsynced, then ``os.replace`` and an fsync of the
+  directory: a reader sees the old token or the new one, never half of one, even after a crash.
+* A directory another user owns, or that is group- or world-writable, is refused (``TokenStoreError``;
+  the session then keeps tokens in memory).
 * ``lock(key)``: an exclusive ``fcntl.flock`` on ``<file>.lock``, waited for up to ``lock_timeout``
   (``admin.tokenStoreLockTimeout``, default 30 s).  The TokenManager holds it around "read the store,
   refresh if still needed, save", so N processes sharing the directory make one refresh between them.
@@ -89,6 +91,7 @@ class FileTokenStore:
     def load_record(self, key: str) -> tuple[Token, float] | None:
         """The stored token and when it was saved (epoch seconds; 0 when the record does not say)."""
         path = self.path(key)
+        self._check_directory()
         try:
             raw = path.read_bytes()
         except FileNotFoundError:
@@ -119,6 +122,7 @@ class FileTokenStore:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
+            _fsync_directory(self.directory)  # the rename itself survives a crash
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -175,7 +179,9 @@ class FileTokenStore:
                 if time.monotonic() >= deadline:
                     raise TokenStoreError(
                         f"Timed out after {self.lock_timeout:g}s waiting for the token lock {str(lock_path)!r}",
-                        hint="Another process is logging in or refreshing; if none is, delete the lock file",
+                        hint="Another process is logging in or refreshing (a browser or device login can "
+                        "take minutes); the lock is released when it finishes or exits, so nothing needs "
+                        "deleting; raise admin.tokenStoreLockTimeout to wait longer",
                     )
                 time.sleep(delay)
                 delay = min(delay * 2, 0.05)
@@ -190,6 +196,27 @@ class FileTokenStore:
     def _ensure_directory(self) -> None:
         if not self.directory.is_dir():
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._check_directory()
+
+    def _check_directory(self) -> None:
+        """Refuse a directory another user owns or can write to: they could read or plant tokens."""
+        if os.name != "posix":
+            return
+        try:
+            info = os.stat(self.directory)
+        except FileNotFoundError:
+            return
+        problem = ""
+        if info.st_uid != os.getuid():
+            problem = f"is owned by uid {info.st_uid}, not by this user"
+        elif info.st_mode & 0o022:
+            problem = f"is group- or world-writable (mode {info.st_mode & 0o777:o})"
+        if problem:
+            raise TokenStoreError(
+                f"Token directory {str(self.directory)!r} {problem}; not using it",
+                hint=f"Use a private directory: chmod 700 {self.directory}, or set admin.tokenStorePath / "
+                f"${DIR_ENV} elsewhere",
+            )
 
     def _warn_once(self, path: Path, what: str) -> None:
         with self._warn_lock:
@@ -198,6 +225,22 @@ class FileTokenStore:
             self._warned.add(str(path))
         log.warning("flyteauth: token file %s %s; ignoring it (the next login or refresh replaces it)",
                     path, what)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """fsync a directory (POSIX), so a rename in it is durable; a no-op where unsupported."""
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 @hookimpl

@@ -98,20 +98,49 @@ class KeyringTokenStore:
         call_timeout: float = 10.0,
     ) -> None:
         self.fallback = fallback if fallback is not None else FileTokenStore(config)
-        if backend is None:
-            backend, why = choose_backend()
-            if backend is None:
-                log.info("flyteauth: %s; storing tokens in %s", why, self._fallback_name())
-        else:
-            why = ""
-        self.backend = backend
-        self.unavailable = why
-        if max_value_chars is None and type(backend).__module__.startswith("keyring.backends.Windows"):
-            max_value_chars = WINDOWS_MAX_CHARS
-        self.max_value_chars = max_value_chars
         self.call_timeout = call_timeout
+        self._max_value_chars = max_value_chars
+        self.max_value_chars = max_value_chars
         self._warned = False
         self._lock = threading.Lock()
+        self._backend: Any = backend
+        self._chosen = backend is not None
+        self.unavailable = ""
+        if backend is not None:
+            self._sized(backend)
+
+    # Choosing a backend can block (D-Bus probing, an unlock prompt): it happens on first use, not when
+    # the session is built, and is bounded by ``call_timeout``.
+    @property
+    def backend(self) -> Any:
+        if not self._chosen:
+            self._choose()
+        return self._backend
+
+    @backend.setter
+    def backend(self, value: Any) -> None:
+        self._backend, self._chosen = value, True
+
+    def _choose(self) -> None:
+        found: list[tuple[Any, str]] = []
+        worker = threading.Thread(target=lambda: found.append(choose_backend()), name="flyteauth-keyring-choose",
+                                  daemon=True)
+        worker.start()
+        worker.join(self.call_timeout)
+        with self._lock:
+            if self._chosen:
+                return
+            backend, why = found[0] if found else (None, f"choosing a keyring backend took more than "
+                                                          f"{self.call_timeout:g}s")
+            self._backend, self._chosen, self.unavailable = backend, True, why
+        if backend is None:
+            log.info("flyteauth: %s; storing tokens in %s", why, self._fallback_name())
+        else:
+            self._sized(backend)
+
+    def _sized(self, backend: Any) -> None:
+        if self._max_value_chars is None and type(backend).__module__.startswith("keyring.backends.Windows"):
+            self.max_value_chars = WINDOWS_MAX_CHARS
 
     def __repr__(self) -> str:
         return f"KeyringTokenStore({self.describe()!r})"
@@ -150,9 +179,9 @@ class KeyringTokenStore:
 
     def _fail(self, op: str, what: str) -> None:
         with self._lock:
-            first = not self._warned and self.backend is not None
+            first = not self._warned and self._backend is not None
             self._warned = True
-            backend, self.backend = self.backend, None
+            backend, self._backend, self._chosen = self._backend, None, True
             self.unavailable = f"{op} failed: {what}"
         if first:
             log.warning("flyteauth: the OS keyring (%s) failed on %s (%s); storing tokens in %s instead",
@@ -160,15 +189,38 @@ class KeyringTokenStore:
 
     # -- TokenStore -----------------------------------------------------------------------------------
     def load(self, key: str) -> Token | None:
+        """The newest of the keyring's copy and the fallback's.
+
+        A keyring save that timed out (an unlock prompt) leaves the new token in the fallback and the old
+        one in the keyring; another process whose keyring works must not present the old (rotated, so
+        revoked) refresh token.  The newer copy wins (later expiry; on a tie the fallback, which is
+        only written when the keyring failed), and the stale one is cleared.
+        """
         backend = self.backend
+        from_keyring: Token | None = None
         if backend is not None:
             ok, value = self._call("load", backend.get_password, SERVICE, key)
             if ok and value is not None:
-                decoded = self._decode(value)
-                if decoded is not None:
-                    return decoded
-        token: Token | None = self.fallback.load(key)
-        return token
+                from_keyring = self._decode(value)
+        from_file: Token | None = self.fallback.load(key)
+        if from_keyring is None or from_file is None:
+            return from_keyring or from_file
+        if from_keyring == from_file:
+            return from_keyring
+        if _newer(from_keyring, from_file):
+            self._forget_fallback(key)
+            return from_keyring
+        log.info("flyteauth: the keyring entry is older than the copy in %s; using the newer one",
+                 self._fallback_name())
+        if self.backend is not None:  # clear the stale entry (bounded; a failure disables the keyring)
+            self._call("delete", _delete_password, self.backend, key)
+        return from_file
+
+    def _forget_fallback(self, key: str) -> None:
+        try:  # never leave an older copy (with an older refresh token) in the fallback
+            self.fallback.delete(key)
+        except Exception as exc:
+            log.debug("flyteauth: could not delete the fallback copy (%s)", type(exc).__name__)
 
     def save(self, key: str, token: Token) -> None:
         backend = self.backend
@@ -176,10 +228,7 @@ class KeyringTokenStore:
         if backend is not None and value is not None:
             ok, _ = self._call("save", backend.set_password, SERVICE, key, value)
             if ok:
-                try:  # never leave an older copy (with an older refresh token) in the fallback
-                    self.fallback.delete(key)
-                except Exception as exc:
-                    log.debug("flyteauth: could not delete the fallback copy (%s)", type(exc).__name__)
+                self._forget_fallback(key)
                 return
         elif backend is not None:
             log.info("flyteauth: token too large for the keyring; storing it in %s", self._fallback_name())
@@ -230,6 +279,12 @@ class KeyringTokenStore:
             if not self._warned:
                 log.warning("flyteauth: a keyring entry of service %r is corrupt; ignoring it", SERVICE)
             return None
+
+
+def _newer(a: Token, b: Token) -> bool:
+    """Whether ``a`` was issued after ``b`` (a later expiry; unknown expiry counts as oldest)."""
+    return (a.expires_at if a.expires_at is not None else float("-inf")) > (
+        b.expires_at if b.expires_at is not None else float("-inf"))
 
 
 def _delete_password(backend: Any, key: str) -> None:

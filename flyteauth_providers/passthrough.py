@@ -30,6 +30,9 @@ from flyteauth_core.token import Token, jwt_expiry
 class PassthroughAuthenticator:
     """A token from the caller, a file or an env var."""
 
+    #: The token is given: it never waits for the Flyte server's discovery.
+    needs_discovery = False
+
     def __init__(self, config: AuthConfig) -> None:
         if not (config.token or config.token_file_path or config.token_env_var):
             raise ConfigError(
@@ -71,6 +74,9 @@ class NoAuthAuthenticator:
     """Sends nothing.  ``anonymous = True`` tells the session to skip the token manager and the store."""
 
     anonymous = True
+
+    #: The token is given: it never waits for the Flyte server's discovery.
+    needs_discovery = False
 
     def __init__(self, config: AuthConfig) -> None:
         self._endpoint = config.endpoint

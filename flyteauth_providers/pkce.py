@@ -6,7 +6,10 @@ path carrying this login's ``state``:
 
 * ``code``: a small success page; the code is exchanged (with the verifier) at the token endpoint.
 * ``error=``: a failure page; :class:`LoginDeniedError` / :class:`LoginError` with the IdP's description.
-* a wrong ``state``: a failure page; :class:`LoginStateError`, at once.
+* a wrong ``state`` (a stale tab, or any local page trying to abort the login): a failure page for that
+  request only; the login goes on waiting for the right answer until the timeout.
+* an ``iss`` (RFC 9207) that is not the IdP's issuer: :class:`LoginError` (a mix-up attack; the code is
+  never exchanged).
 * anything else (``/favicon.ico``, another path, a request without parameters, a second tab after the
   answer): 404, ignored; the login goes on.
 * nothing within ``pkceConfig.timeout`` (default 2 minutes): :class:`LoginTimeoutError`.
@@ -75,7 +78,7 @@ def open_browser(url: str) -> bool:
 class CallbackServer:
     """One login's loopback listener: answers the redirect once, ignores strays, never hangs."""
 
-    def __init__(self, redirect_uri: str, state: str) -> None:
+    def __init__(self, redirect_uri: str, state: str, issuer: str = "") -> None:
         parts = urlsplit(redirect_uri)
         if parts.scheme != "http" or parts.hostname not in ("localhost", "127.0.0.1"):
             raise ConfigError(
@@ -86,6 +89,7 @@ class CallbackServer:
         self._parts = parts
         self._path = parts.path or "/"
         self._state = state
+        self._issuer = issuer
         self._done = threading.Event()
         self._result: tuple[str | None, LoginError | None] = (None, None)
         self._lock = threading.Lock()
@@ -136,9 +140,10 @@ class CallbackServer:
         url = urlsplit(handler.path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         answer = "state" in query or "code" in query or "error" in query
+        ours = hmac.compare_digest(query.get("state", "").encode(), self._state.encode())
         with self._lock:
             finished = self._done.is_set()
-            if url.path != self._path or not answer or finished:
+            if url.path != self._path or not answer or finished or not ours:
                 self.stray_requests += 1
                 stray = True
             else:
@@ -146,6 +151,11 @@ class CallbackServer:
                 self._result = self._judge(query)
                 self._done.set()
         if stray:
+            if answer and not ours and not finished and url.path == self._path:
+                # A stale tab or another local page: it must not be able to abort the login in progress.
+                self._reply(handler, 400, "Not this login", "This answer does not belong to the login in "
+                            "progress (its state does not match); it was ignored.")
+                return
             self._reply(handler, 404, "Not found", "Nothing here." if not finished else
                         "This login has already finished; you can close this tab.")
             return
@@ -158,11 +168,12 @@ class CallbackServer:
                         html.escape(error.message) + ". You can close this tab and return to the terminal.")
 
     def _judge(self, query: dict[str, str]) -> tuple[str | None, LoginError | None]:
-        state = query.get("state", "")
-        if not hmac.compare_digest(state.encode(), self._state.encode()):
+        iss = query.get("iss")
+        if iss is not None and self._issuer and iss.rstrip("/") != self._issuer.rstrip("/"):
+            # RFC 9207: the answer names another issuer (a mix-up attack); never exchange its code.
             return None, LoginStateError(
-                "The login callback carried a state that this login did not send (a stale tab or a "
-                "forged request)", hint="Run `flyteauth login` again and use only the newest browser tab")
+                f"The login answer came from issuer {iss[:200]!r}, not {self._issuer!r}",
+                hint="Another identity provider answered this login; run `flyteauth login` again")
         if "error" in query:
             error = query["error"][:100]
             description = query.get("error_description", "")[:300]
@@ -224,7 +235,7 @@ class PkceAuthenticator(InteractiveAuthenticator):
                               hint="Use authType DeviceFlow or ClientSecret, or fix the server's auth config")
         verifier = generate_token(64)
         state = generate_token(32)
-        with CallbackServer(client.redirect_uri, state) as callback:
+        with CallbackServer(client.redirect_uri, state, client.issuer) as callback:
             params = [
                 ("response_type", "code"),
                 ("client_id", client.client_id),

@@ -29,7 +29,7 @@ from flyteauth_core.errors import TokenExchangeError, TokenRequestError
 from flyteauth_core.lifecycle import AcquireRequest
 from flyteauth_core.token import Token
 
-from ._oauth import ClientAuthentication, TokenEndpoint, rehint, token_request_target
+from ._oauth import ClientAuthentication, TokenEndpoint, refuse_plain_http, rehint, token_request_target
 from .platform_token import EXCHANGE_OPTIONS, PLATFORM_OPTIONS, PlatformToken, PlatformTokenReader, cap_expiry
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -75,6 +75,7 @@ class TokenExchangeAuthenticator:
 
     def acquire(self, request: AcquireRequest) -> Token:
         url, scopes, audience = token_request_target(self._config, request)
+        refuse_plain_http(self._config, url, "the platform token")
         platform = self._platform.read(request)
         options = self.options
         data = {

@@ -7,7 +7,9 @@ shows up in any of it:
   ``httpx2``, ``httpcore2`` and ``authlib`` loggers are lowered to DEBUG so their debug records exist);
 * the message of every ``FlyteAuthError`` constructed (``FlyteAuthError.__init__`` is wrapped);
 * ``repr``/``str`` of the public objects tests create (AuthConfig, Token, AuthSession and its
-  authenticator and store, TokenManager, AcquireRequest, ServerAuthInfo, TokenEvent), taken at construction.
+  authenticator and store, TokenManager, AcquireRequest, ServerAuthInfo, TokenEvent), taken at construction;
+* ``repr`` of everything a manager holds (each attribute, its published state) and of the metadata a
+  transport frame holds (what a traceback capturing locals, as Sentry does, would show), per new token.
 
 Known secrets: the client secrets of the test IdP and peers, every ``AuthConfig.client_secret`` and
 resolved client secret (also as the HTTP Basic credential), every access / refresh / id token that
@@ -174,6 +176,24 @@ def _install() -> None:
     _wrap_init(AuthSession, _session_parts)
     for cls in (token_mod.Token, TokenManager, AcquireRequest, ServerAuthInfo, TokenEvent):
         _wrap_init(cls)
+
+    def make_metadata_of(original: Any) -> Any:
+        # Once per published token: what a traceback capturing locals would show of a manager's frame
+        # (every attribute of the manager, its state) and of a transport's (the metadata it sends).
+        @functools.wraps(original)
+        def _metadata_of(self: Any, st: Any) -> Any:
+            metadata = original(self, st)
+            with contextlib.suppress(Exception):
+                _record_repr(st, "TokenManager._state")
+                _seen(repr(metadata), "repr(metadata sent by a transport)")
+                _seen(repr((("x-caller", "v"), *metadata)), "repr(merged call metadata)")
+                for name, value in vars(self).items():
+                    _seen(repr(value), f"repr(TokenManager.{name})")
+            return metadata
+
+        return _metadata_of
+
+    _patch(TokenManager, "_metadata_of", make_metadata_of)
 
 
 def _known_constants() -> None:

@@ -86,9 +86,10 @@ def test_config_shows_sources_and_masks_the_secret(peers: tuple[DemoTokenEndpoin
                                                    tmp_path: Path) -> None:
     _, server = peers
     config = write_config(tmp_path, server)
+    (tmp_path / "secret").chmod(0o600)
     result = flyteauth("config", "--config", str(config))
-    assert result.returncode == 0, result.stderr
-    assert f"{config}:admin.clientId" in result.stdout
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert any(line.split() == ["admin.clientId", "cli", str(config)] for line in result.stdout.splitlines())
     assert "explicit authType" in result.stdout
     assert SECRET not in result.stdout
 

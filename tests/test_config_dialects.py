@@ -423,18 +423,18 @@ def test_flyteauth_config_output_for_a_file_and_env_mix(tmp_path: Path) -> None:
                FLYTE_PLATFORM_INSECURE="true")
     result = subprocess.run([sys.executable, "-m", "flyteauth_core.cli", "config", "--config", str(config)],
                             capture_output=True, text=True, env=env, timeout=60, check=False)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # useAuth is deprecated: a problem
     out = result.stdout
-    rows = {line.split()[0]: line for line in out.splitlines() if line and not line.startswith((" ", "problems"))}
-    assert "'dns:///flyte.example.com:443'" in rows["endpoint"] and f"{config}:admin.endpoint" in rows["endpoint"]
-    assert "'file-id'" in rows["client_id"] and f"{config}:admin.clientId" in rows["client_id"]
-    assert "****" in rows["client_secret"] and "$FLYTE_CREDENTIALS_CLIENT_SECRET" in rows["client_secret"]
-    assert "('all', 'offline')" in rows["scopes"] and "$FLYTE_ADMIN_SCOPES" in rows["scopes"]
-    assert "True" in rows["insecure"] and "$FLYTE_PLATFORM_INSECURE" in rows["insecure"]
-    assert "default" in rows["audience"]
-    assert "proxy:3128" in rows["http_proxy_url"] and "proxy-pw-93" not in out
+    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith(("admin.", "$"))}
+    assert rows["admin.endpoint"].split() == ["admin.endpoint", "dns:///flyte.example.com:443", str(config)]
+    assert rows["admin.clientId"].split() == ["admin.clientId", "file-id", str(config)]
+    assert rows["$FLYTE_CREDENTIALS_CLIENT_SECRET"].split()[1:] == ["****", "environment"]
+    assert rows["$FLYTE_ADMIN_SCOPES"].split()[1:] == ["[all,", "offline]", "environment"]
+    assert rows["$FLYTE_PLATFORM_INSECURE"].split()[1:] == ["true", "environment"]
+    assert "admin.audience" not in rows  # a default: shown with --all
+    assert "proxy:3128" in rows["admin.httpProxyURL"] and "proxy-pw-93" not in out
     assert "cli-secret-canary-4Rt" not in out + result.stderr
-    assert "'Pkce'" in out and "explicit authType" in out and "not used" in out
+    assert "auth type:   Pkce" in out and "explicit authType" in out and "not used" in out
     assert "admin.useAuth is deprecated" in out and "flytekit would switch to ClientSecret" in out
 
 

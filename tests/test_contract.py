@@ -312,6 +312,30 @@ def test_an_option_clashing_with_our_own_keys_is_reported() -> None:
         def flyteauth_register_authenticators(self, register: Any) -> None:
             register("Clash", Fixed, options=(Option("clientId"), Option("passthroughToken", env="FLYTEAUTH_TOKEN")))
 
-    config = load_config(None, env={"FLYTEAUTH_ENDPOINT": ENDPOINT}, registry=registry_with(("clash", Clashing())))
+    config = load_config(None, env={"FLYTEAUTH_ENDPOINT": ENDPOINT}, registry=registry_with(("clash", Clashing())),
+                         options={"passthroughToken": "x"})  # a plugin's key in use: the plugins are consulted
     text = "\n".join(config.problems)
     assert "clashes with the flyteauth key 'clientId'" in text and "clashes with $FLYTEAUTH_TOKEN" in text
+
+
+def test_a_plain_config_does_not_load_the_plugins(tmp_path: Path) -> None:
+    class Exploding(PluginRegistry):
+        def declared_options(self) -> Any:
+            raise AssertionError("the registry was consulted")
+
+    path = write(tmp_path, f"admin:\n  endpoint: {ENDPOINT}\n  clientId: c\n  maxMessageSizeBytes: 1\n")
+    config = load_config(path, env={"FLYTEAUTH_CONFIG": str(path), "FLYTEAUTH_CLIENT_ID": "d"},
+                         registry=Exploding(entry_points=[]))
+    assert config.client_id == "d"
+
+
+def test_describe_options_masks_declared_secrets(tmp_path: Path) -> None:
+    from flyteauth_core.config import describe_options
+
+    registry = registry_with(("acme", AcmePlugin()))
+    path = write(tmp_path, f"admin:\n  endpoint: {ENDPOINT}\n"
+                           "flyteauth:\n  acmeURL: https://u:pw@x\n  acmeLockTTL: 1m\n")
+    rows = {key: (value, source) for key, value, source in
+            describe_options(load_config(path, env={}, registry=registry), registry)}
+    assert rows["acmeURL"] == ("****", f"{path}:flyteauth.acmeURL")
+    assert rows["acmeLockTTL"][0] == "'1m'"

@@ -19,6 +19,7 @@ import httpx2
 import pytest
 
 from flyteauth_core import AuthSession
+from flyteauth_core.errors import TokenRejectedError
 from flyteauth_core.testing import ECHO, FlyteTestServer
 
 from ._idp import CI_BASIC_ID, IdpServer
@@ -311,14 +312,18 @@ def test_server_rejecting_every_token_costs_one_refresh_and_one_retry_per_call(
     assert server.stats["calls"] == 2 and server.stats["rejected: nope"] == 2
     assert idp_fresh.token_request_count(CI_BASIC_ID) == 2
 
-    for kind, call in (("unary", lambda: unary(b"2")), ("server stream", lambda: list(stream(b"3")))):
-        calls, requests = server.stats["calls"], idp_fresh.token_request_count(CI_BASIC_ID)
-        with pytest.raises(grpc.RpcError) as excinfo:
-            call()
-        assert _unauthenticated(excinfo), kind
-        assert server.stats["calls"] - calls == 2, kind  # the call and exactly one retry
-        assert idp_fresh.token_request_count(CI_BASIC_ID) - requests == 1, kind  # exactly one refresh
-    assert session.stats.invalidations == 3
+    calls, requests = server.stats["calls"], idp_fresh.token_request_count(CI_BASIC_ID)
+    with pytest.raises(grpc.RpcError) as excinfo:
+        unary(b"2")
+    assert _unauthenticated(excinfo)
+    assert server.stats["calls"] - calls == 2  # the call and exactly one retry
+    assert idp_fresh.token_request_count(CI_BASIC_ID) - requests == 1  # exactly one refresh
+    assert session.stats.invalidations == 2
+    # A second replacement rejected right after it was obtained: the brake (issue 9) stops refreshing.
+    calls, requests = server.stats["calls"], idp_fresh.token_request_count(CI_BASIC_ID)
+    with pytest.raises(TokenRejectedError, match="audience"):
+        list(stream(b"3"))
+    assert server.stats["calls"] - calls == 1 and idp_fresh.token_request_count(CI_BASIC_ID) == requests
 
 
 async def test_server_rejecting_every_token_aio_no_loop(

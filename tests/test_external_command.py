@@ -91,7 +91,10 @@ def test_json_token_with_expires_at_is_refreshed_after_it(make_session: Callable
     assert session.get_token().access_token == "json-token-1"
     assert invocations(counter) == 1
     time.sleep(1.6)
-    assert session.get_token().access_token == "json-token-2"  # expired: the command ran again
+    # expired: the command runs again, and prints the same (now past) expires_at: a typed error, not a
+    # token that every server would reject (issue 9)
+    with pytest.raises(CommandError, match="already expired"):
+        session.get_token()
     assert invocations(counter) == 2
 
 

@@ -249,6 +249,11 @@ def test_failure_without_a_usable_token_reaches_every_waiter() -> None:
     with pytest.raises(InvalidClientError):
         m.metadata()
     provider.fail = None
+    # invalid_client is not transient: remembered for brake.fatal_ttl instead of asking the IdP per call
+    with pytest.raises(InvalidClientError):
+        m.metadata()
+    assert len(provider.calls) == 1 and m.stats.cached_failures == 1
+    clock.now += m.brake.fatal_ttl + 1
     assert m.metadata() == (("flyte-authorization", "Bearer token-2"),)
 
 

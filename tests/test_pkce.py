@@ -91,18 +91,34 @@ def test_an_error_redirect_ends_promptly_with_the_idps_description(fake_peers: P
     assert browser.pages[0][0] == 400 and "Login failed" in browser.pages[0][1]
 
 
-def test_a_wrong_state_ends_promptly(fake_peers: Peers, tmp_path: Path) -> None:
+def test_a_wrong_state_is_ignored_and_the_login_goes_on(fake_peers: Peers, tmp_path: Path) -> None:
+    """Any local page could otherwise abort a login by sending a request with a wrong state."""
     _, server = fake_peers()
+    forged: list[int] = []
 
-    def forged(url: str) -> bool:
-        httpx2.get(query(url)["redirect_uri"] + "?state=forged&code=abc", timeout=5)
+    def forge(url: str) -> None:
+        reply = httpx2.get(query(url)["redirect_uri"] + "?state=forged&code=abc", timeout=5)
+        forged.append(reply.status_code)
+
+    with session_for(server, tmp_path, browserOpener=HttpBrowser(before=forge)) as session:
+        token = session.login()
+    assert token.access_token and forged == [400]
+
+
+def test_an_answer_from_another_issuer_is_refused(fake_peers: Peers, tmp_path: Path) -> None:
+    """RFC 9207: an ``iss`` naming another IdP (mix-up attack) ends the login; the code is not exchanged."""
+    fake, server = fake_peers()
+
+    def mixed_up(url: str) -> bool:
+        params = query(url)
+        httpx2.get(params["redirect_uri"] + f"?state={params['state']}&code=abc&iss=https://evil.example",
+                   timeout=5)
         return True
 
-    with session_for(server, tmp_path, browserOpener=forged) as session:
-        started = time.monotonic()
-        with pytest.raises(LoginStateError):
-            session.login()
-    assert time.monotonic() - started < 5
+    with session_for(server, tmp_path, browserOpener=mixed_up) as session, \
+            pytest.raises(LoginStateError, match=r"evil\.example"):
+        session.login()
+    assert fake.token_requests() == 0
 
 
 def test_no_answer_ends_at_the_configured_timeout(fake_peers: Peers, tmp_path: Path) -> None:

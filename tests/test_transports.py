@@ -12,7 +12,12 @@ import httpx2
 import pytest
 
 from flyteauth_core import AuthConfig, AuthSession
+from flyteauth_core.lifecycle import RejectionBrake
 from flyteauth_core.testing import ECHO, DemoTokenEndpoint, FlyteTestServer
+
+#: Revoking each replacement token right after one call looks, to the manager, like a server that rejects
+#: every token (the rejection brake, tests/test_edges_brake.py); these tests are about retry mechanics.
+NO_BRAKE = RejectionBrake(window=0.0)
 
 SECRET = "transport-test-secret"
 
@@ -84,6 +89,7 @@ async def test_aio_write_api_streams_do_not_deadlock(session: AuthSession) -> No
 async def test_aio_retries_after_revocation(session: AuthSession,
                                             peers: tuple[DemoTokenEndpoint, FlyteTestServer]) -> None:
     idp, server = peers
+    session.manager.brake = NO_BRAKE
     async with session.aio_channel() as channel:
         unary = channel.unary_unary(ECHO["unary"])
         assert await unary(b"a") == b"a"
@@ -147,9 +153,20 @@ def api(peers: tuple[DemoTokenEndpoint, FlyteTestServer]) -> Iterator[tuple[str,
     httpd.server_close()
 
 
+@pytest.fixture
+def rest_session(peers: tuple[DemoTokenEndpoint, FlyteTestServer],
+                 api: tuple[str, list[str], dict[str, bool]]) -> Iterator[AuthSession]:
+    """A session whose config names the REST server's origin (``authOrigins``)."""
+    config = AuthConfig(endpoint=peers[1].target, insecure=True, auth_type="ClientSecret", client_id="client",
+                        client_secret=SECRET, auth_origins=(api[0],))
+    with AuthSession(config) as s:
+        yield s
+
+
 def test_httpx_auth_sends_the_token_and_retries_once_after_a_401(
-    session: AuthSession, api: tuple[str, list[str], dict[str, bool]]
+    rest_session: AuthSession, api: tuple[str, list[str], dict[str, bool]]
 ) -> None:
+    session = rest_session
     url, seen, control = api
     with httpx2.Client(auth=session.httpx_auth()) as client:
         assert client.get(url).text == "hello"
@@ -164,8 +181,9 @@ def test_httpx_auth_sends_the_token_and_retries_once_after_a_401(
 
 
 async def test_httpx_async_auth_sends_the_token(
-    session: AuthSession, api: tuple[str, list[str], dict[str, bool]]
+    rest_session: AuthSession, api: tuple[str, list[str], dict[str, bool]]
 ) -> None:
+    session = rest_session
     url, seen, _ = api
     async with httpx2.AsyncClient(auth=session.httpx_auth()) as client:
         assert (await client.get(url)).text == "hello"
@@ -225,9 +243,222 @@ async def test_aio_server_stream_rejected_before_its_first_message_is_retried_ev
     session: AuthSession, peers: tuple[DemoTokenEndpoint, FlyteTestServer]
 ) -> None:
     _, server = peers
+    session.manager.brake = NO_BRAKE
     async with session.aio_channel() as channel:
         stream = channel.unary_stream(ECHO["server_stream"])
         for _ in range(10):
             server.revoke(session.get_token().access_token)
             assert [m async for m in stream(b"r")] == [b"r0", b"r1", b"r2"]
     assert session.stats.invalidations == 10 and server.stats["rejected"] == 10
+
+
+# -- auth failures in the transport's own error type -----------------------------------------------------
+@pytest.mark.parametrize("form", ["channel", "interceptor"])
+def test_a_grpc_auth_failure_is_both_a_flyteauth_error_and_an_rpc_error(
+        peers: tuple[DemoTokenEndpoint, FlyteTestServer], form: str) -> None:
+    from flyteauth_core.errors import FlyteAuthError, InvalidClientError
+
+    _, server = peers
+    config = AuthConfig(endpoint=server.target, insecure=True, auth_type="ClientSecret", client_id="client",
+                        client_secret="not-the-secret")
+    with AuthSession(config) as session:
+        channel = session.channel() if form == "channel" else grpc.intercept_channel(
+            session._raw(), *session.grpc_interceptors())
+        unary = channel.unary_unary(ECHO["unary"])
+        for call in (unary, unary.with_call, lambda r: unary.future(r).result()):
+            with pytest.raises(grpc.RpcError) as error:
+                call(b"x")
+            assert isinstance(error.value, InvalidClientError) and isinstance(error.value, FlyteAuthError)
+            assert error.value.code() is grpc.StatusCode.UNAUTHENTICATED
+            assert "invalid_client" in error.value.details() and "not-the-secret" not in error.value.details()
+    assert server.stats["calls"] == 0
+
+
+async def test_aio_auth_failures_are_rpc_errors_and_a_down_idp_is_unavailable(
+        peers: tuple[DemoTokenEndpoint, FlyteTestServer]) -> None:
+    from flyteauth_core.errors import FlyteAuthError
+    from flyteauth_core.http import RetryPolicy
+
+    _, server = peers
+    config = AuthConfig(endpoint=server.target, insecure=True, auth_type="ClientSecret", client_id="client",
+                        client_secret=SECRET, token_url="http://127.0.0.1:9/token")  # nothing listens there
+    with AuthSession(config, retry=RetryPolicy(attempts=1)) as session:
+        async with session.aio_channel() as channel:
+            with pytest.raises(grpc.RpcError) as error:
+                await channel.unary_unary(ECHO["unary"])(b"x")
+    assert isinstance(error.value, FlyteAuthError) and error.value.transient
+    assert error.value.code() is grpc.StatusCode.UNAVAILABLE  # transient: the caller's retry logic applies
+
+
+# -- httpx2: auth scoped to the Flyte origin and authOrigins ---------------------------------------------
+def test_httpx_auth_stays_off_other_hosts(rest_session: AuthSession, api: tuple[str, list[str], dict[str, bool]],
+                                         peers: tuple[DemoTokenEndpoint, FlyteTestServer]) -> None:
+    url, seen, control = api
+    other = url.replace("127.0.0.1", "localhost")  # the same server under another origin: a "presigned URL"
+    with httpx2.Client(auth=rest_session.httpx_auth()) as client:
+        assert client.get(url).text == "hello"
+        assert client.get(other).status_code == 401  # no token went there ...
+        assert seen[-1] == ""
+        control["reject_all"] = True
+        assert client.get(other).status_code == 401  # ... and its 401 invalidates nothing
+    assert rest_session.stats.invalidations == 0 and rest_session.stats.token_requests == 1
+    assert peers[0].requests == 1
+
+
+def test_httpx_auth_reaches_the_flyte_origin_without_configuration(
+        peers: tuple[DemoTokenEndpoint, FlyteTestServer], api: tuple[str, list[str], dict[str, bool]]) -> None:
+    url, seen, _ = api
+    config = AuthConfig(endpoint=url.rsplit("/", 1)[0], insecure=True, auth_type="ClientSecret", client_id="client",
+                        client_secret=SECRET, token_url=peers[0].url, authorization_header="flyte-authorization")
+    with AuthSession(config) as session, httpx2.Client(auth=session.httpx_auth()) as client:
+        assert client.get(url).text == "hello"
+    assert seen[-1].startswith("Bearer ")
+
+
+# -- a proxy's 407/403 refreshes the proxy token once ----------------------------------------------------
+class _Proxy(BaseHTTPRequestHandler):
+    """Answers 407 (or 403) unless proxy-authorization carries the current proxy token."""
+
+    state: dict[str, object] = {}
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        current = self.state["current"]
+        ok = self.headers.get("proxy-authorization") == f"Bearer {current}"
+        self.state.setdefault("seen", []).append(self.headers.get("proxy-authorization"))  # type: ignore[union-attr]
+        status = 200 if ok else int(self.state["status"])  # type: ignore[call-overload]
+        self.send_response(status)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+
+@pytest.mark.parametrize("status", [407, 403])
+def test_a_proxy_rejection_refreshes_the_proxy_token_once(tmp_path: object, status: int) -> None:
+    import sys
+    from pathlib import Path
+
+    counter = Path(str(tmp_path)) / "runs"
+    counter.write_text("0")
+    script = ("import pathlib,sys; p=pathlib.Path(sys.argv[1]); n=int(p.read_text())+1; p.write_text(str(n)); "
+              "print(f'proxy-{n}')")
+    state: dict[str, object] = {"current": "proxy-1", "status": status}
+    handler = type("Proxy", (_Proxy,), {"state": state})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/"
+    config = AuthConfig(endpoint=url, auth_type="Passthrough", token="user-token", authorization_header="authorization",
+                        proxy_command=(sys.executable, "-c", script, str(counter)))
+    try:
+        with AuthSession(config) as session, httpx2.Client(auth=session.httpx_auth()) as client:
+            assert client.get(url).status_code == 200
+            state["current"] = "proxy-2"  # the proxy rotated its credentials
+            assert client.get(url).status_code == 200  # one rejection, one refresh, one retry
+            state["current"] = "never"
+            assert client.get(url).status_code == status  # refreshed once, then the caller sees it
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert counter.read_text() == "3"  # proxy-1, proxy-2 after the rotation, proxy-3 for the one retry of the last call
+
+
+# -- every call kind and call style of both sync forms --------------------------------------------------
+@pytest.mark.parametrize("form", ["channel", "interceptor"])
+def test_every_sync_call_kind_and_style_after_a_revocation(
+        session: AuthSession, peers: tuple[DemoTokenEndpoint, FlyteTestServer], form: str) -> None:
+    idp, server = peers
+    channel = session.channel() if form == "channel" else grpc.intercept_channel(
+        session._raw(), *session.grpc_interceptors())
+    unary = channel.unary_unary(ECHO["unary"])
+    client_stream = channel.stream_unary(ECHO["client_stream"])
+    calls = {
+        "unary()": lambda: unary(b"u"),
+        "unary.with_call()": lambda: unary.with_call(b"u")[0],
+        "server stream": lambda: b"".join(channel.unary_stream(ECHO["server_stream"])(b"s")),
+        "client stream (list)": lambda: client_stream([b"c", b"l"]),
+        "client stream.with_call (list)": lambda: client_stream.with_call([b"c", b"l"])[0],
+        "bidi (list)": lambda: b"".join(channel.stream_stream(ECHO["bidi"])([b"b", b"i"])),
+    }
+    expected = {"unary()": b"u", "unary.with_call()": b"u", "server stream": b"s0s1s2",
+                "client stream (list)": b"cl", "client stream.with_call (list)": b"cl", "bidi (list)": b"bi"}
+    for name, call in calls.items():
+        server.revoke(session.get_token().access_token)
+        assert call() == expected[name], name  # rejected once, retried once with a new token
+    assert server.stats["rejected"] == len(calls) and session.stats.invalidations == len(calls)
+    # futures the caller holds: never replayed, never blocking, but their rejection invalidates the token
+    for make in (lambda: unary.future(b"f"), lambda: client_stream.future(iter([b"f"]))):
+        server.revoke(session.get_token().access_token)
+        future = make()
+        with pytest.raises(grpc.RpcError) as error:
+            future.result(timeout=5)
+        assert error.value.code() is grpc.StatusCode.UNAUTHENTICATED
+        assert unary.future(b"next").result(timeout=5) == b"next"  # the next call carries a fresh token
+    assert idp.requests == len(calls) + 3
+
+
+def test_interceptor_form_future_does_not_block(session: AuthSession,
+                                                 peers: tuple[DemoTokenEndpoint, FlyteTestServer]) -> None:
+    import time
+
+    _, server = peers
+    gate = threading.Event()
+    validate = server.validate
+    server.validate = lambda token: (gate.wait(5), validate(token))[1]  # the server holds every call
+    try:
+        unary = grpc.intercept_channel(session._raw(), *session.grpc_interceptors()).unary_unary(ECHO["unary"])
+        session.get_token()
+        started = time.monotonic()
+        future = unary.future(b"f")
+        assert time.monotonic() - started < 1.0 and not future.done()  # returned before the server answered
+        gate.set()
+        assert future.result(timeout=5) == b"f"
+    finally:
+        gate.set()
+        server.validate = validate
+
+
+@pytest.mark.parametrize("form", ["aio_intercept", "aio_interceptors"])
+async def test_aio_call_kinds_after_a_revocation_and_the_call_api(
+        session: AuthSession, peers: tuple[DemoTokenEndpoint, FlyteTestServer], form: str) -> None:
+    _, server = peers
+    async with grpc.aio.insecure_channel(server.target, interceptors=(
+            session.aio_interceptors() if form == "aio_interceptors" else None)) as raw:
+        channel = session.aio_intercept(raw) if form == "aio_intercept" else raw
+        unary = channel.unary_unary(ECHO["unary"])
+        server.revoke(session.get_token().access_token)
+        call = unary(b"u")
+        assert await call == b"u" and await call == b"u"  # awaited twice: one result, not a second call
+        assert await call.code() is grpc.StatusCode.OK and await call.trailing_metadata() is not None
+        server.revoke(session.get_token().access_token)
+        stream = channel.unary_stream(ECHO["server_stream"])(b"s")
+        assert [await stream.read() for _ in range(3)] == [b"s0", b"s1", b"s2"]
+        assert await stream.read() is grpc.aio.EOF
+        server.revoke(session.get_token().access_token)
+        assert await channel.stream_unary(ECHO["client_stream"])([b"a", b"b"]) == b"ab"
+        assert await unary(b"v") == b"v"
+    assert server.stats["rejected"] == 3 and session.stats.invalidations == 3
+    if form == "aio_intercept":  # the wrapper leaves a channel it did not create open until its owner closes it
+        assert raw.get_state() is not None
+
+
+async def test_aio_bidi_rejected_while_writing_is_retried_or_surfaces_grpc_s_lost_status(
+        session: AuthSession, peers: tuple[DemoTokenEndpoint, FlyteTestServer]) -> None:
+    """grpc.aio replaces the server's UNAUTHENTICATED by INTERNAL "Internal error from Core" when a request
+    write fails because the server already closed the call (see grpc_aio's module docstring).  Each rejected
+    bidi call either comes back through the one retry, or surfaces that INTERNAL untouched: never a hang,
+    never a retry or invalidation on a guess."""
+    _, server = peers
+    outcomes: list[str] = []
+    async with session.aio_channel() as channel:
+        bidi = channel.stream_stream(ECHO["bidi"])
+        for _ in range(20):
+            server.revoke(session.get_token().access_token)
+            try:
+                assert [m async for m in bidi([b"a", b"b", b"c"])] == [b"a", b"b", b"c"]
+                outcomes.append("retried")
+            except grpc.aio.AioRpcError as error:
+                assert error.code() is grpc.StatusCode.INTERNAL and "Internal error from Core" in error.details()
+                outcomes.append("internal")
+    assert session.stats.invalidations == outcomes.count("retried")
+    assert server.stats["rejected"] >= len(outcomes)

@@ -26,18 +26,9 @@ def open_session(args: argparse.Namespace, *, interactive: bool | None = None) -
 
 def jwt_claims(jwt: str | None) -> dict[str, Any] | None:
     """Unverified claims of a JWT; None when ``jwt`` is not one (opaque tokens)."""
-    import base64
-    import binascii
-    import json
+    from ..claims import unverified_claims
 
-    parts = (jwt or "").split(".")
-    if len(parts) != 3:
-        return None
-    try:
-        decoded = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (binascii.Error, ValueError, RecursionError):
-        return None
-    return decoded if isinstance(decoded, dict) else None
+    return unverified_claims(jwt) or None
 
 
 def claims(token: Token) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""``flyteauth config``: resolved values, the source of each (secrets masked), problems, and the auth type
-chosen and why."""
+"""``flyteauth config``: what the user set, in their own keys, where it came from, and every problem that
+can be found offline (the logic is in :mod:`flyteauth_core.config_report`)."""
 
 from __future__ import annotations
 
@@ -10,21 +10,11 @@ from ._display import add_config_argument
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_argument(parser)
+    parser.add_argument("--all", action="store_true", help="also list every setting left at its default")
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import describe, load_config
+    from ..config_report import main
 
-    config = load_config(args.config)
-    rows = describe(config)
-    width = max(len(name) for name, _, _ in rows)
-    for name, value, source in rows:
-        print(f"{name:<{width}}  {value:<40}  {source}")
-    print(f"{'auth type used':<{width}}  {config.resolved_auth_type!r:<40}  {config.auth_type_reason}")
-    if config.problems:
-        print("problems:")
-        for problem in config.problems:
-            print(f"  - {problem}")
-    else:
-        print("problems: none")
-    return 0
+    return main(args.config, include_defaults=args.all, as_json=args.json)

@@ -1,29 +1,44 @@
-"""Authentication for synchronous grpc channels.
-
-Two forms over the same decisions (``_retry``):
+"""Authentication for synchronous grpc channels: two short drivers of the one flow (``flow.py``).
 
 * :class:`AuthChannel` wraps a ``grpc.Channel`` at the multicallable level.  It adds metadata with one
   tuple concatenation per call and avoids grpc's interceptor machinery (about 24 µs per call here).
 * :class:`AuthClientInterceptor` is a ``grpc`` client interceptor for users who compose interceptors with
   ``grpc.intercept_channel``.
 
-Retries: unary calls retry once after UNAUTHENTICATED; server streams retry only if the rejection
-arrives before the first message; client streams retry only when the requests are a list or tuple
-(a consumed iterator is never replayed).
+Both serve all four call kinds with ``__call__``, ``with_call`` and ``future``.  Blocking calls retry
+once after a rejection when the request can be replayed, with what is left of the caller's timeout;
+response streams retry only if the rejection comes before the first message; a future the caller
+holds is never replayed, but its rejection still invalidates the token.  Auth failures are raised as
+errors that are both the ``FlyteAuthError`` subclass and a ``grpc.RpcError``.
 """
 
 from __future__ import annotations
 
 import collections
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
 
+from ..errors import FlyteAuthError, as_grpc_error
 from ..protocols import Interceptor, Metadata
-from ._retry import merge, replayable, should_retry
+from .flow import STOP, after_rejection, auth_flow, merge, metadata_sync, replayable, retry_sync, retry_timeout
 
 _UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
+_PERMISSION_DENIED = grpc.StatusCode.PERMISSION_DENIED
+
+
+def classify(outcome: Any) -> bool | None:
+    """None: not a rejection; False: the server rejected the token; True: maybe a proxy (the flow
+    checks whether a proxy token was sent at all)."""
+    code = getattr(outcome, "code", None)
+    if not callable(code):
+        return None
+    status = code()
+    if status is _UNAUTHENTICATED:
+        return False
+    return True if status is _PERMISSION_DENIED else None
 
 
 def _feed(requests: Any) -> Any:
@@ -31,42 +46,43 @@ def _feed(requests: Any) -> Any:
     return iter(requests) if replayable(requests) else requests
 
 
-def _is_unauthenticated(error: BaseException) -> bool:
-    code = getattr(error, "code", None)
-    return callable(code) and code() is _UNAUTHENTICATED
+def _watch(future: Any, flow: Any, sent: Metadata) -> Any:
+    """A future the caller holds: never replayed, but its rejection invalidates the token."""
+
+    def on_done(done: Any) -> None:
+        if not done.cancelled() and (proxy := classify(done)) is not None:
+            after_rejection(flow, sent, False, proxy)
+
+    future.add_done_callback(on_done)
+    return future
 
 
-class _RetryBeforeFirstMessage:
-    """A response stream that restarts once if the server rejects it before sending anything."""
+class _Stream:
+    """A response stream driven by the flow: started again once if rejected before its first message."""
 
-    def __init__(
-        self,
-        call: Any,
-        interceptor: Interceptor,
-        sent: Metadata,
-        restart: Callable[[], Any] | None,
-    ) -> None:
-        self._call = call
+    def __init__(self, interceptor: Interceptor, timeout: float | None,
+                 start: Callable[[Metadata, float | None], Any], can_replay: bool) -> None:
         self._interceptor = interceptor
-        self._sent = sent
-        self._restart = restart
+        self._flow = auth_flow(interceptor, timeout)
+        self._start = start
+        self._can_replay = can_replay
         self._started = False
+        self._sent = metadata_sync(interceptor, as_grpc_error)
+        self._call = start(self._sent, next(self._flow))
 
     def __iter__(self) -> Iterator[Any]:
         return self
 
     def __next__(self) -> Any:
-        try:
-            message = next(self._call)
-        except grpc.RpcError as error:
-            if self._started or not _is_unauthenticated(error):
-                raise
-            restart, self._restart = self._restart, None
-            if not should_retry(self._interceptor, self._sent, replayable=restart is not None):
-                raise
-            assert restart is not None
-            self._call = restart()
-            message = next(self._call)
+        while True:
+            try:
+                message = next(self._call)
+                break
+            except grpc.RpcError as error:
+                timeout = retry_timeout(self._flow, self._sent, self._can_replay and not self._started, error,
+                                        classify)
+                self._sent = metadata_sync(self._interceptor, as_grpc_error)
+                self._call = self._start(self._sent, timeout)
         self._started = True
         return message
 
@@ -75,7 +91,7 @@ class _RetryBeforeFirstMessage:
 
 
 class _Multicallable:
-    """What the four wrapped multicallables share: attach metadata, and the retry decision."""
+    """What the four wrapped multicallables share: each call is one run of the flow."""
 
     __slots__ = ("_inner", "_interceptor")
 
@@ -85,48 +101,38 @@ class _Multicallable:
 
     def _blocking(self, fn: Any, request: Any, timeout: float | None, metadata: Any, credentials: Any,
                   wait_for_ready: bool | None, compression: Any, stream: bool = False) -> Any:
-        """A call that returns its response or raises: retried once after UNAUTHENTICATED if replayable."""
-        sent = self._interceptor.metadata()
+        # The first attempt inline (the hot path: no closure, no generator); the flow takes over on failure.
+        started = time.monotonic() if timeout is not None else 0.0
         try:
-            return fn(_feed(request) if stream else request, timeout, merge(metadata, sent), credentials,
-                      wait_for_ready, compression)
+            sent = self._interceptor.metadata()
+        except FlyteAuthError as exc:
+            raise as_grpc_error(exc) from exc.__cause__
+        try:
+            return fn(_feed(request) if stream else request, timeout, (*metadata, *sent) if metadata else sent,
+                      credentials, wait_for_ready, compression)
         except grpc.RpcError as error:
-            can_replay = not stream or replayable(request)
-            if not (_is_unauthenticated(error) and should_retry(self._interceptor, sent, replayable=can_replay)):
-                raise
-        return fn(_feed(request) if stream else request, timeout, merge(metadata, self._interceptor.metadata()),
-                  credentials, wait_for_ready, compression)
+            def attempt(sent: Metadata, remaining: float | None) -> Any:
+                return fn(_feed(request) if stream else request, remaining, merge(metadata, sent), credentials,
+                          wait_for_ready, compression)
+
+            return retry_sync(self._interceptor, timeout, started, not stream or replayable(request), sent, error,
+                              attempt, classify, as_grpc_error)
 
     def _response_stream(self, request: Any, timeout: float | None, metadata: Any, credentials: Any,
                          wait_for_ready: bool | None, compression: Any, stream: bool = False) -> Any:
-        """A response stream, restarted once if rejected before its first message (and replayable)."""
-        sent = self._interceptor.metadata()
-        inner = self._inner
-        call = inner(_feed(request) if stream else request, timeout, merge(metadata, sent), credentials,
-                     wait_for_ready, compression)
+        def start(sent: Metadata, remaining: float | None) -> Any:
+            return self._inner(_feed(request) if stream else request, remaining, merge(metadata, sent),
+                               credentials, wait_for_ready, compression)
 
-        def restart() -> Any:
-            md = merge(metadata, self._interceptor.metadata())
-            return inner(_feed(request) if stream else request, timeout, md, credentials, wait_for_ready,
-                         compression)
-
-        can_replay = not stream or replayable(request)
-        return _RetryBeforeFirstMessage(call, self._interceptor, sent, restart if can_replay else None)
+        return _Stream(self._interceptor, timeout, start, not stream or replayable(request))
 
     def _future(self, request: Any, timeout: float | None, metadata: Any, credentials: Any,
                 wait_for_ready: bool | None, compression: Any, stream: bool = False) -> Any:
-        """Futures are not retried (the caller holds the future), but a rejection invalidates the token."""
-        sent = self._interceptor.metadata()
-        fut = self._inner.future(_feed(request) if stream else request, timeout, merge(metadata, sent),
-                                 credentials, wait_for_ready, compression)
-        interceptor = self._interceptor
-
-        def on_done(done: Any) -> None:
-            if done.code() is _UNAUTHENTICATED:
-                interceptor.rejected(sent)
-
-        fut.add_done_callback(on_done)
-        return fut
+        flow = auth_flow(self._interceptor, timeout)
+        sent = metadata_sync(self._interceptor, as_grpc_error)
+        future = self._inner.future(_feed(request) if stream else request, next(flow), merge(metadata, sent),
+                                    credentials, wait_for_ready, compression)
+        return _watch(future, flow, sent)
 
 
 class _UnaryUnary(_Multicallable):
@@ -193,31 +199,17 @@ class AuthChannel(grpc.Channel):
         self._interceptor = interceptor
         self._owns_channel = owns_channel
 
-    @staticmethod
-    def _kwargs(request_serializer: Any, response_deserializer: Any, extra: dict[str, Any]) -> dict[str, Any]:
-        kwargs = {"request_serializer": request_serializer, "response_deserializer": response_deserializer}
-        kwargs.update(extra)
-        return kwargs
+    def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return _UnaryUnary(self._channel.unary_unary(method, *args, **kwargs), self._interceptor)
 
-    def unary_unary(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                    **extra: Any) -> Any:
-        inner = self._channel.unary_unary(method, **self._kwargs(request_serializer, response_deserializer, extra))
-        return _UnaryUnary(inner, self._interceptor)
+    def unary_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return _UnaryStream(self._channel.unary_stream(method, *args, **kwargs), self._interceptor)
 
-    def unary_stream(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                     **extra: Any) -> Any:
-        inner = self._channel.unary_stream(method, **self._kwargs(request_serializer, response_deserializer, extra))
-        return _UnaryStream(inner, self._interceptor)
+    def stream_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return _StreamUnary(self._channel.stream_unary(method, *args, **kwargs), self._interceptor)
 
-    def stream_unary(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                     **extra: Any) -> Any:
-        inner = self._channel.stream_unary(method, **self._kwargs(request_serializer, response_deserializer, extra))
-        return _StreamUnary(inner, self._interceptor)
-
-    def stream_stream(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                      **extra: Any) -> Any:
-        inner = self._channel.stream_stream(method, **self._kwargs(request_serializer, response_deserializer, extra))
-        return _StreamStream(inner, self._interceptor)
+    def stream_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return _StreamStream(self._channel.stream_stream(method, *args, **kwargs), self._interceptor)
 
     def subscribe(self, callback: Any, try_to_connect: bool = False) -> None:
         self._channel.subscribe(callback, try_to_connect)
@@ -246,10 +238,10 @@ class _CallDetails(_Details, grpc.ClientCallDetails):
     pass
 
 
-def _with_metadata(details: Any, metadata: Metadata) -> _CallDetails:
+def _with_metadata(details: Any, metadata: Metadata, timeout: float | None) -> _CallDetails:
     return _CallDetails(
         details.method,
-        details.timeout,
+        timeout,
         merge(details.metadata, metadata),
         details.credentials,
         getattr(details, "wait_for_ready", None),
@@ -263,38 +255,43 @@ class AuthClientInterceptor(
     grpc.StreamUnaryClientInterceptor,  # type: ignore[type-arg]
     grpc.StreamStreamClientInterceptor,  # type: ignore[type-arg]
 ):
-    """The interceptor form, for ``grpc.intercept_channel(channel, AuthClientInterceptor(...), ...)``."""
+    """The interceptor form, for ``grpc.intercept_channel(channel, AuthClientInterceptor(...), ...)``.
+
+    grpc calls the same method for ``__call__``/``with_call`` (the continuation returns a finished
+    outcome) and for ``future()`` (it returns a running future): a finished outcome is judged and retried
+    at once, a running one is handed to the caller and only watched, so ``future()`` never blocks.
+    """
 
     def __init__(self, interceptor: Interceptor) -> None:
         self._interceptor = interceptor
 
+    def _unary_response(self, continuation: Any, details: Any, request: Any, can_replay: bool) -> Any:
+        flow = auth_flow(self._interceptor, details.timeout)
+        timeout = next(flow)
+        while True:
+            sent = metadata_sync(self._interceptor, as_grpc_error)
+            outcome = continuation(_with_metadata(details, sent, timeout), _feed(request))
+            if not outcome.done():
+                return _watch(outcome, flow, sent)
+            proxy = classify(outcome)
+            if proxy is None or (timeout := after_rejection(flow, sent, can_replay, proxy)) is STOP:
+                return outcome
+
+    def _stream_response(self, continuation: Any, details: Any, request: Any, can_replay: bool) -> Any:
+        return _Stream(self._interceptor, details.timeout,
+                       lambda sent, timeout: continuation(_with_metadata(details, sent, timeout), _feed(request)),
+                       can_replay)
+
     def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
-        sent = self._interceptor.metadata()
-        outcome = continuation(_with_metadata(client_call_details, sent), request)
-        if outcome.code() is _UNAUTHENTICATED and should_retry(self._interceptor, sent, replayable=True):
-            return continuation(_with_metadata(client_call_details, self._interceptor.metadata()), request)
-        return outcome
+        return self._unary_response(continuation, client_call_details, request, True)
 
     def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
-        sent = self._interceptor.metadata()
-        call = continuation(_with_metadata(client_call_details, sent), request)
-        return _RetryBeforeFirstMessage(
-            call,
-            self._interceptor,
-            sent,
-            lambda: continuation(_with_metadata(client_call_details, self._interceptor.metadata()), request),
-        )
+        return self._stream_response(continuation, client_call_details, request, True)
 
     def intercept_stream_unary(self, continuation: Any, client_call_details: Any, request_iterator: Any) -> Any:
-        sent = self._interceptor.metadata()
-        outcome = continuation(_with_metadata(client_call_details, sent), _feed(request_iterator))
-        if (outcome.code() is _UNAUTHENTICATED
-                and should_retry(self._interceptor, sent, replayable=replayable(request_iterator))):
-            md = self._interceptor.metadata()
-            return continuation(_with_metadata(client_call_details, md), _feed(request_iterator))
-        return outcome
+        return self._unary_response(continuation, client_call_details, request_iterator,
+                                    replayable(request_iterator))
 
     def intercept_stream_stream(self, continuation: Any, client_call_details: Any, request_iterator: Any) -> Any:
-        sent = self._interceptor.metadata()
-        call = continuation(_with_metadata(client_call_details, sent), _feed(request_iterator))
-        return _RetryBeforeFirstMessage(call, self._interceptor, sent, None)
+        return self._stream_response(continuation, client_call_details, request_iterator,
+                                     replayable(request_iterator))

@@ -153,7 +153,8 @@ def test_idp_dns_name_does_not_resolve(fault: Row, fault_session: Any) -> None:
     deadline = retry_deadline(POLICY, 0) + 1.0
     fault.scenario = "IdP DNS name does not resolve"
     fault.expected = f"TransientTokenError 'could not connect' within {deadline:.1f}s"
-    session, _ = fault_session({"token_endpoint": dead})
+    # a plain-http token endpoint off loopback must be opted into (issue 9: never send secrets in clear)
+    session, _ = fault_session({"token_endpoint": dead}, options={"allowInsecureTokenEndpoint": True})
     session.server_info()
     _unreachable(fault, session, dead, deadline, "could not connect")
 

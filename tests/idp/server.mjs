@@ -145,6 +145,7 @@ const state = {
   byGrant: {}, // grant_type -> n
   total: 0,
   faults: [], // FIFO queue of fault objects
+  responsesDropped: 0, // drop_response faults applied (request processed, answer never sent)
   refreshReuse: 0, // presentations of an already rotated refresh token (the grant gets revoked)
   rateLimited: 0, // token requests answered 429 by IDP_RATE_LIMIT
   grantsRevoked: 0, // grants revoked for any reason (reuse detection, revocation endpoint)
@@ -165,6 +166,7 @@ function resetState() {
     byGrant: {},
     total: 0,
     faults: [],
+    responsesDropped: 0,
     refreshReuse: 0,
     rateLimited: 0,
     grantsRevoked: 0,
@@ -280,6 +282,7 @@ function statsBody() {
     consents: state.consents,
     denied: state.denied,
     login_mode: state.loginMode,
+    responses_dropped: state.responsesDropped,
   };
 }
 
@@ -662,7 +665,16 @@ async function testMiddleware(ctx, next) {
   }
 
   const fault = state.faults.shift();
-  if (fault && await applyFault(ctx, fault)) return;
+  // `drop_response`: the IdP processes the request in full (a code or refresh token is used up, a
+  // client assertion's jti is remembered), then the connection drops before the answer is sent.
+  const dropResponse = Boolean(fault?.drop_response);
+  if (fault && !dropResponse && await applyFault(ctx, fault)) return;
+  const proceed = dropResponse ? async () => {
+    await next();
+    state.responsesDropped += 1;
+    ctx.req.socket.destroy();
+    ctx.respond = false;
+  } : next;
 
   // Device flow pacing (RFC 8628 3.5): a poll of the same device_code sooner than the
   // interval after the previous poll gets slow_down. Faulted requests are not polls.
@@ -714,12 +726,12 @@ async function testMiddleware(ctx, next) {
       // (the provider itself flags only the first one: it then deletes the token and
       // revokes the grant, so later copies just get "refresh token not found").
       if (rotatedRefreshTokens.has(refreshToken)) state.refreshReuse += 1;
-      await next();
+      await proceed();
       if (ctx.status === 200) rotatedRefreshTokens.add(refreshToken);
     });
     return;
   }
-  await next();
+  await proceed();
 }
 
 // Our middleware consumes the request body, so oidc-provider warns once about an

@@ -1,0 +1,127 @@
+"""ConnectRPC interceptors driving the one flow (``flow.py``): flyte 2.x's wire since 2.1.
+
+``session.connect_interceptors()`` (async clients) and ``session.connect_interceptors_sync()`` (sync
+clients) go into ``interceptors=`` of any generated client (flyteidl2 ships ``*_connect.py`` stubs).
+Works with connectrpc 0.10 (``ctx.request_headers()`` is a method; flyte 2.12 pins ``<0.11``) and later
+releases (a property since 0.11).
+
+The request context keeps the caller's deadline as an end time, so a retry through the same context
+gets only what is left of it.  Unary calls retry once after UNAUTHENTICATED; a server stream retries only
+before its first message; client and bidi streams (an iterator connectrpc consumes) are never replayed,
+but their rejection invalidates the token.  PERMISSION_DENIED while a ``proxy-authorization`` header was
+sent refreshes the proxy's token once.  Auth failures raise errors that are both the ``FlyteAuthError``
+subclass and a ``ConnectError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
+
+from ..errors import as_connect_error
+from ..protocols import Interceptor, Metadata
+from .flow import auth_flow, call_async, call_sync, metadata_async, metadata_sync, retry_timeout
+
+
+def classify(error: BaseException) -> bool | None:
+    if not isinstance(error, ConnectError):
+        return None
+    if error.code is Code.UNAUTHENTICATED:
+        return False
+    return True if error.code is Code.PERMISSION_DENIED else None
+
+
+def _headers(ctx: Any) -> Any:
+    headers = ctx.request_headers
+    return headers() if callable(headers) else headers  # a method before connectrpc 0.11
+
+
+def _timeout(ctx: Any) -> float | None:
+    remaining = ctx.timeout_ms
+    remaining = remaining() if callable(remaining) else remaining
+    return None if remaining is None else remaining / 1000.0
+
+
+def _apply(ctx: Any, sent: Metadata) -> Any:
+    headers = _headers(ctx)
+    for key, value in sent:
+        headers[key] = value
+    return ctx
+
+
+class ConnectAuth:
+    """Auth for async Connect clients: connectrpc's unary, client-, server- and bidi-stream interceptor."""
+
+    def __init__(self, interceptor: Interceptor) -> None:
+        self._interceptor = interceptor
+
+    async def intercept_unary(self, call_next: Callable[..., Any], request: Any, ctx: Any) -> Any:
+        async def attempt(sent: Metadata, timeout: float | None) -> Any:
+            return await call_next(request, _apply(ctx, sent))
+
+        return await call_async(self._interceptor, _timeout(ctx), True, attempt, classify, as_connect_error)
+
+    async def intercept_client_stream(self, call_next: Callable[..., Any], request: Any, ctx: Any) -> Any:
+        async def attempt(sent: Metadata, timeout: float | None) -> Any:
+            return await call_next(request, _apply(ctx, sent))
+
+        return await call_async(self._interceptor, _timeout(ctx), False, attempt, classify, as_connect_error)
+
+    def intercept_server_stream(self, call_next: Callable[..., Any], request: Any, ctx: Any) -> AsyncIterator[Any]:
+        return self._stream(call_next, request, ctx, True)
+
+    def intercept_bidi_stream(self, call_next: Callable[..., Any], request: Any, ctx: Any) -> AsyncIterator[Any]:
+        return self._stream(call_next, request, ctx, False)
+
+    async def _stream(self, call_next: Callable[..., Any], request: Any, ctx: Any,
+                      can_replay: bool) -> AsyncIterator[Any]:
+        flow = auth_flow(self._interceptor, _timeout(ctx))
+        next(flow)
+        delivered = False
+        while True:
+            sent = await metadata_async(self._interceptor, as_connect_error)
+            try:
+                async for message in call_next(request, _apply(ctx, sent)):
+                    delivered = True
+                    yield message
+                return
+            except ConnectError as error:
+                retry_timeout(flow, sent, can_replay and not delivered, error, classify)
+
+
+class ConnectAuthSync:
+    """Auth for sync Connect clients (``...ClientSync``): the same flow, blocking."""
+
+    def __init__(self, interceptor: Interceptor) -> None:
+        self._interceptor = interceptor
+
+    def intercept_unary_sync(self, call_next: Callable[..., Any], request: Any, ctx: Any) -> Any:
+        return call_sync(self._interceptor, _timeout(ctx), True,
+                         lambda sent, timeout: call_next(request, _apply(ctx, sent)), classify, as_connect_error)
+
+    def intercept_client_stream_sync(self, call_next: Callable[..., Any], request: Any, ctx: Any) -> Any:
+        return call_sync(self._interceptor, _timeout(ctx), False,
+                         lambda sent, timeout: call_next(request, _apply(ctx, sent)), classify, as_connect_error)
+
+    def intercept_server_stream_sync(self, call_next: Callable[..., Any], request: Any, ctx: Any) -> Iterator[Any]:
+        return self._stream(call_next, request, ctx, True)
+
+    def intercept_bidi_stream_sync(self, call_next: Callable[..., Any], request: Any, ctx: Any) -> Iterator[Any]:
+        return self._stream(call_next, request, ctx, False)
+
+    def _stream(self, call_next: Callable[..., Any], request: Any, ctx: Any, can_replay: bool) -> Iterator[Any]:
+        flow = auth_flow(self._interceptor, _timeout(ctx))
+        next(flow)
+        delivered = False
+        while True:
+            sent = metadata_sync(self._interceptor, as_connect_error)
+            try:
+                for message in call_next(request, _apply(ctx, sent)):
+                    delivered = True
+                    yield message
+                return
+            except ConnectError as error:
+                retry_timeout(flow, sent, can_replay and not delivered, error, classify)
