@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import attrs
 
 from flyteauth_core import parsers
+from flyteauth_core.claims import audiences, unverified_claims
 from flyteauth_core.config import AuthConfig
 from flyteauth_core.errors import (
     ConfigError,
@@ -40,7 +41,7 @@ from flyteauth_core.errors import (
 )
 from flyteauth_core.lifecycle import AcquireRequest
 from flyteauth_core.options import Option
-from flyteauth_core.token import Token, jwt_claims
+from flyteauth_core.token import Token
 
 JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"
 #: The claims kept for display; everything else in the token stays out of reports.
@@ -121,7 +122,7 @@ class PlatformToken:
 
     @classmethod
     def parse(cls, value: str, origin: str) -> PlatformToken:
-        claims = jwt_claims(value) or {}
+        claims = unverified_claims(value)
         return cls(value, origin, {k: claims[k] for k in SHOWN_CLAIMS if k in claims})
 
     @property
@@ -137,10 +138,7 @@ class PlatformToken:
 
     @property
     def audiences(self) -> tuple[str, ...]:
-        aud = self.claims.get("aud")
-        if isinstance(aud, str):
-            return (aud,)
-        return tuple(str(a) for a in aud) if isinstance(aud, list) else ()
+        return audiences(dict(self.claims))
 
     def summary(self) -> dict[str, Any]:
         """What ``flyteauth config`` shows: origin and claims, never the token."""

@@ -21,6 +21,7 @@ import attrs
 import pytest
 
 from flyteauth_core import AuthConfig, AuthSession, hookimpl, load_config
+from flyteauth_core.claims import unverified_claims as jwt_claims
 from flyteauth_core.errors import (
     ConfigError,
     InvalidClientError,
@@ -34,7 +35,6 @@ from flyteauth_core.options import env_name
 from flyteauth_core.plugins import PluginRegistry
 from flyteauth_core.protocols import Describable
 from flyteauth_core.testing import ECHO, FlyteTestServer
-from flyteauth_core.token import jwt_claims
 from flyteauth_providers import platform_sources
 from flyteauth_providers.platform_token import PlatformTokenReader, workload_options
 from flyteauth_providers.token_exchange import GRANT_TYPE
