@@ -54,8 +54,9 @@ DEFAULT_SECRET_LOCATION = "/etc/secrets/client_secret"
 #: Built-in auth types (and aliases) that never use a configured client secret; a plugin's may.
 _SECRETLESS_AUTH_TYPES = frozenset({"pkce", "standard", "deviceflow", "device_flow", "externalcommand",
                                     "external_process", "passthrough", "noauth", "none", "no_auth", "anonymous"})
-#: Token endpoint client authentication methods the ClientSecret provider supports.
-AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
+#: Token endpoint client authentication methods the ClientSecret provider supports (``none``: a public
+#: client, for TokenExchange; ``federated_jwt``: the platform token as an RFC 7523 client assertion).
+AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none", "federated_jwt")
 
 
 def _strings(value: Any) -> tuple[str, ...]:

@@ -158,6 +158,41 @@ class TokenStoreError(FlyteAuthError):
     transient = True
 
 
+class PlatformTokenError(TokenError):
+    """The platform's workload identity token (Kubernetes, GitHub Actions, ...) could not be used.
+
+    ``origin`` says where it was looked for or came from (a file path, an env var, a URL), never the token.
+    """
+
+    def __init__(self, message: str, *, origin: str, hint: str | None = None, transient: bool = False) -> None:
+        self.origin = origin
+        self.transient = transient
+        super().__init__(message, hint=hint)
+
+
+class PlatformTokenExpiredError(PlatformTokenError):
+    """The platform token has expired (``exp`` in epoch seconds); whatever writes it has stopped rotating it."""
+
+    def __init__(self, message: str, *, origin: str, exp: float, hint: str | None = None) -> None:
+        self.exp = exp
+        super().__init__(message, origin=origin, hint=hint)
+
+
+class PlatformTokenAudienceError(PlatformTokenError):
+    """The platform token was minted for another audience than ``platformTokenAudience``."""
+
+    def __init__(self, message: str, *, origin: str, expected: str, found: tuple[str, ...],
+                 hint: str | None = None) -> None:
+        self.expected = expected
+        self.found = found
+        super().__init__(message, origin=origin, hint=hint)
+
+
+class TokenExchangeError(TokenRequestError):
+    """The IdP refused an RFC 8693 token exchange (``error`` is ``invalid_target``, ``invalid_request``, ...);
+    the hint says which setting to change."""
+
+
 # -- the same errors in a transport's own type ---------------------------------------------------------
 # Code that catches only ``grpc.RpcError`` (or connectrpc's ``ConnectError``) must see auth failures on
 # those transports too.  The dual classes are built on first use, so ``import flyteauth_core`` loads

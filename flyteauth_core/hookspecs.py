@@ -52,6 +52,15 @@ def flyteauth_register_interceptors(register: RegisterFn) -> None:
 
 
 @hookspec
+def flyteauth_register_platform_token_sources(register: RegisterFn) -> None:
+    """Register platform token sources (workload identity): ``register("file", FileSource, aliases=())``.
+
+    A factory takes the ``AuthConfig`` and returns an object with ``read(request) -> str`` (the platform's
+    signed identity token) and ``describe() -> str`` (where it came from, never the token).
+    """
+
+
+@hookspec
 def flyteauth_token_event(event: TokenEvent) -> None:
     """Observe the token lifecycle (acquired, refreshed, failed, invalidated) for metrics and audit.
 

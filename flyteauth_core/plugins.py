@@ -31,20 +31,23 @@ ENTRY_POINT_GROUP = "flyteauth"
 #: Comma-separated entry-point or distribution names that must not be loaded.
 BLOCK_ENV = "FLYTEAUTH_DISABLE_PLUGINS"
 
-KINDS = ("authenticator", "token store", "interceptor")
+KINDS = ("authenticator", "token store", "interceptor", "platform token source")
 _HOOKS = {
     "authenticator": "flyteauth_register_authenticators",
     "token store": "flyteauth_register_token_stores",
     "interceptor": "flyteauth_register_interceptors",
+    "platform token source": "flyteauth_register_platform_token_sources",
 }
 #: Methods a factory that is a class must have, per kind (checked at registration).
 _REQUIRED_METHODS = {
     "authenticator": ("acquire",),
     "token store": ("load", "save", "delete"),
     "interceptor": ("metadata", "rejected"),
+    "platform token source": ("read", "describe"),
 }
 #: Registration metadata each kind accepts besides name, factory, aliases, replace, options, description.
-_KIND_METADATA = {"authenticator": ("default_store", "anonymous"), "token store": (), "interceptor": ()}
+_KIND_METADATA = {"authenticator": ("default_store", "anonymous"), "token store": (), "interceptor": (),
+                  "platform token source": ()}
 
 
 @attrs.frozen
@@ -357,6 +360,9 @@ class PluginRegistry:
 
     def token_store(self, name: str) -> Registration:
         return self._resolve("token store", name)
+
+    def platform_token_source(self, name: str) -> Registration:
+        return self._resolve("platform token source", name)
 
     def interceptors(self) -> list[Registration]:
         """Extra interceptors, in pluggy's call order of their plugins (``tryfirst`` first)."""

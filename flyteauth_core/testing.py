@@ -232,6 +232,44 @@ class _Handlers(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         return self._handlers.get(handler_call_details.method)
 
 
+class LoopbackHTTPServer:
+    """A threading HTTP server on 127.0.0.1 (a free port) in a daemon thread; every request of the given
+    methods goes to ``handle(request_handler)``.  ``url`` is ``http://127.0.0.1:<port>``."""
+
+    def __init__(self, handle: Callable[[BaseHTTPRequestHandler], None], methods: tuple[str, ...] = ("GET",)) -> None:
+        def serve(request_handler: BaseHTTPRequestHandler) -> None:
+            handle(request_handler)
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        for method in methods:
+            setattr(Handler, f"do_{method}", serve)
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
+
+    def start(self) -> LoopbackHTTPServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def send_json(handler: BaseHTTPRequestHandler, status: int, body: Any) -> None:
+    """Answer ``handler``'s request with ``body`` as JSON."""
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("content-type", "application/json")
+    handler.send_header("content-length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 class DemoTokenEndpoint:
     """A minimal client-credentials token endpoint on 127.0.0.1 issuing opaque, short-lived tokens."""
 
@@ -242,19 +280,8 @@ class DemoTokenEndpoint:
         self.requests = 0
         self._tokens: dict[str, float] = {}
         self._lock = threading.Lock()
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                endpoint._handle(self)
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/token"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
+        self._server = LoopbackHTTPServer(self._handle, methods=("POST",))
+        self.url = f"{self._server.url}/token"
 
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("content-length") or 0)
@@ -272,12 +299,7 @@ class DemoTokenEndpoint:
             with self._lock:
                 self._tokens[token] = time.time() + self.ttl
             status, body = 200, {"access_token": token, "token_type": "Bearer", "expires_in": self.ttl}
-        data = json.dumps(body).encode()
-        handler.send_response(status)
-        handler.send_header("content-type", "application/json")
-        handler.send_header("content-length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
+        send_json(handler, status, body)
 
     def validate(self, token: str) -> str | None:
         expires = self._tokens.get(token)
@@ -288,12 +310,11 @@ class DemoTokenEndpoint:
         return None
 
     def start(self) -> DemoTokenEndpoint:
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._server.stop()
 
     def __enter__(self) -> DemoTokenEndpoint:
         return self.start()

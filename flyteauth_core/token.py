@@ -6,10 +6,7 @@ fields are ``repr=False`` so that a token can be logged, printed or put in an ex
 
 from __future__ import annotations
 
-import base64
-import binascii
 import enum
-import json
 import math
 import random
 from collections.abc import Mapping
@@ -17,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from .claims import unverified_claims
 from .errors import TokenResponseError
 
 
@@ -130,15 +128,7 @@ class RefreshPolicy:
 
 def jwt_expiry(access_token: str) -> float | None:
     """The ``exp`` claim of a JWT, without verifying it (we only need a hint of when to refresh)."""
-    parts = access_token.split(".")
-    if len(parts) != 3:
-        return None
-    payload = parts[1] + "=" * (-len(parts[1]) % 4)
-    try:
-        claims = json.loads(base64.urlsafe_b64decode(payload))
-    except (binascii.Error, ValueError, RecursionError):
-        return None
-    exp = claims.get("exp") if isinstance(claims, dict) else None
+    exp = unverified_claims(access_token).get("exp")
     if isinstance(exp, (int, float)) and not isinstance(exp, bool):
         try:
             exp = float(exp)

@@ -11,7 +11,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from flyteauth_core.config import AuthConfig
 from flyteauth_core.errors import (
+    ConfigError,
+    DiscoveryError,
     InvalidClientError,
     InvalidGrantError,
     TokenRequestError,
@@ -170,3 +173,172 @@ def post_form(
         return response.status_code, parsed
     finally:
         client.close()
+
+
+def token_request_target(config: AuthConfig, request: AcquireRequest) -> tuple[str, tuple[str, ...], str | None]:
+    """``(token endpoint, scopes, audience)`` for a service grant: the config's, else what the server advertises.
+
+    Discovery runs only for what the config leaves unset; a failed discovery is fatal only when the token
+    endpoint itself is unknown.
+    """
+    url, scopes, audience = config.token_url, config.scopes, config.audience
+    if not url or not scopes or (config.use_audience_from_admin and not audience):
+        try:
+            server = request.server_info()
+        except DiscoveryError:
+            if not url:
+                raise
+            server = None
+        if server is not None:
+            url = url or server.token_endpoint
+            scopes = scopes or server.scopes
+            if config.use_audience_from_admin and not audience:
+                audience = server.audience or None
+    if not url:
+        raise ConfigError(
+            f"No token endpoint for {config.endpoint}: the server advertises none",
+            hint="Set admin.tokenUrl",
+        )
+    return url, tuple(scopes), audience
+
+
+def rehint(exc: TokenRequestError, hint: str, cls: type[TokenRequestError] | None = None,
+           message: str | None = None) -> TokenRequestError:
+    """The same token endpoint error with a hint that fits the grant (the generic one names client secrets)."""
+    text = message or exc.message.rsplit(" at ", 1)[0]
+    return (cls or type(exc))(text, endpoint=exc.endpoint, status=exc.status, error=exc.error, hint=hint,
+                              transient=exc.transient)
+
+
+JWT_BEARER_ASSERTION = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+def _federated_assertion(auth: Any, method: str, uri: str, headers: Any, body: str) -> tuple[str, Any, str]:
+    """authlib auth method: the platform token as an RFC 7523 client assertion (a federated credential)."""
+    from authlib.common.urls import add_params_to_qs
+
+    params = [("client_assertion_type", JWT_BEARER_ASSERTION), ("client_assertion", auth.client_secret)]
+    if auth.client_id:
+        params.insert(0, ("client_id", auth.client_id))
+    return uri, headers, add_params_to_qs(body or "", params)
+
+
+#: ``admin.allowInsecureTokenEndpoint: true`` lets client credentials go to a plain-http token endpoint.
+ALLOW_HTTP_OPTION = "allowInsecureTokenEndpoint"
+
+
+def refuse_plain_http(config: AuthConfig, url: str, what: str = "client credentials") -> None:
+    """A confidential client's credentials (or a platform token) never cross the network in clear text: a
+    plain-http token endpoint (for example one learned from unauthenticated discovery) is refused, unless
+    it is on this machine (loopback) or the config opts in."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme != "http" or config.options.get(ALLOW_HTTP_OPTION) in (True, "true", "True", "1"):
+        return
+    host = parts.hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return
+    import ipaddress
+
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return
+    except ValueError:
+        pass
+    raise ConfigError(
+        f"Refusing to send {what} to the plain-http token endpoint {url}",
+        hint=f"Use an https token endpoint (admin.tokenUrl), or set admin.{ALLOW_HTTP_OPTION}: true if the "
+        "network path to it is trusted",
+    )
+
+
+def form_encoded_basic(client: Any, method: str, uri: str, headers: Any, body: Any) -> tuple[Any, Any, Any]:
+    """``client_secret_basic`` as RFC 6749 §2.3.1 says: id and secret form-urlencoded (UTF-8) before
+    base64, so a secret with ``:``, ``%``, ``+`` or non-latin-1 characters arrives intact (authlib
+    encodes them raw, as latin-1, and raises ``UnicodeEncodeError`` carrying the secret otherwise)."""
+    import base64
+    from urllib.parse import quote_plus
+
+    raw = f"{quote_plus(str(client.client_id))}:{quote_plus(str(client.client_secret))}"
+    headers["Authorization"] = "Basic " + base64.b64encode(raw.encode("ascii")).decode("ascii")
+    return uri, headers, body
+
+
+class ClientAuthentication:
+    """How a client authenticates at the token endpoint, chosen once from the config; shared by every grant.
+
+    ``client_secret_basic``/``client_secret_post``: the resolved secret.  ``private_key_jwt`` (RFC 7523,
+    authlib's ``PrivateKeyJWT``): the PEM key from ``admin.clientKeyFilePath`` (RSA signs RS256, EC by curve,
+    Ed25519 EdDSA; ``admin.clientKeyId`` sets ``kid``); the assertion's audience is the token endpoint URL.
+    ``none``: only ``client_id`` (nothing when there is none).  ``federated_jwt``: the platform token,
+    passed per request, as ``client_assertion``.  Secrets and keys are loaded here, so a missing file fails
+    at construction rather than at the first RPC.
+    """
+
+    def __init__(self, config: AuthConfig, method: str | None = None) -> None:
+        self.client_id = config.client_id or ""
+        self.method = method or config.token_endpoint_auth_method
+        self._key_id = config.options.get("clientKeyId")
+        self._credential: Any = None
+        if self.method == "private_key_jwt":
+            self._credential = load_client_key(config)
+        elif self.method in ("client_secret_basic", "client_secret_post"):
+            self._credential = config.resolve_client_secret()
+        self._auth: Any = None
+
+    def __repr__(self) -> str:
+        return f"ClientAuthentication({self.method!r}, client_id={self.client_id!r})"
+
+    def __call__(self, assertion: str | None = None) -> Any:
+        """The authlib ``ClientAuth`` for one request (None: send no client authentication)."""
+        from authlib.oauth2.auth import ClientAuth
+
+        if self.method == "federated_jwt":
+            return ClientAuth(self.client_id, assertion, _federated_assertion)
+        if self.method == "none":
+            return ClientAuth(self.client_id, None, "none") if self.client_id else None
+        if self._auth is None:
+            method: Any = self.method
+            if method == "private_key_jwt":
+                from authlib.oauth2.rfc7523 import PrivateKeyJWT
+
+                kid = self._key_id
+                method = PrivateKeyJWT(alg=_alg(self._credential), headers={"kid": str(kid)} if kid else None)
+            elif method == "client_secret_basic":
+                method = form_encoded_basic
+            self._auth = ClientAuth(self.client_id, self._credential, method)
+        return self._auth
+
+
+def load_client_key(config: AuthConfig) -> Any:
+    """The joserfc key from ``clientKeyFilePath``; errors name the file, never its content."""
+    from joserfc.errors import JoseError
+    from joserfc.jwk import ECKey, OKPKey, RSAKey
+
+    path = config.client_key_file_path or ""
+    try:
+        with open(path, "rb") as fh:
+            pem = fh.read()
+    except OSError as exc:
+        raise ConfigError(f"Cannot read clientKeyFilePath {path!r} ({exc.strerror or type(exc).__name__})",
+                          hint="Point admin.clientKeyFilePath at the client's PEM private key") from None
+    for kind in (RSAKey, ECKey, OKPKey):
+        try:
+            key = kind.import_key(pem)
+        except (JoseError, ValueError, TypeError):
+            continue
+        if key.is_private:
+            return key
+    raise ConfigError(f"clientKeyFilePath {path!r} holds no RSA, EC or Ed25519 private key in PEM form",
+                      hint="Use a PKCS#8 or traditional PEM private key (-----BEGIN PRIVATE KEY-----)")
+
+
+def _alg(key: Any) -> str:
+    from joserfc.jwk import ECKey, OKPKey
+
+    if isinstance(key, ECKey):
+        return {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}.get(str(key.curve_name), "ES256")
+    if isinstance(key, OKPKey):
+        return "EdDSA"
+    return "RS256"

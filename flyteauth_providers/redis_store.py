@@ -447,7 +447,11 @@ class RedisTokenStore:
         delay = 0.005
         while True:
             got = self._redis("lock", lambda r: r.set(lock_key, owner, nx=True, px=ttl_ms))
-            current = DOWN if got is DOWN or got else self._redis("lock", lambda r: r.get(data_key))
+            # the value (did the holder store a new one?) and when the lock expires (a dead holder's
+            # lock is taken the moment it lapses), in one round trip
+            watched: Any = DOWN if got is DOWN or got else self._redis(
+                "lock", lambda r: r.pipeline(transaction=False).get(data_key).pttl(lock_key).execute())
+            current, expires_in = (DOWN, 0) if watched is DOWN else watched
             if got is DOWN or (not got and current is DOWN):
                 with self._fallback_lock(key):
                     yield
@@ -465,7 +469,8 @@ class RedisTokenStore:
                     hint="Another process holds it and keeps renewing it (a slow login?); raise "
                     "tokenStoreLockTimeout, or look at the lock's value for the holder's host and pid",
                 )
-            time.sleep(delay * (0.5 + random.random()))
+            pause = delay * (0.5 + random.random())
+            time.sleep(min(pause, expires_in / 1000) if expires_in > 0 else pause)
             delay = min(delay * 2, 0.05)
         stop = threading.Event()
         renew = self._script("renew", _RENEW)

@@ -1,6 +1,6 @@
 """A real Connect server for tests and benchmarks: connectrpc's own ASGI applications behind uvicorn.
 
-Serves, on 127.0.0.1 (HTTP/1.1, plaintext):
+Serves, on 127.0.0.1 (HTTP/1.1; plaintext, or TLS with ``tls=(cert, key)``):
 
 * flyteidl2's ``AuthMetadataService`` (v2 discovery; no auth; counted as ``discovery_v2``);
 * flyteidl2's ``IdentityService.UserInfo``: authenticated;
@@ -153,8 +153,7 @@ class ConnectTestServer:
     def __init__(self, validate: Callable[[str], str | None], *, token_endpoint: str, issuer: str = "",
                  header_key: str = "authorization", client_id: str = "flytectl",
                  scopes: tuple[str, ...] = ("all",), tls: tuple[str, str] | None = None) -> None:
-        """``tls``: (certificate chain file, key file) to serve HTTPS (``tests._idp.make_test_ca``): flyte 2.x
-        sends no auth at all to a plaintext endpoint."""
+        """``tls=(cert_pem, key_pem)`` serves HTTPS (``make_test_ca`` in ``tests/_idp.py`` makes a pair)."""
         self.validate = validate
         self.header_key = header_key
         self.stats: Counter[str] = Counter()

@@ -86,7 +86,7 @@ def _unauthenticated(excinfo: pytest.ExceptionInfo[BaseException]) -> bool:
 async def test_all_call_kinds_stay_authenticated_across_two_expiries(
     idp_session: SessionFactory, idp_fresh: IdpServer, rest: _RestServer
 ) -> None:
-    session, server = idp_session()
+    session, server = idp_session(auth_origins=(rest.url,))  # the REST peer is another origin than the endpoint
     channel = session.channel()
     unary = channel.unary_unary(ECHO["unary"])
     server_stream = channel.unary_stream(ECHO["server_stream"])
@@ -282,10 +282,11 @@ async def test_revoked_token_aio_unary_and_server_stream_are_retried(idp_session
 def test_revoked_token_httpx_is_retried_once(
     idp_session: SessionFactory, idp: IdpServer
 ) -> None:
-    session, _ = idp_session()
-    revoked = _warm(session)
     validate = jwt_validator(idp)
-    rest = _RestServer(lambda t: "revoked" if t == revoked else validate(t))
+    revoked: list[str] = []
+    rest = _RestServer(lambda t: "revoked" if t in revoked else validate(t))
+    session, _ = idp_session(auth_origins=(rest.url,))  # the REST peer is another origin than the endpoint
+    revoked.append(_warm(session))
     try:
         with httpx2.Client(auth=session.httpx_auth(), trust_env=False, timeout=10) as http:
             assert http.get(rest.url).status_code == 200

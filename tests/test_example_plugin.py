@@ -92,7 +92,7 @@ def test_flyteauth_config_validates_the_example_plugins_keys(peers: tuple[DemoTo
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLYTE", "UCTL"))}
     proc = subprocess.run([sys.executable, "-m", "flyteauth_core.cli", "config", "--config", str(path)],
                           capture_output=True, text=True, env=env, timeout=60, check=False)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1, proc.stderr  # a wrong value is a problem: `flyteauth config` exits 1
     assert "flyteauth.globexSendTenantHeader in" in proc.stdout and "must be a boolean" in proc.stdout
     assert "read by authenticator Globex" in proc.stdout and "unknown key 'globexTenant'" not in proc.stdout
 

@@ -368,6 +368,7 @@ def test_a_proxy_rejection_refreshes_the_proxy_token_once(tmp_path: object, stat
 def test_every_sync_call_kind_and_style_after_a_revocation(
         session: AuthSession, peers: tuple[DemoTokenEndpoint, FlyteTestServer], form: str) -> None:
     idp, server = peers
+    session.manager.brake = NO_BRAKE
     channel = session.channel() if form == "channel" else grpc.intercept_channel(
         session._raw(), *session.grpc_interceptors())
     unary = channel.unary_unary(ECHO["unary"])
@@ -422,6 +423,7 @@ def test_interceptor_form_future_does_not_block(session: AuthSession,
 async def test_aio_call_kinds_after_a_revocation_and_the_call_api(
         session: AuthSession, peers: tuple[DemoTokenEndpoint, FlyteTestServer], form: str) -> None:
     _, server = peers
+    session.manager.brake = NO_BRAKE
     async with grpc.aio.insecure_channel(server.target, interceptors=(
             session.aio_interceptors() if form == "aio_interceptors" else None)) as raw:
         channel = session.aio_intercept(raw) if form == "aio_intercept" else raw
@@ -449,6 +451,7 @@ async def test_aio_bidi_rejected_while_writing_is_retried_or_surfaces_grpc_s_los
     bidi call either comes back through the one retry, or surfaces that INTERNAL untouched: never a hang,
     never a retry or invalidation on a guess."""
     _, server = peers
+    session.manager.brake = NO_BRAKE
     outcomes: list[str] = []
     async with session.aio_channel() as channel:
         bidi = channel.stream_stream(ECHO["bidi"])
@@ -462,3 +465,29 @@ async def test_aio_bidi_rejected_while_writing_is_retried_or_surfaces_grpc_s_los
                 outcomes.append("internal")
     assert session.stats.invalidations == outcomes.count("retried")
     assert server.stats["rejected"] >= len(outcomes)
+
+
+def test_an_auth_error_from_rejected_is_raised_as_an_rpc_error(
+        peers: tuple[DemoTokenEndpoint, FlyteTestServer]) -> None:
+    """A manager may refuse to fetch again for a token the server keeps rejecting (a typed error from
+    ``rejected()``); on a gRPC path that error is also a ``grpc.RpcError``, chained to the rejection."""
+    from flyteauth_core.errors import TokenError
+    from flyteauth_core.transports.grpc_sync import AuthChannel
+
+    class Refusing:
+        def metadata(self) -> tuple[tuple[str, str], ...]:
+            return (("flyte-authorization", "Bearer not-valid"),)
+
+        async def metadata_async(self) -> tuple[tuple[str, str], ...]:
+            return self.metadata()
+
+        def rejected(self, sent: object) -> bool:
+            raise TokenError("The server rejected a token obtained moments ago", hint="Check the audience")
+
+    _, server = peers
+    channel = AuthChannel(grpc.insecure_channel(server.target), Refusing(), owns_channel=True)
+    with channel, pytest.raises(grpc.RpcError) as error:
+        channel.unary_unary(ECHO["unary"])(b"x")
+    assert isinstance(error.value, TokenError) and error.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert "audience" in error.value.details()
+    assert isinstance(error.value.__cause__, grpc.RpcError) and server.stats["rejected"] == 1

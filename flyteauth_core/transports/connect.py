@@ -89,7 +89,7 @@ class ConnectAuth:
                     yield message
                 return
             except ConnectError as error:
-                retry_timeout(flow, sent, can_replay and not delivered, error, classify)
+                retry_timeout(flow, sent, can_replay and not delivered, error, classify, as_connect_error)
 
 
 class ConnectAuthSync:
@@ -124,4 +124,4 @@ class ConnectAuthSync:
                     yield message
                 return
             except ConnectError as error:
-                retry_timeout(flow, sent, can_replay and not delivered, error, classify)
+                retry_timeout(flow, sent, can_replay and not delivered, error, classify, as_connect_error)

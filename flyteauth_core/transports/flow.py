@@ -83,12 +83,21 @@ Classify = Callable[[BaseException], "bool | None"]
 Wrap = Callable[[FlyteAuthError], BaseException]
 
 
-def retry_timeout(flow: Flow, sent: Metadata, replayable: bool, error: BaseException, classify: Classify) -> Any:
-    """Inside a driver's ``except``: the retry's timeout, or re-raise ``error`` (not a rejection, or STOP)."""
+def retry_timeout(flow: Flow, sent: Metadata, replayable: bool, error: BaseException, classify: Classify,
+                  wrap: Wrap | None = None) -> Any:
+    """Inside a driver's ``except``: the retry's timeout, or re-raise ``error`` (not a rejection, or STOP).
+
+    An auth error from the interceptor's ``rejected()`` (a token the server keeps rejecting) is raised in
+    the transport's own error type (``wrap``)."""
     proxy = classify(error)
     if proxy is None:
         raise error
-    timeout = after_rejection(flow, sent, replayable, proxy)
+    try:
+        timeout = after_rejection(flow, sent, replayable, proxy)
+    except FlyteAuthError as exc:
+        if wrap is None:
+            raise
+        raise wrap(exc) from error
     if timeout is STOP:
         raise error
     return timeout
@@ -113,7 +122,7 @@ def retry_sync(interceptor: Interceptor, timeout: float | None, started: float, 
     flow = auth_flow(interceptor, timeout, started=started)
     next(flow)
     while True:
-        timeout = retry_timeout(flow, sent, replayable, error, classify)
+        timeout = retry_timeout(flow, sent, replayable, error, classify, wrap)
         sent = metadata_sync(interceptor, wrap)
         try:
             return attempt(sent, timeout)
@@ -132,7 +141,7 @@ async def call_async(interceptor: Interceptor, timeout: float | None, replayable
         try:
             return await attempt(sent, timeout)
         except Exception as error:
-            timeout = retry_timeout(flow, sent, replayable, error, classify)
+            timeout = retry_timeout(flow, sent, replayable, error, classify, wrap)
 
 
 def metadata_sync(interceptor: Interceptor, wrap: Wrap) -> Metadata:

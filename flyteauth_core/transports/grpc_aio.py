@@ -130,7 +130,7 @@ class _AioCall:
     def _rejected(self, error: BaseException, delivered: bool) -> None:
         """Ask the flow; re-raises ``error`` unless a retry was granted (then the next use restarts)."""
         self._timeout = retry_timeout(self._flows(), self._sent, self._can_replay and not delivered, error,
-                                      classify)
+                                      classify, as_grpc_error)
         self._call = None
 
     async def _response(self) -> Any:

@@ -80,7 +80,7 @@ class _Stream:
                 break
             except grpc.RpcError as error:
                 timeout = retry_timeout(self._flow, self._sent, self._can_replay and not self._started, error,
-                                        classify)
+                                        classify, as_grpc_error)
                 self._sent = metadata_sync(self._interceptor, as_grpc_error)
                 self._call = self._start(self._sent, timeout)
         self._started = True

@@ -30,6 +30,8 @@ console.log = console.error;
 console.info = console.error;
 
 const { default: Provider } = await import('oidc-provider');
+// Workload identity (token exchange, federated client): see workload.mjs.
+const workload = await import('./workload.mjs');
 
 const HOST = '127.0.0.1';
 
@@ -129,6 +131,7 @@ const CLIENTS = [
     redirect_uris: NATIVE_REDIRECT_URIS,
     scope: [...OIDC_SCOPES, ...RESOURCE_SCOPE.split(' ')].join(' '),
   },
+  ...workload.workloadClients(),
 ];
 const CLIENTS_BY_ID = new Map(CLIENTS.map((c) => [c.client_id, c]));
 
@@ -691,6 +694,11 @@ async function testMiddleware(ctx, next) {
   }
 
   if (isForm) {
+    const refused = await workload.federatedClientAuth(ctx, params);
+    if (refused) {
+      sendJson(ctx, ...refused);
+      return;
+    }
     if (audienceToResource(params)) ctx.req.body = querystring.stringify(params);
 
     // Stock oidc-provider treats client_secret_basic and client_secret_post as
@@ -812,11 +820,15 @@ const provider = new Provider(issuer, {
   }),
   renderError,
   clientBasedCORS: () => false,
+  extraTokenClaims: async (ctx, token) => workload.extraTokenClaims(token),
   cookies: { keys: ['flyteauth-test-idp-cookie-key'] },
 });
 // We are the only front end; errors are reported as JSON bodies by the provider.
 provider.proxy = false;
 provider.use(testMiddleware);
+workload.registerTokenExchange(provider, {
+  resourceServerInfo, defaultResource: DEFAULT_RESOURCE, audiencePrefix: AUDIENCE_URN_PREFIX,
+});
 provider.on('server_error', (ctx, err) => { console.error('server_error', err); });
 provider.on('grant.revoked', () => { state.grantsRevoked += 1; });
 
