@@ -18,6 +18,7 @@ from flyteauth_core.config import AuthConfig
 from flyteauth_core.errors import ConfigError, DiscoveryError
 from flyteauth_core.lifecycle import AcquireRequest
 from flyteauth_core.options import Option
+from flyteauth_core.parsers import boolean
 from flyteauth_core.token import Token
 
 from ._oauth import TokenEndpoint
@@ -91,6 +92,8 @@ class ClientSecretAuthenticator:
 
 #: ``admin.allowInsecureTokenEndpoint: true`` lets client credentials go to a plain-http token endpoint.
 ALLOW_HTTP_OPTION = "allowInsecureTokenEndpoint"
+ALLOW_HTTP = Option(ALLOW_HTTP_OPTION, parse=boolean, default=False,
+                    help="send client credentials to a plain-http token endpoint off loopback (default: refused)")
 
 
 def refuse_plain_http(config: AuthConfig, url: str) -> None:
@@ -100,7 +103,7 @@ def refuse_plain_http(config: AuthConfig, url: str) -> None:
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
-    if parts.scheme != "http" or config.options.get(ALLOW_HTTP_OPTION) in (True, "true", "True", "1"):
+    if parts.scheme != "http" or ALLOW_HTTP.read(config):
         return
     host = parts.hostname or ""
     if host == "localhost" or host.endswith(".localhost"):
@@ -167,4 +170,5 @@ def _alg(key: Any) -> str:
 @hookimpl
 def flyteauth_register_authenticators(register: Any) -> None:
     register("ClientSecret", ClientSecretAuthenticator, aliases=("client_credentials", "basic"),
-             options=(Option("clientKeyId", help="private_key_jwt: the kid header of the client assertion"),))
+             options=(Option("clientKeyId", help="private_key_jwt: the kid header of the client assertion"),
+                      ALLOW_HTTP))
