@@ -3,8 +3,12 @@
     <venv>/bin/python benchmarks/_client_driver.py CLIENT PHASE TARGET CLIENT_ID SECRET
 
 CLIENT: ``flyteauth`` | ``flytekit`` | ``flyte`` (flyte 2.x; TARGET is then the ``http://`` URL of a
-``_connect_server.ConnectTestServer``).  PHASE: ``overhead`` | ``storm`` | ``storm_aio`` | ``expired_storm`` |
-``expiry`` | ``cold``.  Prints JSON lines; ``{"mark": name}`` lines wait for one line on stdin, so the parent
+``_connect_server.ConnectTestServer``) | ``flytekit+flyteauth`` (flytekit with ``authType: flyteauth``, the
+plugin of ``flyteauth[flytekit]``) | ``flyte+helper`` (flyte 2.x with ``authType: ExternalCommand`` running
+``flyteauth token``; the helper's config names ``tokenUrl`` from ``$BENCH_TOKEN_URL``).  The last two run in
+flyteauth's own venv (they need flyteauth and the SDK).
+PHASE: ``overhead`` | ``storm`` | ``storm_aio`` | ``expired_storm`` | ``expiry`` | ``cold``.
+Prints JSON lines; ``{"mark": name}`` lines wait for one line on stdin, so the parent
 can read its counters at that instant.  Kept free of flyteauth imports for the other clients (their venvs
 do not have it).
 """
@@ -20,6 +24,8 @@ import sys  # noqa: E402
 import threading  # noqa: E402
 
 UNARY = "/flyteauth.demo.Echo/Unary"
+#: flyte 2.x clients (ConnectRPC over HTTP, async-only)
+FLYTE2 = ("flyte", "flyte+helper")
 
 
 def out(**data):
@@ -45,12 +51,51 @@ def make_channel(client, target, client_id, secret):
         cfg = PlatformConfig(endpoint=target, insecure=True, auth_mode="client_credentials", client_id=client_id,
                              client_credentials_secret=secret)
         return upgrade_channel_to_authenticated(cfg, get_channel(cfg))
-    if client == "flyte":
-        return FlyteChannel(target, client_id, secret)
+    if client == "flytekit+flyteauth":
+        # what a user writes: admin.authType names flytekit's hook, flyteauth: holds the real provider.
+        # Before importing flytekit: it caches the config file it finds (lru_cache) for the process.
+        write_flyteauth_config(target, client_id, secret, hook="flyteauth")
+        from flytekit.clients.auth_helper import get_channel, upgrade_channel_to_authenticated
+        from flytekit.configuration import PlatformConfig
+
+        cfg = PlatformConfig(endpoint=target, insecure=True, auth_mode="flyteauth")
+        return upgrade_channel_to_authenticated(cfg, get_channel(cfg))
+    if client in FLYTE2:
+        return FlyteChannel(target, client_id, secret, helper=client == "flyte+helper")
     raise SystemExit(f"unknown client {client}")
 
 
-async def flyte_client_set(target, client_id, secret):
+def write_flyteauth_config(target, client_id, secret, *, hook=None):
+    """A flytectl config for flyteauth (``FLYTECTL_CONFIG``) and a fresh token cache for this process.
+
+    ``hook``: what ``admin.authType`` says for the SDK (``flyteauth``); the provider then goes in ``flyteauth:``.
+    Without a hook (the credential helper), the provider is in ``admin:`` and ``tokenUrl`` comes from
+    ``$BENCH_TOKEN_URL`` (the Connect peers serve discovery over Connect only)."""
+    import tempfile
+
+    tmp = tempfile.mkdtemp(prefix="flyteauth-bench-")
+    secret_file = os.path.join(tmp, "secret")
+    with open(secret_file, "w") as fh:
+        fh.write(secret)
+    provider = f"  authType: ClientSecret\n  clientId: {client_id}\n  clientSecretLocation: {secret_file}\n"
+    if hook:
+        text = f"admin:\n  endpoint: {target}\n  insecure: true\n  authType: {hook}\nflyteauth:\n{provider}"
+    else:
+        text = (f"admin:\n  endpoint: {target}\n  insecure: true\n{provider}"
+                f"  tokenUrl: {os.environ['BENCH_TOKEN_URL']}\n  authorizationHeader: authorization\n")
+    path = os.path.join(tmp, "config.yaml")
+    with open(path, "w") as fh:
+        fh.write(text)
+    os.environ["FLYTECTL_CONFIG"] = path
+    os.environ["FLYTEAUTH_TOKEN_DIR"] = os.path.join(tmp, "tokens")
+
+
+def helper_command():
+    """``flyteauth token``: the console script beside this python (flyteauth's venv)."""
+    return [os.path.join(os.path.dirname(sys.executable), "flyteauth"), "token"]
+
+
+async def flyte_client_set(target, client_id, secret, helper=False):
     """flyte 2.x's own authenticated client stack (what ``flyte.init(endpoint=..., auth_type="ClientSecret")``
     builds: ``ClientSet.for_endpoint`` -> ``create_session_config`` -> pyqwest + DefaultMetadata, Auth and Retry
     interceptors).  Called directly because ``flyte.init`` rewrites ``http://`` to ``dns:///`` and flyte 2.x
@@ -58,6 +103,10 @@ async def flyte_client_set(target, client_id, secret):
     plaintext HTTP/1.1 *and* the auth interceptors."""
     from flyte.remote._client.controlplane import ClientSet
 
+    if helper:  # flyte 2.x's ExternalCommand route: the helper's cache is shared by every process
+        write_flyteauth_config(target, client_id, secret)
+        return await ClientSet.for_endpoint(target, insecure=False, auth_type="ExternalCommand",
+                                            command=helper_command(), rpc_retries=3)
     return await ClientSet.for_endpoint(target, insecure=False, auth_type="ClientSecret", client_id=client_id,
                                         client_credentials_secret=secret, rpc_retries=3)
 
@@ -66,13 +115,13 @@ class FlyteChannel:
     """Sync facade over flyte 2.x's async client, for the thread phases: every call runs on one background
     event loop (as flyte's ``syncify`` does), so threads share one authenticator."""
 
-    def __init__(self, target, client_id, secret):
+    def __init__(self, target, client_id, secret, helper=False):
         import asyncio
 
         self._asyncio = asyncio
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
-        self.clients = self._run(flyte_client_set(target, client_id, secret))
+        self.clients = self._run(flyte_client_set(target, client_id, secret, helper))
         from flyteidl2.auth.identity_pb2 import UserInfoRequest
 
         self._request = UserInfoRequest()
@@ -87,14 +136,14 @@ class FlyteChannel:
         return call
 
 
-async def flyte_overhead(target, client_id, secret, token):
+async def flyte_overhead(target, client_id, secret, token, helper=False):
     """Per-call overhead of flyte 2.x's client vs a raw connectrpc client on its own pyqwest client, same
     event loop, with a static ``authorization`` header."""
     from flyte.remote._client.auth._session import _build_pyqwest_client
     from flyteidl2.auth.identity_connect import IdentityServiceClient
     from flyteidl2.auth.identity_pb2 import UserInfoRequest
 
-    clients = await flyte_client_set(target, client_id, secret)
+    clients = await flyte_client_set(target, client_id, secret, helper)
     flyte_call = clients.identity_service.user_info
     raw_call = IdentityServiceClient(address=target, http_client=_build_pyqwest_client()).user_info
     req = UserInfoRequest()
@@ -154,13 +203,13 @@ def main():  # noqa: PLR0915 (one flat script per phase reads best here)
         unary(b"warm", timeout=30)
         mark("warm")
         return
-    if phase == "storm_aio" and client == "flyte":
+    if phase == "storm_aio" and client in FLYTE2:
         import asyncio
 
         from flyteidl2.auth.identity_pb2 import UserInfoRequest
 
         async def run_flyte():
-            clients = await flyte_client_set(target, client_id, secret)
+            clients = await flyte_client_set(target, client_id, secret, client == "flyte+helper")
             started = time.perf_counter()
             results = await asyncio.gather(*(clients.identity_service.user_info(UserInfoRequest())
                                              for _ in range(256)), return_exceptions=True)
@@ -170,10 +219,11 @@ def main():  # noqa: PLR0915 (one flat script per phase reads best here)
         asyncio.run(run_flyte())
         mark("done")
         return
-    if phase == "overhead" and client == "flyte":
+    if phase == "overhead" and client in FLYTE2:
         import asyncio
 
-        overhead_result(*asyncio.run(flyte_overhead(target, client_id, secret, os.environ["BENCH_STATIC_TOKEN"])))
+        overhead_result(*asyncio.run(flyte_overhead(target, client_id, secret, os.environ["BENCH_STATIC_TOKEN"],
+                                                    client == "flyte+helper")))
         return
     if phase == "storm_aio":
         import asyncio

@@ -2,7 +2,10 @@
 
     python benchmarks/compare.py                 # flyteauth only
     python benchmarks/compare.py --with-others   # also flytekit and flyte 2.x, each in its own virtualenv
-                                                 # under build/bench-venvs/ (created and pip-installed on first use)
+                                                 # under build/bench-venvs/ (created and pip-installed on first use),
+                                                 # and beside them "flytekit + flyteauth" (authType: flyteauth) and
+                                                 # "flyte 2.x + flyteauth helper" (ExternalCommand: flyteauth token),
+                                                 # run in this venv (pip install -e '.[test]' brings both SDKs)
 
 Each client runs in a child process (``_client_driver.py``, with its own venv's python) against one
 DemoTokenEndpoint + FlyteTestServer in this process (``_peers.Peers``; for flyte 2.x, which speaks
@@ -36,7 +39,12 @@ VENVS = ROOT / "build" / "bench-venvs"
 OTHERS = {"flytekit": "flytekit", "flyte 2.x": "flyte>=2,<3"}
 IMPORTS = {"flyteauth": "from flyteauth_core import AuthSession",
            "flytekit": "from flytekit.clients.auth_helper import upgrade_channel_to_authenticated",
-           "flyte 2.x": "from flyte.remote._client.controlplane import ClientSet"}
+           "flyte 2.x": "from flyte.remote._client.controlplane import ClientSet",
+           "flytekit + flyteauth": "from flytekit.clients.auth_helper import upgrade_channel_to_authenticated; "
+                                   "import flyteauth_integrations.flytekit",
+           "flyte 2.x + flyteauth helper": "from flyte.remote._client.controlplane import ClientSet"}
+#: flyteauth inside the SDKs, driven in this venv: column -> _client_driver client
+EMBEDDED = {"flytekit + flyteauth": "flytekit+flyteauth", "flyte 2.x + flyteauth helper": "flyte+helper"}
 
 
 class Unsupported(Exception):
@@ -77,7 +85,8 @@ class Driver:
         started = time.perf_counter()
         proc = subprocess.Popen([str(python), str(HERE / "_client_driver.py"), client, phase, peers.target, CLIENT_ID,
                                  CLIENT_SECRET], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, env={**os.environ, "PYTHONPATH": str(ROOT), **env})
+                                text=True, env={**os.environ, "PYTHONPATH": str(ROOT),
+                                                "BENCH_TOKEN_URL": peers.endpoint.url, **env})
         assert proc.stdin is not None and proc.stdout is not None
         try:
             for line in proc.stdout:
@@ -141,7 +150,7 @@ def static_token(peers: Peers | ConnectPeers) -> str:
 def measure(name: str, python: Path, client: str, expiry_seconds: float,
             reject_seconds: float = 10.0) -> dict[str, str]:
     col: dict[str, str] = {}
-    connect = client == "flyte"  # flyte 2.x: ConnectRPC over HTTP/1.1, served by _connect_server
+    connect = client in ("flyte", "flyte+helper")  # flyte 2.x: ConnectRPC over HTTP/1.1, served by _connect_server
     # flyte 2.x is async-only: its thread rows run every call on one background event loop (like syncify)
     via_loop = " (threads share one event loop)" if connect else ""
 
@@ -193,7 +202,7 @@ def measure(name: str, python: Path, client: str, expiry_seconds: float,
             f"{d.data['errors']} failed){via_loop}")
 
     def storm_aio() -> None:
-        if client == "flytekit":
+        if client.startswith("flytekit"):
             raise Unsupported("no grpc.aio support in this client")
         d = run("storm_aio", 3600.0)
         col[aio_label] = (
@@ -244,6 +253,9 @@ def main(argv: list[str] | None = None) -> int:
             # flyte 2.x speaks ConnectRPC over HTTP (pyqwest), not gRPC: driven against _connect_server instead.
             columns[name].update(measure(name, python, "flytekit" if name == "flytekit" else "flyte",
                                          args.expiry_seconds))
+            embedded = next(e for e in EMBEDDED if e.startswith(name))
+            columns[embedded] = {"version": f"{version(ours, dist)} + flyteauth {version(ours, 'flyteauth')}"}
+            columns[embedded].update(measure(embedded, ours, EMBEDDED[embedded], args.expiry_seconds))
     names = list(columns)
     if not args.with_others:
         names = ["flyteauth"]

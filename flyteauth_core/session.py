@@ -10,6 +10,7 @@ import hashlib
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     import grpc
     from grpc import aio
 
-    from .protocols import Interceptor, Metadata, TokenStore
+    from .protocols import Authenticator, Interceptor, Metadata, TokenStore
 
 log = logging.getLogger("flyteauth.session")
 
@@ -99,7 +100,32 @@ class AuthSession:
     ``interactive``: whether browser/device flows may start during a call (default:
     :func:`interactive_default`).  ``retry``: how IdP calls are retried (default ``RetryPolicy()``: 4
     attempts, backoff up to 8 s, ``Retry-After`` honoured up to 30 s).
+
+    For SDKs that embed flyteauth (``docs/embedding.md``), all optional and none passed through
+    ``config.options``:
+
+    * ``authenticator``: a provider instance to use instead of resolving ``config.auth_type`` by name;
+    * ``http_client_factory(for_url) -> httpx2.Client`` for every IdP call (return a new client each time:
+      providers close it), or ``http_transport_factory() -> httpx2 transport`` to keep our TLS, proxy and
+      timeout settings but carry the requests yourself;
+    * ``discovery_channel() -> grpc.Channel`` for the AuthMetadataService calls (your channel, your
+      interceptors), or ``channel_credentials`` for the session's own secure channel;
+    * ``on_event(TokenEvent)``: this session's token events (the plugin hook sees every session's);
+    * ``browser_opener(url) -> bool`` and ``device_prompt(code)`` for Pkce and DeviceFlow logins.
+
+    The constructor does no I/O: the provider, store and plugins are resolved on first use, or in a worker
+    thread by ``await AuthSession.create(config, ...)``.
     """
+
+    #: Built on first use (or by ``await AuthSession.create(...)``), not in the constructor: resolving them
+    #: loads entry points, probes the keyring, may read secret files.  See :meth:`_wire`.
+    _WIRED = frozenset({"auth_type", "anonymous", "store", "manager", "interceptor", "_authenticator",
+                        "_default_store"})
+    auth_type: str
+    anonymous: bool
+    store: TokenStore | None
+    manager: TokenManager
+    interceptor: Interceptor
 
     def __init__(
         self,
@@ -112,39 +138,97 @@ class AuthSession:
         channel_options: list[tuple[str, Any]] | None = None,
         retry: RetryPolicy | None = None,
         clock: Callable[[], float] = time.time,
+        authenticator: Authenticator | None = None,
+        http_client_factory: Callable[[str | None], Any] | None = None,
+        http_transport_factory: Callable[[], Any] | None = None,
+        discovery_channel: Callable[[], grpc.Channel] | None = None,
+        channel_credentials: grpc.ChannelCredentials | None = None,
+        on_event: Callable[[TokenEvent], None] | None = None,
+        browser_opener: Callable[[str], bool] | None = None,
+        device_prompt: Callable[[Any], None] | None = None,
     ) -> None:
+        """Store what the session needs; no I/O here (see the class docstring for the embedding knobs)."""
         self.config = config
         self._retry = retry
         self._registry = registry or default_registry()
-        registration = self._registry.authenticator(config.resolved_auth_type)
-        self.auth_type = registration.name
+        self._store_arg = store
+        self._policy = policy
+        self._clock = clock
+        self._authenticator_arg = authenticator
         self.interactive = interactive_default() if interactive is None else interactive
         self._channel_options = channel_options or []
+        self._channel_credentials = channel_credentials
         self._raw_channel: grpc.Channel | None = None
         self._http = HttpClientFactory(config)
+        self._http_client: Callable[[str | None], Any] = self._http.client
+        if http_client_factory is not None:
+            self._http_client = http_client_factory
+        elif http_transport_factory is not None:
+            self._http_client = lambda url: self._http.client(url, transport=http_transport_factory())
         self._discovery = Discovery(
-            self._raw, endpoint=config.endpoint, http_base_url=config.http_base_url,
-            http_client=self._http.client, metadata=self._discovery_metadata,
+            discovery_channel or self._raw, endpoint=config.endpoint, http_base_url=config.http_base_url,
+            http_client=lambda: self._http_client(None), metadata=self._discovery_metadata,
             rejected=self._discovery_rejected,
         )
-        self._authenticator = registration.factory(config)
         self._header: str | None = config.authorization_header
+        self._connect_info: ServerAuthInfo | None = None
         self._extras: list[Interceptor] = []
-        #: Registered with ``anonymous=True`` (NoAuth): sends no token, so no store and no manager use.
-        self.anonymous = registration.anonymous
-        self._default_store = registration.default_store
-        self.store = None if self.anonymous else self._resolve_store(store)
-        self._discovery.fill = shared_fill(self.store, config)
+        self._on_event = on_event
+        self._browser_opener = browser_opener
+        self._device_prompt = device_prompt
+        self._wire_lock = threading.Lock()
+
+    @classmethod
+    async def create(cls, config: AuthConfig, **kwargs: Any) -> AuthSession:
+        """An AuthSession with its provider, store and plugins resolved in a worker thread, so an async
+        SDK's event loop never blocks on entry-point loading, keyring probing or secret-file reads."""
+        import asyncio
+
+        session = cls(config, **kwargs)
+        await asyncio.to_thread(session._wire)
+        return session
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached while an attribute is missing: the wired ones, before the first use.
+        if name in AuthSession._WIRED and "_wire_lock" in self.__dict__:
+            self._wire()
+            return self.__dict__[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def _wire(self) -> None:
+        """Resolve the provider, store and extra interceptors and build the token manager (once)."""
+        with self._wire_lock:
+            if "interceptor" in self.__dict__:
+                return
+            self._wire_locked()
+
+    def _wire_locked(self) -> None:
+        config = self.config
+        if self._authenticator_arg is not None:
+            self._authenticator = self._authenticator_arg
+            self.auth_type = config.auth_type or type(self._authenticator_arg).__name__
+            self.anonymous = False
+            self._default_store = None
+        else:
+            registration = self._registry.authenticator(config.resolved_auth_type)
+            self.auth_type = registration.name
+            self._authenticator = registration.factory(config)
+            #: Registered with ``anonymous=True`` (NoAuth): sends no token, so no store and no manager use.
+            self.anonymous = registration.anonymous
+            self._default_store = registration.default_store
+        store = None if self.anonymous else self._resolve_store(self._store_arg)
+        self._discovery.fill = shared_fill(store, config)
+        policy = self._policy
         if policy is None and config.token_refresh_window is not None:
             policy = RefreshPolicy(window=config.token_refresh_window)
         policy = self._long_enough(policy or RefreshPolicy())
-        self.manager = TokenManager(
+        manager = TokenManager(
             self._acquire,
             header_key=self._header_key,
-            store=self.store,
+            store=store,
             store_key=store_key(config, self.auth_type),
             policy=policy,
-            clock=clock,
+            clock=self._clock,
             on_event=self._emit,
             auth_type=self.auth_type,
             endpoint=config.endpoint,
@@ -154,8 +238,10 @@ class AuthSession:
         for extra in extras:  # e.g. proxy authorization with proxyAuthForIdP: its header goes to the IdP too
             if isinstance(extra, IdpHeaderSource) and extra.send_to_idp:
                 self._http.add_header_source(extra.metadata)
-        parts: list[Interceptor] = [*([] if self.anonymous else [self.manager]), *extras]
-        self.interceptor: Interceptor = parts[0] if len(parts) == 1 else _Composite(parts)
+        parts: list[Interceptor] = [*([] if self.anonymous else [manager]), *extras]
+        self.store = store
+        self.manager = manager
+        self.interceptor = parts[0] if len(parts) == 1 else _Composite(parts)  # last: marks the session wired
 
     # -- wiring -------------------------------------------------------------------------------------
     def _resolve_store(self, store: TokenStore | str | None) -> TokenStore | None:
@@ -178,9 +264,11 @@ class AuthSession:
             previous=previous,
             reason=reason,
             interactive=self.interactive,
-            server_info_fn=self._discovery.get,
-            http_client_fn=self._http.client,
+            server_info_fn=self._server_info,
+            http_client_fn=self._http_client,
             retry=self._retry,
+            browser_opener=self._browser_opener,
+            device_prompt=self._device_prompt,
         )
 
     def _acquire(self, previous: Token | None, reason: str) -> Token:
@@ -191,6 +279,26 @@ class AuthSession:
             request = attrs.evolve(request, interactive=False)
         token: Token = self._authenticator.acquire(request)
         return token
+
+    def _server_info(self) -> ServerAuthInfo:
+        """Discovery over gRPC (v2, v1, RFC 8414); if that fails, over Connect (an endpoint that speaks only
+        Connect, as flyte 2.x servers may).  The first error is the one reported when both fail."""
+        if self._connect_info is not None:
+            return self._connect_info
+        try:
+            return self._discovery.get()
+        except DiscoveryError as grpc_error:
+            if not self._needs_discovery():
+                raise  # tokenUrl given (or a provider that needs no server): no extra requests to guess
+            from . import connect_discovery
+
+            try:
+                info = connect_discovery.discover(
+                    self.config, lambda url, verify: self._http.client(url, verify=verify))
+            except DiscoveryError:
+                raise grpc_error from None
+            self._connect_info = info
+            return info
 
     def _long_enough(self, policy: RefreshPolicy) -> RefreshPolicy:
         """Waiters must outlast an interactive login this session may run (DeviceFlow: 600 s)."""
@@ -221,7 +329,7 @@ class AuthSession:
         if self._header is not None:
             return self._header
         try:
-            self._header = self._discovery.get().authorization_metadata_key or DEFAULT_METADATA_KEY
+            self._header = self._server_info().authorization_metadata_key or DEFAULT_METADATA_KEY
         except DiscoveryError as exc:
             if self._needs_discovery():
                 raise
@@ -238,12 +346,19 @@ class AuthSession:
     def _emit(self, event: TokenEvent) -> None:
         log.debug("flyteauth event: %s", event)
         self._registry.emit(event)
+        if self._on_event is not None:
+            try:
+                self._on_event(event)
+            except Exception as exc:  # an observer must never break token handling
+                log.warning("flyteauth: the session's on_event callback raised %s", type(exc).__name__)
 
     def _credentials(self) -> grpc.ChannelCredentials:
         import grpc
 
         from .http import grpc_root_certificates
 
+        if self._channel_credentials is not None:
+            return self._channel_credentials
         return grpc.ssl_channel_credentials(root_certificates=grpc_root_certificates(self.config))
 
     def _raw(self) -> grpc.Channel:
@@ -268,7 +383,8 @@ class AuthSession:
 
     def server_info(self) -> ServerAuthInfo:
         """What the server advertised (discovery runs once per session)."""
-        return self._discovery.get()
+        self._wire()  # the store may cache discovery (shared_fill): wire it before the first discovery
+        return self._server_info()
 
     @property
     def stats(self) -> ManagerStats:
@@ -341,6 +457,18 @@ class AuthSession:
         """Run the provider's login now (interactive flows included) and store the result."""
         return self.manager.refresh()
 
+    async def login_async(self) -> Token:
+        """:meth:`login` in a worker thread: the event loop keeps running while a human logs in."""
+        import asyncio
+
+        return await asyncio.to_thread(self.login)
+
+    async def logout_async(self, *, revoke: bool = True) -> bool:
+        """:meth:`logout` in a worker thread (revocation is an HTTP call)."""
+        import asyncio
+
+        return await asyncio.to_thread(self.logout, revoke=revoke)
+
     def logout(self, *, revoke: bool = True) -> bool:
         """Forget the token in memory and in the store.  With ``revoke``, first ask the provider (if it
         can) to revoke the stored refresh token at the IdP, best effort; True when the IdP confirmed."""
@@ -357,9 +485,10 @@ class AuthSession:
         return revoked
 
     def close(self) -> None:
-        self.manager.close()
-        if isinstance(self._authenticator, Closeable):
-            self._authenticator.close()
+        if "interceptor" in self.__dict__:  # never wired: nothing to close but the channel
+            self.manager.close()
+            if isinstance(self._authenticator, Closeable):
+                self._authenticator.close()
         if self._raw_channel is not None:
             self._raw_channel.close()
             self._raw_channel = None
@@ -377,4 +506,5 @@ class AuthSession:
         self.close()
 
     def __repr__(self) -> str:
-        return f"AuthSession(endpoint={self.config.endpoint!r}, auth_type={self.auth_type!r})"
+        auth_type = self.__dict__.get("auth_type") or self.config.auth_type  # repr never wires the session
+        return f"AuthSession(endpoint={self.config.endpoint!r}, auth_type={auth_type!r})"

@@ -98,6 +98,9 @@ class AcquireRequest:
     http_client_fn: Callable[[str | None], Any] | None = attrs.field(default=None, repr=False)
     #: How providers retry IdP calls; None means ``RetryPolicy()``.
     retry: RetryPolicy | None = None
+    #: An embedding SDK's ``browser_opener(url) -> bool`` (Pkce) and ``device_prompt(code)`` (DeviceFlow).
+    browser_opener: Callable[[str], bool] | None = attrs.field(default=None, repr=False)
+    device_prompt: Callable[[Any], None] | None = attrs.field(default=None, repr=False)
 
     def server_info(self) -> ServerAuthInfo:
         if self.server_info_fn is None:

@@ -43,6 +43,7 @@ import logging
 import os
 import sys
 import threading
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from flytekit.clients.auth.authenticator import Authenticator, ClientConfigStore
@@ -186,7 +187,7 @@ class FlyteauthAuthenticator(Authenticator):  # type: ignore[misc]
 
 def _failed_status() -> str | None:
     """The gRPC status name flytekit's ``AuthUnaryInterceptor`` is reacting to, read from its frame."""
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     for _ in range(6):
         if frame is None:
             break

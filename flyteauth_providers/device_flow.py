@@ -97,7 +97,7 @@ class DeviceFlowAuthenticator(InteractiveAuthenticator):
         if status != 200:
             raise_for_error(_Answer(status, body), url)
         device_code, shown = self._parse(body, url, status)
-        (self._prompt or print_prompt)(shown)
+        (request.device_prompt or self._prompt or print_prompt)(shown)  # AuthSession(device_prompt=...) first
         return self._poll(request, client, device_code, shown)
 
     def _parse(self, body: Any, url: str, status: int) -> tuple[str, DeviceCode]:

@@ -248,7 +248,7 @@ class PkceAuthenticator(InteractiveAuthenticator):
             if client.audience:
                 params.append(("audience", client.audience))
             url = add_params_to_uri(client.authorization_endpoint, [(k, v) for k, v in params if v])
-            if not self._open(url):
+            if not self._open(url, request.browser_opener):
                 print(f"To log in to {self._config.endpoint}, open this URL in a browser on this machine:\n"
                       f"  {url}", file=sys.stderr, flush=True)
             code = callback.wait(self.timeout, self._cancelled)
@@ -260,8 +260,8 @@ class PkceAuthenticator(InteractiveAuthenticator):
             "code_verifier": verifier,
         })
 
-    def _open(self, url: str) -> bool:
-        opener = self._opener or open_browser
+    def _open(self, url: str, embedder: Opener | None = None) -> bool:
+        opener = embedder or self._opener or open_browser  # AuthSession(browser_opener=...) first
         try:
             return opener(url) is not False
         except Exception as exc:

@@ -116,10 +116,22 @@ def _config_secrets(config: Any) -> None:
 
 
 def _session_parts(session: Any) -> None:
+    # Read without triggering the session's lazy wiring (its constructor does no I/O); the parts are
+    # recorded again when the session wires itself (AuthSession._wire, patched below).
     for attr in ("_authenticator", "store", "manager"):
-        part = getattr(session, attr, None)
+        part = session.__dict__.get(attr)
         if part is not None:
             _record_repr(part, f"AuthSession.{attr}")
+
+
+def _wrap_wire(original: Any) -> Any:
+    @functools.wraps(original)
+    def _wire(self: Any) -> None:
+        original(self)
+        _session_parts(self)
+        _record_repr(self, "AuthSession")
+
+    return _wire
 
 
 def _install() -> None:
@@ -174,6 +186,7 @@ def _install() -> None:
     _patch(config_mod.AuthConfig, "resolve_client_secret", make_resolve)
     _wrap_init(config_mod.AuthConfig, _config_secrets)
     _wrap_init(AuthSession, _session_parts)
+    _patch(AuthSession, "_wire", _wrap_wire)
     for cls in (token_mod.Token, TokenManager, AcquireRequest, ServerAuthInfo, TokenEvent):
         _wrap_init(cls)
 

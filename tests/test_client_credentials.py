@@ -222,11 +222,12 @@ def test_malformed_token_response(
 
 
 # -- configuration ------------------------------------------------------------------------------------------
-def test_missing_client_id_fails_at_session_construction(flyte_server: Callable[..., FlyteTestServer]) -> None:
+def test_missing_client_id_fails_before_any_network(flyte_server: Callable[..., FlyteTestServer]) -> None:
     server = flyte_server()
+    session = AuthSession(AuthConfig(endpoint=server.target, insecure=True, auth_type="ClientSecret",
+                                     client_secret=CI_BASIC[1]))  # no I/O in the constructor: checked on first use
     with pytest.raises(ConfigError) as excinfo:
-        AuthSession(AuthConfig(endpoint=server.target, insecure=True, auth_type="ClientSecret",
-                               client_secret=CI_BASIC[1]))
+        session.get_token()
     assert "client id" in str(excinfo.value) and "clientId" in str(excinfo.value)
     assert CI_BASIC[1] not in str(excinfo.value)
     assert server.stats["discovery_v2"] == 0  # no network before the config is valid

@@ -20,6 +20,7 @@ pytest.importorskip("flytekit")
 
 from flytekit.clients.auth_helper import get_authenticator
 from flytekit.configuration import Config, PlatformConfig
+from flytekit.configuration.file import get_config_file
 from flytekit.remote import FlyteRemote
 
 from flyteauth_integrations import flytekit as plugin
@@ -51,6 +52,7 @@ def flytectl_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable
     monkeypatch.setenv("FLYTEAUTH_TOKEN_DIR", str(tmp_path / "tokens"))
     (tmp_path / "secret").write_text(CI_BASIC[1] + "\n")
     plugin.reset()
+    get_config_file.cache_clear()  # flytekit caches the file it found (lru_cache) for the whole process
 
     def write(server: FlyteAdminServer, flyteauth: str | None = None) -> Path:
         section = flyteauth if flyteauth is not None else (
@@ -59,10 +61,12 @@ def flytectl_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable
         path.write_text(f"admin:\n  endpoint: dns:///{server.target}\n  insecure: true\n  authType: flyteauth\n"
                         f"flyteauth:\n{section}")
         monkeypatch.setenv("FLYTECTL_CONFIG", str(path))
+        get_config_file.cache_clear()
         return path
 
     yield write
     plugin.reset()
+    get_config_file.cache_clear()
 
 
 def remote() -> FlyteRemote:
@@ -153,6 +157,7 @@ def test_config_file_given_in_code_is_found(admin: FlyteAdminServer, flytectl_co
                                             monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     path = flytectl_config(admin)
     monkeypatch.delenv("FLYTECTL_CONFIG")
+    get_config_file.cache_clear()
     assert plugin.config_file() is None
     plugin.use_config_file(path)
     try:
@@ -237,3 +242,10 @@ def test_pkce_login_once_then_flytekit_needs_no_idp_request(idp_factory: Callabl
         assert projects.projects[0].id == "flytesnacks"
         assert idp.token_request_count() == before  # 0 IdP requests: flytekit used the stored login
         assert server.stats["unauthenticated"] == 0
+        # Headless (no keyring backend here): the login went to the file store, and the credential helper
+        # in another process finds it too.
+        helper = subprocess.run([sys.executable, "-m", "flyteauth_core.cli", "token"], capture_output=True,
+                                text=True, timeout=60, check=False, env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert helper.returncode == 0, helper.stderr
+        assert jwt_validator(idp)(helper.stdout.strip()) is None
+        assert idp.token_request_count() == before

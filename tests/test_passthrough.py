@@ -88,8 +88,9 @@ def test_missing_token_file_names_it(server: FlyteTestServer, tmp_path: Path) ->
 
 
 def test_passthrough_without_a_token_is_a_config_error(server: FlyteTestServer) -> None:
+    session = session_for(server, auth_type="Passthrough")  # checked on first use: no I/O in the constructor
     with pytest.raises(ConfigError, match="needs a token"):
-        session_for(server, auth_type="Passthrough")
+        session.get_token()
 
 
 def test_token_is_not_in_repr() -> None:

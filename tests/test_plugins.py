@@ -221,7 +221,7 @@ def test_disable_plugins_env_blocks_a_plugin(site: Path, block: str) -> None:
     result = run_py(
         """
         try:
-            AuthSession(load_config("acme.yaml"))
+            AuthSession(load_config("acme.yaml")).auth_type  # resolved on first use
             out["session"] = "created"
         except FlyteAuthError as exc:
             out["session"] = error(exc)
@@ -252,7 +252,7 @@ def test_flyteauth_plugins_command_shows_blocked(site: Path) -> None:
 def test_unknown_auth_type_lists_available_names() -> None:
     config = AuthConfig(endpoint="dns:///flyte.example.com", auth_type="Kerberos")
     with pytest.raises(UnknownAuthTypeError) as info:
-        AuthSession(config)
+        AuthSession(config).get_token()  # resolved on first use: the constructor does no I/O
     assert info.value.name == "Kerberos"
     assert "ClientSecret" in info.value.available
     message = str(info.value)
@@ -265,7 +265,7 @@ def test_unknown_token_store_is_a_typed_error() -> None:
     config = AuthConfig(endpoint="dns:///flyte.example.com", auth_type="ClientSecret", client_id="ci",
                         client_secret="x", store="vault-that-is-not-installed")
     with pytest.raises(UnknownAuthTypeError, match=r"token store .*vault-that-is-not-installed.*memory"):
-        AuthSession(config)
+        AuthSession(config).get_token()
 
 
 @pytest.mark.parametrize("name", ["ClientSecret", "clientsecret", "CLIENTSECRET", "client_credentials",

@@ -90,7 +90,7 @@ def test_warm_call_answers_from_the_cache_without_heavy_imports(idp_fresh: IdpSe
     assert (rc, heavy) == (0, [])
     assert warm.stdout == first.stdout
     assert idp_fresh.token_request_count(CI_BASIC[0]) == 1
-    cached = list((tmp_path / "tokens").glob("*.json"))
+    cached = list((tmp_path / "tokens" / "helper").glob("*.json"))
     assert len(cached) == 1 and cached[0].stat().st_mode & 0o777 == 0o600
     record = json.loads(cached[0].read_text())
     assert record["token"]["refresh_token"] is None  # the cache holds only the access token

@@ -14,8 +14,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .token import clear_cache
+
     with open_session(args, interactive=False) as session:
         revoked = session.logout(revoke=not args.no_revoke)
+        clear_cache()  # `flyteauth token` must not keep handing out the logged-out access token
         note = "the IdP revoked the refresh token" if revoked else "no revocation at the IdP"
         print(f"Logged out of {session.config.endpoint} ({session.auth_type}; {note}); removed from "
               f"{store_name(session.store)}", file=sys.stderr)

@@ -4,11 +4,12 @@ clients, flytekit's ExternalCommand, ``curl -H "Authorization: Bearer $(flyteaut
 Those clients run the command once and again only after the server rejects the token, so the helper must
 be cheap on every call and hand out tokens that live long enough to be useful:
 
-* **Warm path.**  The access token is cached in a 0600 file (the file store's format, directory and lock,
-  under ``$FLYTEAUTH_TOKEN_DIR`` or ``~/.config/flyteauth/tokens``), keyed by a digest of what selects the
-  credential: the config files on the search path (their paths and bytes), ``--config`` and the
-  ``FLYTE*``/``UCTL*`` environment.  While the cached token has ``--min-valid`` seconds left it is printed
-  without parsing YAML, loading plugins, or importing authlib, httpx2, grpc or protobuf.
+* **Warm path.**  The access token is cached in a 0600 file (the file store's format and lock, under
+  ``helper/`` in ``$FLYTEAUTH_TOKEN_DIR`` or ``~/.config/flyteauth/tokens``; ``flyteauth logout`` clears it),
+  keyed by a digest of what selects the credential: the config files on the search path (their paths and
+  bytes), ``--config`` and the ``FLYTE*``/``UCTL*`` environment.  While the cached token has ``--min-valid``
+  seconds left it is printed without parsing YAML, loading plugins, or importing authlib, httpx2, grpc or
+  protobuf.
 * **Cold path, single flight.**  Otherwise the helper takes the cache entry's file lock, looks again (a
   concurrent invocation may have just refreshed it), and only then builds an :class:`AuthSession` and asks
   the configured provider; N concurrent invocations make one IdP request.
@@ -146,9 +147,23 @@ def cache_key(config_path: str | None, env: dict[str, str] | None = None) -> str
 
 
 def _cache() -> FileTokenStore:
-    from flyteauth_providers.file_store import FileTokenStore
+    """The helper's cache: the file store's format, atomic writes and locks, in its own ``helper/``
+    subdirectory of the token directory (so ``flyteauth logout`` can drop it whole)."""
+    from flyteauth_providers.file_store import FileTokenStore, default_directory
 
-    return FileTokenStore()
+    return FileTokenStore(directory=default_directory() / "helper")
+
+
+def clear_cache() -> int:
+    """Forget every access token the helper cached (``flyteauth logout``); returns how many."""
+    import contextlib
+
+    removed = 0
+    for path in _cache().directory.glob("*.json"):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed += 1
+    return removed
 
 
 def issued_lifetime(token: Token, saved_at: float) -> float | None:
