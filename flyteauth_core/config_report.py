@@ -316,6 +316,29 @@ def problems(config: AuthConfig, env: Mapping[str, str] | None = None) -> list[P
     return sorted(found, key=lambda p: ("error", "warning", "note").index(p.severity))
 
 
+def provider_details(config: AuthConfig) -> tuple[str | None, dict[str, Any] | None]:
+    """What the selected provider says about itself offline (``describe()`` and ``details()``), for
+    providers that define ``details``: where a platform token comes from and its claims, for example.
+
+    Providers without it are not built here (building one may probe a keyring); a provider that fails to
+    describe itself gives its error text, which never holds a secret (our errors don't)."""
+    from .plugins import default_registry
+
+    try:
+        registration = default_registry().authenticator(config.resolved_auth_type)
+    except Exception:
+        return None, None  # an unknown auth type is already a problem of its own
+    if not callable(getattr(registration.factory, "details", None)):
+        return None, None
+    try:
+        provider = registration.factory(config)
+        details = dict(provider.details())
+        describe = getattr(provider, "describe", None)
+        return (str(describe()) if callable(describe) else None), details
+    except Exception as exc:
+        return f"cannot describe the provider offline: {exc}", None
+
+
 @attrs.frozen
 class ConfigReport:
     """Everything ``flyteauth config`` prints, as data."""
@@ -325,6 +348,8 @@ class ConfigReport:
     auth_type_reason: str
     rows: tuple[Row, ...]
     problems: tuple[Problem, ...]
+    provider: str | None = None
+    provider_details: Mapping[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -334,11 +359,15 @@ class ConfigReport:
         return {"file": self.file, "auth_type": self.auth_type, "auth_type_reason": self.auth_type_reason,
                 "settings": [attrs.asdict(r) for r in self.rows],
                 "problems": [attrs.asdict(p) for p in self.problems],
+                "provider": self.provider, "provider_details": self.provider_details,
                 "ok": self.ok}
 
     def render(self) -> str:
         lines = [f"config file: {self.file or '(none: environment and arguments only)'}",
-                 f"auth type:   {self.auth_type} ({self.auth_type_reason})", ""]
+                 f"auth type:   {self.auth_type} ({self.auth_type_reason})"]
+        if self.provider:
+            lines.append(f"provider:    {self.provider}")
+        lines.append("")
         if self.rows:
             kw = max(len(r.key) for r in self.rows)
             vw = min(48, max(len(r.value) for r in self.rows))
@@ -356,8 +385,10 @@ class ConfigReport:
 
 def report(config: AuthConfig, *, include_defaults: bool = False, env: Mapping[str, str] | None = None
            ) -> ConfigReport:
+    provider, details = provider_details(config)
     return ConfigReport(config_file(config), config.resolved_auth_type, config.auth_type_reason,
-                        tuple(rows(config, include_defaults=include_defaults)), tuple(problems(config, env)))
+                        tuple(rows(config, include_defaults=include_defaults)), tuple(problems(config, env)),
+                        provider, details)
 
 
 def main(config_path: str | None, *, include_defaults: bool = False, as_json: bool = False,

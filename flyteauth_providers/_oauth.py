@@ -22,6 +22,8 @@ from flyteauth_core.errors import (
 )
 from flyteauth_core.http import RetryPolicy, send_with_retries
 from flyteauth_core.lifecycle import AcquireRequest
+from flyteauth_core.options import Option
+from flyteauth_core.parsers import boolean
 from flyteauth_core.token import Token, token_from_response
 
 
@@ -225,6 +227,8 @@ def _federated_assertion(auth: Any, method: str, uri: str, headers: Any, body: s
 
 #: ``admin.allowInsecureTokenEndpoint: true`` lets client credentials go to a plain-http token endpoint.
 ALLOW_HTTP_OPTION = "allowInsecureTokenEndpoint"
+ALLOW_HTTP = Option(ALLOW_HTTP_OPTION, parse=boolean, default=False,
+                    help="send client credentials to a plain-http token endpoint off loopback (default: refused)")
 
 
 def refuse_plain_http(config: AuthConfig, url: str, what: str = "client credentials") -> None:
@@ -234,7 +238,7 @@ def refuse_plain_http(config: AuthConfig, url: str, what: str = "client credenti
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
-    if parts.scheme != "http" or config.options.get(ALLOW_HTTP_OPTION) in (True, "true", "True", "1"):
+    if parts.scheme != "http" or ALLOW_HTTP.read(config):
         return
     host = parts.hostname or ""
     if host == "localhost" or host.endswith(".localhost"):

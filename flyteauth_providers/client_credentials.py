@@ -22,7 +22,7 @@ from flyteauth_core.lifecycle import AcquireRequest
 from flyteauth_core.options import Option
 from flyteauth_core.token import Token
 
-from ._oauth import ClientAuthentication, TokenEndpoint, refuse_plain_http, rehint, token_request_target
+from ._oauth import ALLOW_HTTP, ClientAuthentication, TokenEndpoint, refuse_plain_http, rehint, token_request_target
 from .platform_token import PLATFORM_OPTIONS, PlatformTokenReader, cap_expiry
 
 
@@ -87,4 +87,4 @@ class ClientSecretAuthenticator:
 def flyteauth_register_authenticators(register: Any) -> None:
     register("ClientSecret", ClientSecretAuthenticator, aliases=("client_credentials", "basic"),
              options=(Option("clientKeyId", help="private_key_jwt: the kid header of the client assertion"),
-                      *PLATFORM_OPTIONS))
+                      ALLOW_HTTP, *PLATFORM_OPTIONS))

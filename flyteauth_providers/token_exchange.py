@@ -29,7 +29,7 @@ from flyteauth_core.errors import TokenExchangeError, TokenRequestError
 from flyteauth_core.lifecycle import AcquireRequest
 from flyteauth_core.token import Token
 
-from ._oauth import ClientAuthentication, TokenEndpoint, refuse_plain_http, rehint, token_request_target
+from ._oauth import ALLOW_HTTP, ClientAuthentication, TokenEndpoint, refuse_plain_http, rehint, token_request_target
 from .platform_token import EXCHANGE_OPTIONS, PLATFORM_OPTIONS, PlatformToken, PlatformTokenReader, cap_expiry
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -144,5 +144,5 @@ class TokenExchangeAuthenticator:
 @hookimpl
 def flyteauth_register_authenticators(register: Any) -> None:
     register("TokenExchange", TokenExchangeAuthenticator, aliases=("token_exchange", GRANT_TYPE),
-             options=(*PLATFORM_OPTIONS, *EXCHANGE_OPTIONS),
+             options=(*PLATFORM_OPTIONS, *EXCHANGE_OPTIONS, ALLOW_HTTP),
              description="RFC 8693: the platform's identity token (Kubernetes, GitHub Actions) for an access token")

@@ -232,3 +232,31 @@ def test_a_stray_config_yaml_without_an_admin_section_is_a_note(tmp_path: Path) 
                                                    "HOME": str(tmp_path)})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "note: " in result.stdout and "has no admin: or flyteauth: section" in result.stdout
+
+
+def _unsigned_jwt(claims: dict[str, Any]) -> str:
+    import base64
+
+    def part(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'RS256', 'kid': 'k'})}.{part(claims)}.c2lnbmF0dXJl"
+
+
+def test_config_shows_where_the_platform_token_comes_from_and_its_claims_never_the_token(tmp_path: Path) -> None:
+    """Issue 12: a pod with no secret can check, offline, which platform token it will present."""
+    token = _unsigned_jwt({"iss": "https://cluster.example", "sub": "system:serviceaccount:ml:trainer",
+                           "aud": "flyte", "exp": 4102444800})
+    token_file = tmp_path / "projected-token"
+    token_file.write_text(token)
+    config = tmp_path / "config.yaml"
+    config.write_text("admin:\n  endpoint: dns:///flyte.example.com\n  authType: TokenExchange\n"
+                      f"  tokenUrl: https://idp.example/token\n  platformTokenFile: {token_file}\n")
+    text = flyteauth("config", "--config", str(config))
+    assert f"file {token_file}" in text.stdout
+    assert "system:serviceaccount:ml:trainer" in text.stdout and "https://cluster.example" in text.stdout
+    data = json.loads(flyteauth("config", "--config", str(config), "--json").stdout)
+    platform = data["provider_details"]["platform_token"]
+    assert platform["sub"] == "system:serviceaccount:ml:trainer" and platform["aud"] in ("flyte", ["flyte"])
+    for out in (text.stdout, text.stderr, json.dumps(data)):
+        assert token not in out and token.split(".")[1] not in out

@@ -15,8 +15,9 @@ from flyteauth_core import AuthConfig, AuthSession
 from flyteauth_core.lifecycle import RejectionBrake
 from flyteauth_core.testing import ECHO, DemoTokenEndpoint, FlyteTestServer
 
-#: Revoking each replacement token right after one call looks, to the manager, like a server that rejects
-#: every token (the rejection brake, tests/test_edges_brake.py); these tests are about retry mechanics.
+#: Revoking replacement after replacement right after one call each looks, to the manager, like a server
+#: that rejects every token (the rejection brake, tests/test_edges_brake.py); these tests are about retry
+#: mechanics, so the module's session fixture turns the brake off.
 NO_BRAKE = RejectionBrake(window=0.0)
 
 SECRET = "transport-test-secret"
@@ -35,6 +36,7 @@ def session(peers: tuple[DemoTokenEndpoint, FlyteTestServer]) -> Iterator[AuthSe
     config = AuthConfig(endpoint=server.target, insecure=True, auth_type="ClientSecret", client_id="client",
                         client_secret=SECRET)
     with AuthSession(config) as s:
+        s.manager.brake = NO_BRAKE  # these tests revoke token after token: retry mechanics, not the brake
         yield s
 
 
@@ -89,7 +91,6 @@ async def test_aio_write_api_streams_do_not_deadlock(session: AuthSession) -> No
 async def test_aio_retries_after_revocation(session: AuthSession,
                                             peers: tuple[DemoTokenEndpoint, FlyteTestServer]) -> None:
     idp, server = peers
-    session.manager.brake = NO_BRAKE
     async with session.aio_channel() as channel:
         unary = channel.unary_unary(ECHO["unary"])
         assert await unary(b"a") == b"a"
@@ -243,7 +244,6 @@ async def test_aio_server_stream_rejected_before_its_first_message_is_retried_ev
     session: AuthSession, peers: tuple[DemoTokenEndpoint, FlyteTestServer]
 ) -> None:
     _, server = peers
-    session.manager.brake = NO_BRAKE
     async with session.aio_channel() as channel:
         stream = channel.unary_stream(ECHO["server_stream"])
         for _ in range(10):

@@ -24,6 +24,7 @@ from connectrpc.server import ConnectASGIApplication, Endpoint
 from protobuf.wkt import StringValue  # type: ignore[import-not-found]
 
 from flyteauth_core import AuthConfig, AuthSession
+from flyteauth_core.lifecycle import RejectionBrake
 from flyteauth_core.testing import DemoTokenEndpoint, judge_bearer
 
 KINDS = (("Unary", StreamType.UNARY), ("ServerStream", StreamType.SERVER_STREAM),
@@ -114,6 +115,8 @@ def main() -> None:
                             token_url=idp.url, authorization_header="authorization")
         try:
             with AuthSession(config) as session:
+                # every replacement is revoked right away: retry mechanics, not the rejection brake, are tested
+                session.manager.brake = RejectionBrake(window=0.0)
                 asyncio.run(calls(url, session))
                 with ConnectClientSync(url, interceptors=session.connect_interceptors_sync()) as client:
                     STATE["revoked"].add(session.get_token().access_token)
