@@ -138,6 +138,27 @@ def test_missing_ca_client_key_token_file_and_env_var_each_name_their_key(tmp_pa
     assert "MY_TOKEN_VAR, which is unset" in found["admin.tokenEnvVar"].message
 
 
+def test_no_secret_configs_need_no_secret_but_their_platform_token_file(tmp_path: Path) -> None:
+    """README's "No secrets on disk": federated_jwt and TokenExchange send no client secret, so a missing
+    /etc/secrets/client_secret is no problem; a platform token file that is not there is, naming its key."""
+    missing = tmp_path / "tokens" / "flyte"
+    federated = tmp_path / "fed.yaml"
+    federated.write_text("admin:\n  endpoint: dns:///a:1\n  authType: ClientSecret\n  clientId: app\n"
+                         "  tokenEndpointAuthMethod: federated_jwt\n  tokenUrl: https://idp.example/token\n"
+                         f"  platformTokenFile: {missing}\n  platformTokenAudience: api://AzureADTokenExchange\n")
+    exchange = tmp_path / "tx.yaml"
+    exchange.write_text("admin:\n  endpoint: dns:///a:1\n  authType: flyteauth\nflyteauth:\n"
+                        f"  authType: TokenExchange\n  platformTokenFile: {missing}\n")
+    for config, key in ((federated, "admin.platformTokenFile"), (exchange, "flyteauth.platformTokenFile")):
+        [problem] = problems(load_config(config, env={}), env={})
+        assert (problem.key, problem.state, problem.severity) == (key, "wrong", "error")
+        assert f"names {missing}, which does not exist" in problem.message
+        missing.parent.mkdir(exist_ok=True)
+        missing.write_text("header.payload.signature")
+        assert problems(load_config(config, env={}), env={}) == []
+        missing.unlink()
+
+
 def test_env_vars_are_shown_by_their_own_names(tmp_path: Path) -> None:
     result = flyteauth("config", "--json", cwd=tmp_path, env={
         "FLYTE_PLATFORM_URL": "dns:///a:1", "FLYTE_CREDENTIALS_CLIENT_SECRET": SECRET,
