@@ -281,3 +281,23 @@ def test_config_shows_where_the_platform_token_comes_from_and_its_claims_never_t
     assert platform["sub"] == "system:serviceaccount:ml:trainer" and platform["aud"] in ("flyte", ["flyte"])
     for out in (text.stdout, text.stderr, json.dumps(data)):
         assert token not in out and token.split(".")[1] not in out
+
+
+def test_secret_errors_name_keys_in_the_section_the_user_wrote(tmp_path: Path) -> None:
+    """A secret configured in flyteauth: gets a fix in flyteauth:, not in admin: (where flytekit would take
+    over): the missing file suggests flyteauth.clientSecretEnvVar, the unset variable names its own key."""
+    from flyteauth_core import ConfigError
+
+    config = tmp_path / "config.yaml"
+    config.write_text("admin:\n  endpoint: dns:///a:1\n  authType: flyteauth\nflyteauth:\n  authType: ClientSecret\n"
+                      f"  clientId: ci\n  clientSecretLocation: {tmp_path / 'nope'}\n")
+    with pytest.raises(ConfigError) as missing:
+        load_config(config, env={}).resolve_client_secret()
+    assert "flyteauth.clientSecretLocation is set" in str(missing.value)
+    assert "flyteauth.clientSecretEnvVar instead" in str(missing.value) and "admin." not in str(missing.value)
+    config.write_text("admin:\n  endpoint: dns:///a:1\n  authType: flyteauth\nflyteauth:\n  authType: ClientSecret\n"
+                      "  clientId: ci\n  clientSecretEnvVar: FLYTEAUTH_TEST_UNSET_SECRET_VAR\n")
+    with pytest.raises(ConfigError) as unset:
+        load_config(config, env={}).resolve_client_secret()
+    assert str(unset.value).startswith("flyteauth.clientSecretEnvVar names 'FLYTEAUTH_TEST_UNSET_SECRET_VAR'")
+    assert "fix flyteauth.clientSecretEnvVar" in str(unset.value)

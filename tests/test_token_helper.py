@@ -153,6 +153,8 @@ def test_exit_codes(idp_fresh: IdpServer, flyte_server: Callable[..., FlyteTestS
     wrong = "wrong-secret-for-helper-9c1"
     rejected = run("--config", str(write_config(tmp_path, idp_fresh.token_endpoint, secret=wrong)))
     assert rejected.returncode == 4 and rejected.stdout == "" and wrong not in rejected.stderr
+    # one line on stderr: the error, not also the lifecycle's warning about the same failure (-v adds it)
+    assert rejected.stderr.count("invalid_client") == 1 and "WARNING" not in rejected.stderr, rejected.stderr
     # 5: the IdP is unreachable
     down = run("--config", str(write_config(tmp_path, "http://127.0.0.1:9/token")))
     assert down.returncode == 5 and down.stdout == ""
