@@ -81,6 +81,14 @@ def _run(module: ModuleType, args: argparse.Namespace) -> int:
             handler.addFilter(_not_the_error_we_print)
     try:
         code: int = module.run(args)
+        sys.stdout.flush()  # here, not at exit, so a closed pipe is caught below
+    except BrokenPipeError:
+        # `flyteauth plugins | head`: the reader left; no traceback. Point stdout at /dev/null so the
+        # interpreter's final flush cannot fail again, and exit as a process killed by SIGPIPE would.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except FlyteAuthError as error:
         print(f"flyteauth: {error}", file=sys.stderr)
         return 1
