@@ -398,9 +398,11 @@ class ConfigReport:
 def report(config: AuthConfig, *, include_defaults: bool = False, env: Mapping[str, str] | None = None
            ) -> ConfigReport:
     provider, details = provider_details(config)
+    found = tuple(problems(config, env))
+    if details is None and provider and any(p.severity == "error" for p in found):
+        provider = None  # its build failed on what the problems below already say (a missing file): say it once
     return ConfigReport(config_file(config), config.resolved_auth_type, config.auth_type_reason,
-                        tuple(rows(config, include_defaults=include_defaults)), tuple(problems(config, env)),
-                        provider, details)
+                        tuple(rows(config, include_defaults=include_defaults)), found, provider, details)
 
 
 def main(config_path: str | None, *, include_defaults: bool = False, as_json: bool = False,

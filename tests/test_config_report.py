@@ -67,6 +67,8 @@ def test_a_missing_secret_file_exits_non_zero_and_says_the_key_is_set_but_wrong(
     result = flyteauth("config", "--config", str(config))
     assert result.returncode == 1
     assert f"error: admin.clientSecretLocation names {tmp_path / 'secret'}, which does not exist" in result.stdout
+    assert result.stdout.count(str(tmp_path / "secret")) == 3, result.stdout  # the row, the error, its fix: once
+    assert "cannot describe the provider" not in result.stdout
     data = json.loads(flyteauth("config", "--json", "--config", str(config)).stdout)
     assert data["ok"] is False
     assert [(p["key"], p["state"], p["severity"]) for p in data["problems"]] == [
