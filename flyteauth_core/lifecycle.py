@@ -286,6 +286,23 @@ class TokenManager:
         self._emit("invalidated", reason="rejected by server")
         return True
 
+    def accepted(self, sent: Metadata) -> None:
+        """A retry carrying ``sent`` (a replacement token) succeeded: end the chain of rejections.
+
+        Only for exactly that token (compare, like :meth:`rejected`): the server took it, so its next
+        rejection is a new revocation, answered with a new token, not a step towards the brake.  The
+        transports call this only after a retry, never on the hot path.
+        """
+        if not self._state.rejections:
+            return  # nothing to end (an accepted token, or one not obtained because of a rejection)
+        with self._lock:
+            st = self._state
+            # An invalidated token (another call saw it rejected since) keeps its chain.
+            if st.rejections and st.stale_at != -math.inf and self._carries(st, sent):
+                st.rejections = 0
+                self._rejected_at = -math.inf  # the next token is not a replacement either
+                self._brakes = 0  # the server takes our tokens again: a later brake starts short
+
     def _rejection_error(self, age: float, retry_in: float) -> TokenRejectedError:
         return TokenRejectedError(
             f"The server at {self._endpoint or 'the endpoint'} rejected a token the identity provider issued "

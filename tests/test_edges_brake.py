@@ -128,3 +128,29 @@ def test_wrong_secret_under_a_storm_asks_the_idp_once(idp: DemoTokenEndpoint) ->
             with pytest.raises(InvalidClientError):
                 unary(b"x", timeout=5)
     assert idp.requests == 1
+
+
+def test_an_accepted_replacement_ends_the_chain_only_for_the_token_that_was_accepted() -> None:
+    """``accepted(sent)`` compares like ``rejected(sent)``: a stale report about another token (or about a
+    token rejected again since) leaves the chain, so the brake still stops a server rejecting every token."""
+    now = [1000.0]
+    issued: list[str] = []
+
+    def acquire(previous: Token | None, reason: str) -> Token:
+        issued.append(f"t{len(issued)}")
+        return Token(issued[-1], expires_at=now[0] + 3600)
+
+    manager = TokenManager(acquire, clock=lambda: now[0])
+    first = manager.metadata()
+    for _ in range(10):  # revoked, replaced, the replacement accepted: as often as the server likes
+        assert manager.rejected(manager.metadata())
+        manager.accepted(first)  # about an older token: ignored
+        manager.accepted(manager.metadata())
+    assert len(issued) == 11 and manager.stats.braked_rejections == 0
+    sent = manager.metadata()
+    assert manager.rejected(sent)
+    replacement = manager.metadata()
+    assert manager.rejected(replacement)
+    manager.accepted(replacement)  # rejected since: the chain stays
+    with pytest.raises(TokenRejectedError):
+        manager.rejected(manager.metadata())

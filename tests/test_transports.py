@@ -12,13 +12,7 @@ import httpx2
 import pytest
 
 from flyteauth_core import AuthConfig, AuthSession
-from flyteauth_core.lifecycle import RejectionBrake
 from flyteauth_core.testing import ECHO, DemoTokenEndpoint, FlyteTestServer
-
-#: Revoking replacement after replacement right after one call each looks, to the manager, like a server
-#: that rejects every token (the rejection brake, tests/test_edges_brake.py); these tests are about retry
-#: mechanics, so the module's session fixture turns the brake off.
-NO_BRAKE = RejectionBrake(window=0.0)
 
 SECRET = "transport-test-secret"
 
@@ -36,7 +30,6 @@ def session(peers: tuple[DemoTokenEndpoint, FlyteTestServer]) -> Iterator[AuthSe
     config = AuthConfig(endpoint=server.target, insecure=True, auth_type="ClientSecret", client_id="client",
                         client_secret=SECRET)
     with AuthSession(config) as s:
-        s.manager.brake = NO_BRAKE  # these tests revoke token after token: retry mechanics, not the brake
         yield s
 
 
@@ -368,7 +361,6 @@ def test_a_proxy_rejection_refreshes_the_proxy_token_once(tmp_path: object, stat
 def test_every_sync_call_kind_and_style_after_a_revocation(
         session: AuthSession, peers: tuple[DemoTokenEndpoint, FlyteTestServer], form: str) -> None:
     idp, server = peers
-    session.manager.brake = NO_BRAKE
     channel = session.channel() if form == "channel" else grpc.intercept_channel(
         session._raw(), *session.grpc_interceptors())
     unary = channel.unary_unary(ECHO["unary"])
@@ -423,7 +415,6 @@ def test_interceptor_form_future_does_not_block(session: AuthSession,
 async def test_aio_call_kinds_after_a_revocation_and_the_call_api(
         session: AuthSession, peers: tuple[DemoTokenEndpoint, FlyteTestServer], form: str) -> None:
     _, server = peers
-    session.manager.brake = NO_BRAKE
     async with grpc.aio.insecure_channel(server.target, interceptors=(
             session.aio_interceptors() if form == "aio_interceptors" else None)) as raw:
         channel = session.aio_intercept(raw) if form == "aio_intercept" else raw
@@ -451,7 +442,6 @@ async def test_aio_bidi_rejected_while_writing_is_retried_or_surfaces_grpc_s_los
     bidi call either comes back through the one retry, or surfaces that INTERNAL untouched: never a hang,
     never a retry or invalidation on a guess."""
     _, server = peers
-    session.manager.brake = NO_BRAKE
     outcomes: list[str] = []
     async with session.aio_channel() as channel:
         bidi = channel.stream_stream(ECHO["bidi"])
