@@ -142,11 +142,11 @@ def test_an_accepted_replacement_ends_the_chain_only_for_the_token_that_was_acce
 
     manager = TokenManager(acquire, clock=lambda: now[0])
     first = manager.metadata()
-    for _ in range(10):  # revoked, replaced, the replacement accepted: as often as the server likes
+    for _ in range(5):  # revoked, replaced, the replacement accepted (up to brake.burst in brake.window)
         assert manager.rejected(manager.metadata())
         manager.accepted(first)  # about an older token: ignored
         manager.accepted(manager.metadata())
-    assert len(issued) == 11 and manager.stats.braked_rejections == 0
+    assert len(issued) == 6 and manager.stats.braked_rejections == 0
     sent = manager.metadata()
     assert manager.rejected(sent)
     replacement = manager.metadata()
@@ -154,3 +154,26 @@ def test_an_accepted_replacement_ends_the_chain_only_for_the_token_that_was_acce
     manager.accepted(replacement)  # rejected since: the chain stays
     with pytest.raises(TokenRejectedError):
         manager.rejected(manager.metadata())
+
+
+def test_accepted_replacements_still_brake_after_a_burst() -> None:
+    """Behind a load balancer, one replica may reject every token while the others accept each
+    replacement: acceptance ends the chain, so ``burst`` replacements within ``window`` brake instead
+    (a bounded number of IdP requests), and the window moving on lets revocations be answered again."""
+    now = [1000.0]
+    issued: list[str] = []
+
+    def acquire(previous: Token | None, reason: str) -> Token:
+        issued.append(f"t{len(issued)}")
+        return Token(issued[-1], expires_at=now[0] + 3600)
+
+    manager = TokenManager(acquire, clock=lambda: now[0], brake=RejectionBrake(window=30, burst=10))
+    with pytest.raises(TokenRejectedError) as error:
+        for _ in range(100):
+            assert manager.rejected(manager.metadata())  # the bad replica
+            manager.accepted(manager.metadata())  # the retry lands on a good one
+            now[0] += 0.1
+    assert len(issued) == 1 + 10 and "11 tokens in 30s" in str(error.value)
+    assert manager.metadata() == ((("authorization", "Bearer t10"),))  # the good replicas keep working
+    now[0] += 31  # the burst has left the window
+    assert manager.rejected(manager.metadata()) and manager.metadata()[0][1] == "Bearer t11"
