@@ -177,3 +177,25 @@ def test_accepted_replacements_still_brake_after_a_burst() -> None:
     assert manager.metadata() == ((("authorization", "Bearer t10"),))  # the good replicas keep working
     now[0] += 31  # the burst has left the window
     assert manager.rejected(manager.metadata()) and manager.metadata()[0][1] == "Bearer t11"
+
+
+def test_a_replica_rejecting_every_token_behind_a_balancer_costs_a_bounded_number(idp: DemoTokenEndpoint) -> None:
+    """Every other call lands on a replica with the wrong audience; the retry lands on a good one and is
+    accepted.  Acceptance alone would make that one token request per call; the burst bound stops it."""
+    import itertools
+
+    turn = itertools.count()
+    outcomes: dict[str, int] = {}
+    with FlyteTestServer(lambda token: "wrong audience" if next(turn) % 2 else None) as server, \
+            _session(idp, server) as session:
+        unary = session.channel().unary_unary(ECHO["unary"])
+        for _ in range(100):
+            try:
+                unary(b"x", timeout=5)
+                kind = "ok"
+            except TokenRejectedError:
+                kind = "TokenRejectedError"
+            outcomes[kind] = outcomes.get(kind, 0) + 1
+        burst = session.manager.brake.burst
+    assert idp.requests <= 1 + burst < 100 // 2
+    assert outcomes["ok"] > 50 and outcomes.get("TokenRejectedError", 0) > 0  # the good replicas keep serving
