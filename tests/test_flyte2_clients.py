@@ -112,3 +112,27 @@ async def test_bad_inputs_fail_with_a_config_error(tls_server: tuple[ConnectTest
         await flyteauth_flyte.client_set(session)
     with session_for(server, ca) as session, pytest.raises(ConfigError, match="endpoint"):
         await flyteauth_flyte.init(session, endpoint="dns:///elsewhere", project="p")
+
+
+async def test_session_config_keeps_flytes_own_interceptors_and_cluster_auth(tmp_path: Path) -> None:
+    """flyte's x-request-id and retry interceptors stay around ours, in flyte's order; ``cluster_auth`` is
+    what flyte's cluster-aware services rebuild their per-cluster sessions from."""
+    from flyte.remote._client.auth._interceptors.default_metadata import DefaultMetadataInterceptor
+    from flyte.remote._client.auth._interceptors.retry import RetryUnaryInterceptor
+
+    from flyteauth_core.transports.connect import ConnectAuth
+    from flyteauth_integrations import flyte as flyteauth_flyte
+
+    ca, _, _ = make_test_ca(tmp_path / "ca")
+    route_a = {"auth_type": "ExternalCommand", "command": ["flyteauth", "token"]}
+    config = AuthConfig(endpoint="dns:///flyte.example.com", ca_cert_file_path=str(ca), auth_type="ClientSecret",
+                        client_id="ci", client_secret="s")
+    with AuthSession(config, interactive=False) as session:
+        cfg = await flyteauth_flyte.session_config(session, cluster_auth=route_a)
+        assert [type(i) for i in cfg.interceptors[:3]] == [DefaultMetadataInterceptor, ConnectAuth,
+                                                            RetryUnaryInterceptor]
+        assert cfg.endpoint == "https://flyte.example.com" and not cfg.insecure
+        assert cfg.tls_ca_cert == ca.read_bytes() and dict(cfg.auth_kwargs) == route_a
+        bare = await flyteauth_flyte.session_config(session, rpc_retries=None)
+        assert len(bare.interceptors) == 2 and dict(bare.auth_kwargs) == {}
+        assert session.stats.token_requests == 0  # building clients costs no I/O to the IdP
