@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,14 +23,6 @@ from ._idp import CI_BASIC, IdpServer, make_test_ca
 from .conftest import jwt_validator
 
 pytestmark = pytest.mark.idp
-
-
-@pytest.fixture
-def tls_server(idp_fresh: IdpServer, tmp_path: Path) -> Iterator[tuple[ConnectTestServer, Path]]:
-    ca, cert, key = make_test_ca(tmp_path / "ca")
-    with ConnectTestServer(jwt_validator(idp_fresh), token_endpoint=idp_fresh.token_endpoint,
-                           tls=(str(cert), str(key))) as server:
-        yield server, ca
 
 
 @pytest.fixture
@@ -50,13 +41,13 @@ def session_for(server: ConnectTestServer, ca: Path | None, **overrides: object)
 
 
 async def test_64_cold_coroutines_on_a_flyte_clientset_make_one_token_request(
-        tls_server: tuple[ConnectTestServer, Path], idp_fresh: IdpServer) -> None:
+        tls_connect_server: tuple[ConnectTestServer, Path], idp_fresh: IdpServer) -> None:
     from flyte.remote._client.controlplane import ClientSet
     from flyteidl2.auth.identity_pb2 import UserInfoRequest
 
     from flyteauth_integrations import flyte as flyteauth_flyte
 
-    server, ca = tls_server
+    server, ca = tls_connect_server
     with session_for(server, ca) as session:
         client = await flyteauth_flyte.client_set(session)
         assert isinstance(client, ClientSet) and client.endpoint == server.target
@@ -68,12 +59,12 @@ async def test_64_cold_coroutines_on_a_flyte_clientset_make_one_token_request(
 
 
 async def test_flyte_remote_across_two_expiries_has_no_rejected_call(
-        tls_server: tuple[ConnectTestServer, Path], idp_fresh: IdpServer, flyte_global: None) -> None:
+        tls_connect_server: tuple[ConnectTestServer, Path], idp_fresh: IdpServer, flyte_global: None) -> None:
     import flyte.remote
 
     from flyteauth_integrations import flyte as flyteauth_flyte
 
-    server, ca = tls_server
+    server, ca = tls_connect_server
     with session_for(server, ca) as session:
         await flyteauth_flyte.init(session, project="flytesnacks", domain="development")
         until = time.monotonic() + 2 * idp_fresh.token_ttl + 0.6  # spans two expiries
@@ -100,11 +91,11 @@ async def test_plaintext_endpoint_still_carries_the_token(idp_fresh: IdpServer) 
         assert server.stats["rejected"] == 0 and idp_fresh.token_request_count(CI_BASIC[0]) == 1
 
 
-async def test_bad_inputs_fail_with_a_config_error(tls_server: tuple[ConnectTestServer, Path], tmp_path: Path,
-                                                   flyte_global: None) -> None:
+async def test_bad_inputs_fail_with_a_config_error(tls_connect_server: tuple[ConnectTestServer, Path],
+                                                   tmp_path: Path, flyte_global: None) -> None:
     from flyteauth_integrations import flyte as flyteauth_flyte
 
-    server, ca = tls_server
+    server, ca = tls_connect_server
     with session_for(server, ca, insecure_skip_verify=True) as session, \
             pytest.raises(ConfigError, match="caCertFilePath"):
         await flyteauth_flyte.client_set(session)
