@@ -593,12 +593,12 @@ class TokenManager:
         self._next_background_at = self._clock() + backoff
         message = str(exc) if isinstance(exc, FlyteAuthError) else type(exc).__name__
         log.warning(
-            "flyteauth: token %s for %s failed (%s: %s); %s",
+            "flyteauth: token %s for %s failed (%s: %s)%s",
             "refresh" if self._state.token else "request",
             self._endpoint or "endpoint",
             type(exc).__name__,
             message,
-            "still serving the current token" if self._state.token and reason == EXPIRING else "",
+            "; still serving the current token" if self._state.token and reason == EXPIRING else "",
         )
         self._emit("failed", reason=reason, error=f"{type(exc).__name__}: {message}",
                    duration=self._clock() - started)
