@@ -5,8 +5,9 @@
 CLIENT: ``flyteauth`` | ``flytekit`` | ``flyte`` (flyte 2.x; TARGET is then the ``http://`` URL of a
 ``_connect_server.ConnectTestServer``) | ``flytekit+flyteauth`` (flytekit with ``authType: flyteauth``, the
 plugin of ``flyteauth[flytekit]``) | ``flyte+helper`` (flyte 2.x with ``authType: ExternalCommand`` running
-``flyteauth token``; the helper's config names ``tokenUrl`` from ``$BENCH_TOKEN_URL``).  The last two run in
-flyteauth's own venv (they need flyteauth and the SDK).
+``flyteauth token``; the helper's config names ``tokenUrl`` from ``$BENCH_TOKEN_URL``) | ``flyte+session`` (flyte
+2.x's own ClientSet built by ``flyteauth_integrations.flyte.client_set(AuthSession(...))``: route (b)).  The
+last three run in flyteauth's own venv (they need flyteauth and the SDK).
 PHASE: ``overhead`` | ``storm`` | ``storm_aio`` | ``expired_storm`` | ``expiry`` | ``cold``.
 Prints JSON lines; ``{"mark": name}`` lines wait for one line on stdin, so the parent
 can read its counters at that instant.  Kept free of flyteauth imports for the other clients (their venvs
@@ -25,7 +26,7 @@ import threading  # noqa: E402
 
 UNARY = "/flyteauth.demo.Echo/Unary"
 #: flyte 2.x clients (ConnectRPC over HTTP, async-only)
-FLYTE2 = ("flyte", "flyte+helper")
+FLYTE2 = ("flyte", "flyte+helper", "flyte+session")
 
 
 def out(**data):
@@ -61,7 +62,7 @@ def make_channel(client, target, client_id, secret):
         cfg = PlatformConfig(endpoint=target, insecure=True, auth_mode="flyteauth")
         return upgrade_channel_to_authenticated(cfg, get_channel(cfg))
     if client in FLYTE2:
-        return FlyteChannel(target, client_id, secret, helper=client == "flyte+helper")
+        return FlyteChannel(target, client_id, secret, route=client)
     raise SystemExit(f"unknown client {client}")
 
 
@@ -95,7 +96,7 @@ def helper_command():
     return [os.path.join(os.path.dirname(sys.executable), "flyteauth"), "token"]
 
 
-async def flyte_client_set(target, client_id, secret, helper=False):
+async def flyte_client_set(target, client_id, secret, route="flyte"):
     """flyte 2.x's own authenticated client stack (what ``flyte.init(endpoint=..., auth_type="ClientSecret")``
     builds: ``ClientSet.for_endpoint`` -> ``create_session_config`` -> pyqwest + DefaultMetadata, Auth and Retry
     interceptors).  Called directly because ``flyte.init`` rewrites ``http://`` to ``dns:///`` and flyte 2.x
@@ -103,7 +104,15 @@ async def flyte_client_set(target, client_id, secret, helper=False):
     plaintext HTTP/1.1 *and* the auth interceptors."""
     from flyte.remote._client.controlplane import ClientSet
 
-    if helper:  # flyte 2.x's ExternalCommand route: the helper's cache is shared by every process
+    if route == "flyte+session":  # route (b): flyte's ClientSet, its interceptors from one AuthSession
+        from flyteauth_core import AuthConfig, AuthSession
+        from flyteauth_integrations.flyte import client_set
+
+        session = AuthSession(AuthConfig(endpoint=target, auth_type="ClientSecret", client_id=client_id,
+                                         client_secret=secret, token_url=os.environ["BENCH_TOKEN_URL"],
+                                         authorization_header="authorization"), interactive=False)
+        return await client_set(session, rpc_retries=3)
+    if route == "flyte+helper":  # flyte 2.x's ExternalCommand route: the helper's cache is shared by every process
         write_flyteauth_config(target, client_id, secret)
         return await ClientSet.for_endpoint(target, insecure=False, auth_type="ExternalCommand",
                                             command=helper_command(), rpc_retries=3)
@@ -115,13 +124,13 @@ class FlyteChannel:
     """Sync facade over flyte 2.x's async client, for the thread phases: every call runs on one background
     event loop (as flyte's ``syncify`` does), so threads share one authenticator."""
 
-    def __init__(self, target, client_id, secret, helper=False):
+    def __init__(self, target, client_id, secret, route="flyte"):
         import asyncio
 
         self._asyncio = asyncio
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
-        self.clients = self._run(flyte_client_set(target, client_id, secret, helper))
+        self.clients = self._run(flyte_client_set(target, client_id, secret, route))
         from flyteidl2.auth.identity_pb2 import UserInfoRequest
 
         self._request = UserInfoRequest()
@@ -136,14 +145,14 @@ class FlyteChannel:
         return call
 
 
-async def flyte_overhead(target, client_id, secret, token, helper=False):
+async def flyte_overhead(target, client_id, secret, token, route="flyte"):
     """Per-call overhead of flyte 2.x's client vs a raw connectrpc client on its own pyqwest client, same
     event loop, with a static ``authorization`` header."""
     from flyte.remote._client.auth._session import _build_pyqwest_client
     from flyteidl2.auth.identity_connect import IdentityServiceClient
     from flyteidl2.auth.identity_pb2 import UserInfoRequest
 
-    clients = await flyte_client_set(target, client_id, secret, helper)
+    clients = await flyte_client_set(target, client_id, secret, route)
     flyte_call = clients.identity_service.user_info
     raw_call = IdentityServiceClient(address=target, http_client=_build_pyqwest_client()).user_info
     req = UserInfoRequest()
@@ -209,7 +218,7 @@ def main():  # noqa: PLR0915 (one flat script per phase reads best here)
         from flyteidl2.auth.identity_pb2 import UserInfoRequest
 
         async def run_flyte():
-            clients = await flyte_client_set(target, client_id, secret, client == "flyte+helper")
+            clients = await flyte_client_set(target, client_id, secret, client)
             started = time.perf_counter()
             results = await asyncio.gather(*(clients.identity_service.user_info(UserInfoRequest())
                                              for _ in range(256)), return_exceptions=True)
@@ -223,7 +232,7 @@ def main():  # noqa: PLR0915 (one flat script per phase reads best here)
         import asyncio
 
         overhead_result(*asyncio.run(flyte_overhead(target, client_id, secret, os.environ["BENCH_STATIC_TOKEN"],
-                                                    client == "flyte+helper")))
+                                                    client)))
         return
     if phase == "storm_aio":
         import asyncio
@@ -332,3 +341,8 @@ def main():  # noqa: PLR0915 (one flat script per phase reads best here)
 
 if __name__ == "__main__":
     main()
+    if sys.argv[1] in FLYTE2:
+        # flyte 2.x's HTTP client (pyqwest) sometimes aborts the interpreter's teardown (SIGABRT) while the
+        # background event loop thread is alive; every result is printed and flushed by now, so skip teardown.
+        sys.stdout.flush()
+        os._exit(0)

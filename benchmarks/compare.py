@@ -4,7 +4,9 @@
     python benchmarks/compare.py --with-others   # also flytekit and flyte 2.x, each in its own virtualenv
                                                  # under build/bench-venvs/ (created and pip-installed on first use),
                                                  # and beside them "flytekit + flyteauth" (authType: flyteauth) and
-                                                 # "flyte 2.x + flyteauth helper" (ExternalCommand: flyteauth token),
+                                                 # "flyte 2.x + flyteauth helper" (ExternalCommand: flyteauth token)
+                                                 # and "flyte 2.x + flyteauth session" (route (b): flyte's ClientSet
+                                                 # from flyteauth_integrations.flyte.client_set),
                                                  # run in this venv (pip install -e '.[test]' brings both SDKs)
 
 Each client runs in a child process (``_client_driver.py``, with its own venv's python) against one
@@ -42,9 +44,14 @@ IMPORTS = {"flyteauth": "from flyteauth_core import AuthSession",
            "flyte 2.x": "from flyte.remote._client.controlplane import ClientSet",
            "flytekit + flyteauth": "from flytekit.clients.auth_helper import upgrade_channel_to_authenticated; "
                                    "import flyteauth_integrations.flytekit",
-           "flyte 2.x + flyteauth helper": "from flyte.remote._client.controlplane import ClientSet"}
+           "flyte 2.x + flyteauth helper": "from flyte.remote._client.controlplane import ClientSet",
+           "flyte 2.x + flyteauth session": "from flyte.remote._client.controlplane import ClientSet; "
+                                            "import flyteauth_integrations.flyte, flyteauth_core.transports.connect"}
 #: flyteauth inside the SDKs, driven in this venv: column -> _client_driver client
-EMBEDDED = {"flytekit + flyteauth": "flytekit+flyteauth", "flyte 2.x + flyteauth helper": "flyte+helper"}
+EMBEDDED = {"flytekit + flyteauth": "flytekit+flyteauth", "flyte 2.x + flyteauth helper": "flyte+helper",
+            "flyte 2.x + flyteauth session": "flyte+session"}
+#: the _client_driver clients that speak ConnectRPC (flyte 2.x)
+CONNECT_CLIENTS = ("flyte", "flyte+helper", "flyte+session")
 
 
 class Unsupported(Exception):
@@ -150,7 +157,7 @@ def static_token(peers: Peers | ConnectPeers) -> str:
 def measure(name: str, python: Path, client: str, expiry_seconds: float,
             reject_seconds: float = 10.0) -> dict[str, str]:
     col: dict[str, str] = {}
-    connect = client in ("flyte", "flyte+helper")  # flyte 2.x: ConnectRPC over HTTP/1.1, served by _connect_server
+    connect = client in CONNECT_CLIENTS  # flyte 2.x: ConnectRPC over HTTP/1.1, served by _connect_server
     # flyte 2.x is async-only: its thread rows run every call on one background event loop (like syncify)
     via_loop = " (threads share one event loop)" if connect else ""
 
@@ -253,9 +260,9 @@ def main(argv: list[str] | None = None) -> int:
             # flyte 2.x speaks ConnectRPC over HTTP (pyqwest), not gRPC: driven against _connect_server instead.
             columns[name].update(measure(name, python, "flytekit" if name == "flytekit" else "flyte",
                                          args.expiry_seconds))
-            embedded = next(e for e in EMBEDDED if e.startswith(name))
-            columns[embedded] = {"version": f"{version(ours, dist)} + flyteauth {version(ours, 'flyteauth')}"}
-            columns[embedded].update(measure(embedded, ours, EMBEDDED[embedded], args.expiry_seconds))
+            for embedded in (e for e in EMBEDDED if e.startswith(name + " ")):
+                columns[embedded] = {"version": f"{version(ours, dist)} + flyteauth {version(ours, 'flyteauth')}"}
+                columns[embedded].update(measure(embedded, ours, EMBEDDED[embedded], args.expiry_seconds))
     names = list(columns)
     if not args.with_others:
         names = ["flyteauth"]

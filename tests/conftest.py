@@ -41,6 +41,19 @@ def jwt_validator(idp: IdpServer) -> Callable[[str], str | None]:
 
 
 @pytest.fixture
+def tls_connect_server(idp_fresh: IdpServer, tmp_path: Any) -> Iterator[tuple[Any, Any]]:
+    """``(ConnectTestServer over TLS, its CA's PEM path)``: the Connect peer flyte 2.x needs (no auth on
+    plaintext), validating the real IdP's tokens.  Needs connectrpc (the ``test`` extra)."""
+    from ._connect_server import ConnectTestServer
+    from ._idp import make_test_ca
+
+    ca, cert, key = make_test_ca(tmp_path / "ca")
+    with ConnectTestServer(jwt_validator(idp_fresh), token_endpoint=idp_fresh.token_endpoint,
+                           tls=(str(cert), str(key))) as server:
+        yield server, ca
+
+
+@pytest.fixture
 def flyte_server(idp: IdpServer) -> Iterator[Callable[..., FlyteTestServer]]:
     """Factory: a started FlyteTestServer whose discovery points at the real IdP; stopped after the test."""
     servers: list[FlyteTestServer] = []

@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,20 +20,11 @@ import pytest
 pytest.importorskip("flyte")
 
 from ._connect_server import ConnectTestServer
-from ._idp import CI_BASIC, IdpServer, make_test_ca
-from .conftest import jwt_validator
+from ._idp import CI_BASIC, IdpServer
 
 pytestmark = pytest.mark.idp
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent  # where the `flyteauth` console script is installed
-
-
-@pytest.fixture
-def tls_server(idp_fresh: IdpServer, tmp_path: Path) -> Iterator[tuple[ConnectTestServer, Path]]:
-    ca, cert, key = make_test_ca(tmp_path / "ca")
-    with ConnectTestServer(jwt_validator(idp_fresh), token_endpoint=idp_fresh.token_endpoint,
-                           tls=(str(cert), str(key))) as server:
-        yield server, ca
 
 
 def flyte_config(tmp_path: Path, server: ConnectTestServer, ca: Path, *, flyteauth: bool = True) -> Path:
@@ -68,10 +58,10 @@ def run_flyte(tmp_path: Path, config: Path, processes: int, seconds: float, *,
     return results
 
 
-def test_eight_flyte_processes_share_the_helpers_tokens(tls_server: tuple[ConnectTestServer, Path],
+def test_eight_flyte_processes_share_the_helpers_tokens(tls_connect_server: tuple[ConnectTestServer, Path],
                                                         idp_fresh: IdpServer, tmp_path: Path) -> None:
     """Short version of the benchmark (8 processes, 10 s of 3 s tokens): 8 processes, 5 s of 2 s tokens."""
-    server, ca = tls_server
+    server, ca = tls_connect_server
     results = run_flyte(tmp_path, flyte_config(tmp_path, server, ca), 8, 5.0)
     assert sum(int(r["failed"]) for r in results) == 0, [r["errors"] for r in results]
     assert all(int(r["calls"]) >= 1 for r in results)  # (under load, flyte's import eats most of the 5 s)
@@ -82,9 +72,9 @@ def test_eight_flyte_processes_share_the_helpers_tokens(tls_server: tuple[Connec
     assert 2 <= server.stats["discovery_v2"] <= 2 * idp_fresh.token_request_count(CI_BASIC[0])
 
 
-def test_flyte_with_a_self_referencing_helper_fails_clearly(tls_server: tuple[ConnectTestServer, Path],
+def test_flyte_with_a_self_referencing_helper_fails_clearly(tls_connect_server: tuple[ConnectTestServer, Path],
                                                             idp_fresh: IdpServer, tmp_path: Path) -> None:
-    server, ca = tls_server
+    server, ca = tls_connect_server
     config = flyte_config(tmp_path, server, ca, flyteauth=False)
     env = {**os.environ, "FLYTEAUTH_TOKEN_DIR": str(tmp_path / "tokens"), "FLYTECTL_CONFIG": str(config)}
     result = subprocess.run([sys.executable, "-m", "flyteauth_core.cli", "token"], capture_output=True, text=True,
