@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from .lifecycle import TokenManager
     from .session import AuthSession
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _LAZY = {"AuthSession": "session", "TokenManager": "lifecycle"}
 

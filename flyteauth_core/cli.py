@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from importlib import import_module
 from types import ModuleType
+from typing import Any
 
 # name -> (module under flyteauth_core.commands, one-line help).  Adding a subcommand = one line here
 # plus its module; nothing else in this file changes.
@@ -59,6 +60,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _run(_command_module(args.command), args)
 
 
+def _not_the_error_we_print(record: Any) -> bool:
+    """Drop the lifecycle's warning about a failed first token request: that error reaches the command,
+    which prints it as its one line on stderr (twice in a row buries it).  ``-v`` keeps everything."""
+    return not (record.name == "flyteauth.lifecycle" and isinstance(record.args, tuple) and record.args
+                and record.args[0] == "request")
+
+
 def _run(module: ModuleType, args: argparse.Namespace) -> int:
     """Run a subcommand with the common error handling: one line on stderr, exit status 1.  A subcommand
     with finer exit codes (``token``) catches its own errors first."""
@@ -68,8 +76,19 @@ def _run(module: ModuleType, args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_not_the_error_we_print)
     try:
         code: int = module.run(args)
+        sys.stdout.flush()  # here, not at exit, so a closed pipe is caught below
+    except BrokenPipeError:
+        # `flyteauth plugins | head`: the reader left; no traceback. Point stdout at /dev/null so the
+        # interpreter's final flush cannot fail again, and exit as a process killed by SIGPIPE would.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except FlyteAuthError as error:
         print(f"flyteauth: {error}", file=sys.stderr)
         return 1

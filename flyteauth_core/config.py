@@ -345,9 +345,11 @@ class AuthConfig:
         if self.client_secret_env_var:
             value = os.environ.get(self.client_secret_env_var)
             if value is None or not value.strip():
+                source = self.sources.get("client_secret_env_var")
+                key = source.key if isinstance(source, Source) and source.key else "admin.clientSecretEnvVar"
                 raise ConfigError(
-                    f"clientSecretEnvVar names {self.client_secret_env_var!r}, which is unset or empty",
-                    hint=f"Export {self.client_secret_env_var} or fix admin.clientSecretEnvVar",
+                    f"{key} names {self.client_secret_env_var!r}, which is unset or empty",
+                    hint=f"Export {self.client_secret_env_var} or fix {key}",
                 )
             return value.strip()
         if self.client_secret_location:  # set, so its value is what is wrong: never "Set ..." it again
@@ -356,10 +358,17 @@ class AuthConfig:
                 "client_secret_location", "argument")
             return read_secret_file(self.client_secret_location, "the client secret file",
                                     f"{key} is set (in {origin}) but the file it names cannot be read: fix the "
-                                    "path or create the file (or use admin.clientSecretEnvVar instead)")
+                                    f"path or create the file (or use {_sibling(key, 'clientSecretEnvVar')} "
+                                    "instead)")
         return read_secret_file(DEFAULT_SECRET_LOCATION, "the client secret file",
                                 "admin.clientSecretLocation is unset, so the default was tried: set "
                                 "admin.clientSecretLocation, admin.clientSecretEnvVar, or pass client_secret")
+
+
+def _sibling(key: str, name: str) -> str:
+    """``name`` in the section ``key`` was written in (``flyteauth.clientSecretEnvVar`` beside
+    ``flyteauth.clientSecretLocation``); ``admin.`` otherwise (admin:, an INI file, an env var, code)."""
+    return f"{'flyteauth' if key.startswith('flyteauth.') else 'admin'}.{name}"
 
 
 def read_secret_file(location: str, what: str, hint: str | None = None) -> str:

@@ -47,6 +47,12 @@ def _canonical(spec: Setting) -> str:
 
 _CANONICAL: dict[str, str] = {field: _canonical(spec) for field, spec in SETTINGS.items()}
 _CLIENT_SECRET_TYPES = frozenset({"clientsecret", "client_credentials", "basic"})
+#: ClientSecret's client authentication methods that send no client secret (a public client; the platform
+#: token as the client assertion).
+_NO_SECRET_METHODS = frozenset({"none", "federated_jwt"})
+#: auth types that read a platform token (issue 12); a file they name is checked offline like a secret file.
+_PLATFORM_TOKEN_TYPES = frozenset({"tokenexchange", "token_exchange",
+                                   "urn:ietf:params:oauth:grant-type:token-exchange"})
 
 
 @attrs.frozen
@@ -289,8 +295,14 @@ def problems(config: AuthConfig, env: Mapping[str, str] | None = None) -> list[P
             else:
                 found += _check_file(config, "client_key_file_path", config.client_key_file_path,
                                      "the client's PEM private key", secret=True)
-        else:
+        elif config.token_endpoint_auth_method not in _NO_SECRET_METHODS:
             found += _check_client_secret(config, env)
+    platform_file = config.options.get("platformTokenFile")
+    if platform_file and (auth_type in _PLATFORM_TOKEN_TYPES or (
+            auth_type in _CLIENT_SECRET_TYPES and config.token_endpoint_auth_method == "federated_jwt")):
+        # a projected token is world-readable by default (defaultMode 0644): not a warning here
+        found += _check_file(config, "options.platformTokenFile", str(platform_file),
+                             "the platform token (a projected service account token)", secret=False)
     for field, what in (("ca_cert_file_path", "a PEM file of CA certificates for the Flyte endpoint"),
                         ("idp_ca_cert_file_path", "a PEM file of CA certificates for the IdP")):
         path = getattr(config, field)
@@ -386,9 +398,11 @@ class ConfigReport:
 def report(config: AuthConfig, *, include_defaults: bool = False, env: Mapping[str, str] | None = None
            ) -> ConfigReport:
     provider, details = provider_details(config)
+    found = tuple(problems(config, env))
+    if details is None and provider and any(p.severity == "error" for p in found):
+        provider = None  # its build failed on what the problems below already say (a missing file): say it once
     return ConfigReport(config_file(config), config.resolved_auth_type, config.auth_type_reason,
-                        tuple(rows(config, include_defaults=include_defaults)), tuple(problems(config, env)),
-                        provider, details)
+                        tuple(rows(config, include_defaults=include_defaults)), found, provider, details)
 
 
 def main(config_path: str | None, *, include_defaults: bool = False, as_json: bool = False,

@@ -414,7 +414,8 @@ class Doctor:
             key = user_key(config, "proxy_auth_for_idp")
             raise _Fail(f"{summary}: the proxy wants credentials", f"Put them in {proxy_key or 'the proxy URL'}, or "
                         f"set {key}: true to send the proxyCommand token to it", key, None, **details)
-        if response.status_code >= 500:
+        # 501 to a GET is "method not implemented": a POST-only token endpoint that is up (http.server's answer)
+        if response.status_code >= 500 and response.status_code != 501:
             raise _Fail(f"{summary}: the IdP has a server error", "Try again later, or ask the IdP's operators",
                         **details)
         if abs(details.get("idp_clock_offset_s", 0.0)) > SKEW_LIMIT:

@@ -108,13 +108,19 @@ class RejectionBrake:
     When ``after`` tokens in a row were each rejected within ``window`` seconds of replacing a rejected
     one (the first replacement may simply follow a server-side revocation), the next rejection is not
     answered with a new token: calls fail with :class:`~flyteauth_core.errors.TokenRejectedError` for
-    ``initial`` seconds, doubling up to ``maximum`` on each repetition.  Non-transient IdP errors
+    ``initial`` seconds, doubling up to ``maximum`` on each repetition.  A replacement the server
+    accepted (a retry that succeeded, reported through :meth:`TokenManager.accepted`) ends the chain: its
+    next rejection is a new revocation, not a step towards the brake.  Accepted or not, ``burst``
+    replacements within ``window`` brake too: behind a load balancer, one replica that rejects every
+    token while the others accept them would otherwise cost a token request per call it gets.
+    Non-transient IdP errors
     (``invalid_client``, ``unauthorized_client``, ``invalid_scope``) are raised again without asking the
     IdP for ``fatal_ttl`` seconds (a config change means a new session, so a new manager).
     """
 
     window: float = 30.0
     after: int = 2
+    burst: int = 10
     initial: float = 5.0
     maximum: float = 300.0
     fatal_ttl: float = 60.0
@@ -193,6 +199,7 @@ class TokenManager:
         self._rejected_at = -math.inf  # when the server last rejected a token we then replaced
         self._rejected_chain = 0  # that token's ``rejections``
         self._brakes = 0  # consecutive brakes (backoff exponent)
+        self._replaced: list[float] = []  # when rejected tokens were invalidated, within brake.window
         self._brake_until = -math.inf
         self._fatal: tuple[BaseException, float] | None = None  # a non-transient IdP error, until when
         self.stats = ManagerStats()
@@ -259,7 +266,9 @@ class TokenManager:
                 return st.token is not None
             now = self._clock()
             braking = now < self._brake_until
-            if not braking and st.rejections >= max(1, self.brake.after) and now - st.obtained_at < self.brake.window:
+            replaced = self._replaced = [t for t in self._replaced if now - t < self.brake.window]
+            if not braking and (len(replaced) >= max(1, self.brake.burst) or (
+                    st.rejections >= max(1, self.brake.after) and now - st.obtained_at < self.brake.window)):
                 if now - self._brake_until > 2 * self.brake.maximum:
                     self._brakes = 0  # the last brake is long past: start the backoff over
                 self._brakes += 1
@@ -272,10 +281,11 @@ class TokenManager:
             if braking:
                 self.stats.braked_rejections += 1
                 retry_in = self._brake_until - now
-                error = self._rejection_error(now - st.obtained_at, retry_in)
+                error = self._rejection_error(now - st.obtained_at, retry_in, len(replaced))
             else:
                 if st.stale_at != -math.inf:
                     self.stats.invalidations += 1
+                    replaced.append(now)  # once per token, however many calls saw it rejected
                 self._state = attrs.evolve(st, stale_at=-math.inf, expired_at=-math.inf)
                 self._rejected_at, self._rejected_chain = now, st.rejections
         if braking:
@@ -286,10 +296,30 @@ class TokenManager:
         self._emit("invalidated", reason="rejected by server")
         return True
 
-    def _rejection_error(self, age: float, retry_in: float) -> TokenRejectedError:
+    def accepted(self, sent: Metadata) -> None:
+        """A retry carrying ``sent`` (a replacement token) succeeded: end the chain of rejections.
+
+        Only for exactly that token (compare, like :meth:`rejected`): the server took it, so its next
+        rejection is a new revocation, answered with a new token, not a step towards the brake.  The
+        transports call this only after a retry, never on the hot path.
+        """
+        if not self._state.rejections:
+            return  # nothing to end (an accepted token, or one not obtained because of a rejection)
+        with self._lock:
+            st = self._state
+            # An invalidated token (another call saw it rejected since) keeps its chain.
+            if st.rejections and st.stale_at != -math.inf and self._carries(st, sent):
+                st.rejections = 0
+                self._rejected_at = -math.inf  # the next token is not a replacement either
+                self._brakes = 0  # the server takes our tokens again: a later brake starts short
+
+    def _rejection_error(self, age: float, retry_in: float, replaced: int) -> TokenRejectedError:
+        what = (f"{replaced + 1} tokens in {self.brake.window:.0f}s, although it accepted some of them"
+                if replaced >= max(1, self.brake.burst) else
+                f"a token the identity provider issued {max(age, 0.0):.0f}s ago, right after rejecting the ones "
+                f"it replaced")
         return TokenRejectedError(
-            f"The server at {self._endpoint or 'the endpoint'} rejected a token the identity provider issued "
-            f"{max(age, 0.0):.0f}s ago, right after rejecting the ones it replaced; not asking the IdP for "
+            f"The server at {self._endpoint or 'the endpoint'} rejected {what}; not asking the IdP for "
             f"another one for {retry_in:.0f}s",
             retry_in=retry_in,
             hint="Likely causes: the token's audience is not the one the server expects (admin.audience, "
@@ -593,12 +623,12 @@ class TokenManager:
         self._next_background_at = self._clock() + backoff
         message = str(exc) if isinstance(exc, FlyteAuthError) else type(exc).__name__
         log.warning(
-            "flyteauth: token %s for %s failed (%s: %s); %s",
+            "flyteauth: token %s for %s failed (%s: %s)%s",
             "refresh" if self._state.token else "request",
             self._endpoint or "endpoint",
             type(exc).__name__,
             message,
-            "still serving the current token" if self._state.token and reason == EXPIRING else "",
+            "; still serving the current token" if self._state.token and reason == EXPIRING else "",
         )
         self._emit("failed", reason=reason, error=f"{type(exc).__name__}: {message}",
                    duration=self._clock() - started)

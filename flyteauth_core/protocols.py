@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .config import AuthConfig
 
 __all__ = [
+    "Accepting",
     "Authenticator",
     "AuthenticatorFactory",
     "Closeable",
@@ -81,6 +82,19 @@ class Interceptor(Protocol):
 
 
 # -- optional capabilities ---------------------------------------------------------------------------
+@runtime_checkable
+class Accepting(Protocol):
+    """An interceptor that wants to know when a replacement token worked.
+
+    After a rejection and a retry, the transports call ``accepted(sent)`` when the retried attempt,
+    which carried ``sent``, succeeded.  Only on that path: an accepted first attempt says nothing
+    (the hot path stays a metadata read).  ``TokenManager`` uses it to end its chain of rejections, so
+    a server that revokes tokens now and then is told apart from one that rejects every token.
+    """
+
+    def accepted(self, sent: Metadata) -> None: ...
+
+
 @runtime_checkable
 class Revocable(Protocol):
     """An authenticator that can revoke a token at the IdP (``flyteauth logout``).

@@ -25,7 +25,7 @@ from .events import TokenEvent
 from .http import HttpClientFactory, RetryPolicy
 from .lifecycle import EXPIRING, REPLAY, AcquireRequest, ManagerStats, TokenManager
 from .plugins import PluginRegistry, default_registry
-from .protocols import Closeable, IdpHeaderSource, Revocable
+from .protocols import Accepting, Closeable, IdpHeaderSource, Revocable
 from .token import RefreshPolicy, Token
 from .types import AcquireReason
 
@@ -90,6 +90,12 @@ class _Composite:
         for part, keys in zip(self._parts, self._keys, strict=True):
             retry = part.rejected(tuple(p for p in sent if p[0] in keys)) or retry
         return retry
+
+    def accepted(self, sent: Metadata) -> None:
+        """A retry succeeded: tell each part that wants to know, with the pairs it sent."""
+        for part, keys in zip(self._parts, self._keys, strict=True):
+            if isinstance(part, Accepting):
+                part.accepted(tuple(p for p in sent if p[0] in keys))
 
 
 class AuthSession:

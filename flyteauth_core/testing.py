@@ -4,7 +4,9 @@
   AuthMetadataService paths with real protobuf messages, and an ``Echo`` service (all four call kinds)
   that rejects missing, expired, revoked or wrong-key tokens with UNAUTHENTICATED, and
   ``IdentityService/UserInfo`` (v1/v2, same versions) answering with the token's ``sub``.  With
-  ``expected_audience`` it also rejects JWTs whose ``aud`` claim lacks that audience.
+  ``expected_audience`` it also rejects JWTs whose ``aud`` claim lacks that audience.  With
+  ``proxy_validate`` it plays an authenticating proxy in front of Flyte too (IAP, Istio): every call,
+  discovery included, whose ``proxy-authorization`` is missing or refused is answered PERMISSION_DENIED.
 * :class:`DemoTokenEndpoint`: a tiny OAuth2 token endpoint (client credentials, Basic auth) issuing
   opaque tokens with a short lifetime, for ``flyteauth demo``.
 
@@ -93,10 +95,13 @@ class FlyteTestServer:
         advertised_header_key: str | None = None,
         max_workers: int = 16,
         unimplemented: tuple[str, ...] = (),
+        proxy_validate: Validator | None = None,
     ) -> None:
         """``unimplemented``: discovery paths to leave out (answered UNIMPLEMENTED), e.g. a v2 server that
-        implements ``GetPublicClientConfig`` but not ``GetOAuth2Metadata``."""
+        implements ``GetPublicClientConfig`` but not ``GetOAuth2Metadata``.  ``proxy_validate``: judges the
+        bearer token in ``proxy-authorization`` before anything else (counted as ``proxy_denied``)."""
         self.validate = validate
+        self.proxy_validate = proxy_validate
         self.header_key = header_key
         #: When set, a JWT whose ``aud`` does not contain it is rejected (as a Flyte server checks).
         self.expected_audience = expected_audience
@@ -155,6 +160,7 @@ class FlyteTestServer:
 
     def _count(self, version: str, fn: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
         def handler(request: Any, context: Any) -> Any:
+            self._check_proxy(context)
             with self._lock:
                 self.stats[f"discovery_{version}"] += 1
             return fn(request, context)
@@ -162,8 +168,22 @@ class FlyteTestServer:
         return handler
 
     # -- auth -------------------------------------------------------------------------------------------
+    def _check_proxy(self, context: grpc.ServicerContext) -> None:
+        """As an authenticating proxy would: abort with PERMISSION_DENIED unless ``proxy-authorization``
+        carries a token ``proxy_validate`` accepts (the Flyte server behind it never sees the call)."""
+        if self.proxy_validate is None:
+            return
+        value = next((str(v) for k, v in context.invocation_metadata() if k == "proxy-authorization"), None)
+        reason = judge_bearer(value, "proxy-authorization", self.proxy_validate)
+        if reason is not None:
+            with self._lock:
+                self.stats["proxy_denied"] += 1
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, f"proxy: {reason}")
+
     def _check(self, context: grpc.ServicerContext) -> str:
-        """The accepted token, or abort the call with UNAUTHENTICATED and the reason."""
+        """The accepted token, or abort the call with UNAUTHENTICATED and the reason (or PERMISSION_DENIED
+        from the proxy in front, see ``proxy_validate``)."""
+        self._check_proxy(context)
         metadata = tuple((k, str(v)) for k, v in context.invocation_metadata())
         if self.record_metadata:
             self.seen_metadata.append(metadata)

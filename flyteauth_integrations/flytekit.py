@@ -25,6 +25,13 @@ What the plugin guarantees, and why:
   after UNAUTHENTICATED *or* UNKNOWN; we read the status the interceptor saw and invalidate the token only
   for UNAUTHENTICATED (or when the status cannot be told, e.g. an HTTP 401 through flytekit's requests
   adapter).  An unrelated server error is retried by flytekit with the same, still valid token.
+* **The rejection brake counts flytekit's retries without seeing them succeed.**  flytekit's interceptor
+  returns its retry's outcome straight to the caller; nothing of ours runs after it (no callback, no
+  outcome handed back), so the session never learns that a replacement token was accepted
+  (``Accepting``, which flyteauth's own transports use).  A server that revokes tokens three times within
+  ``RejectionBrake.window`` of each other is taken for one rejecting every token: the next rejection fails
+  with ``TokenRejectedError`` for a few seconds.  Guessing success from the next call would be unsound
+  (a retry rejected again is returned without a second ``refresh_credentials()``).
 * **Where the ``flyteauth:`` section comes from.**  flytekit hands the factory its ``PlatformConfig`` but
   never the file it read.  We find the file the way flytekit does (``FLYTECTL_CONFIG`` or pyflyte's
   ``--config``, ``./flytekit.config``, ``~/.flyte/config``, ``~/.flyte/config.yaml``), then ``UCTL_CONFIG``.

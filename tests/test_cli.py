@@ -97,3 +97,15 @@ def test_config_shows_sources_and_masks_the_secret(peers: tuple[DemoTokenEndpoin
 def test_usage_error_exits_2() -> None:
     result = flyteauth("frobnicate")
     assert result.returncode == 2
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback() -> None:
+    """`flyteauth plugins | head -1`: the pipe closes before the output is written; exit quietly (141, as
+    SIGPIPE would) instead of a BrokenPipeError traceback on the user's terminal."""
+    proc = subprocess.Popen([sys.executable, "-m", "flyteauth_core.cli", "plugins"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the child has imported anything, let alone printed
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=60) == 141
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr

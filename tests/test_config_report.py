@@ -67,6 +67,8 @@ def test_a_missing_secret_file_exits_non_zero_and_says_the_key_is_set_but_wrong(
     result = flyteauth("config", "--config", str(config))
     assert result.returncode == 1
     assert f"error: admin.clientSecretLocation names {tmp_path / 'secret'}, which does not exist" in result.stdout
+    assert result.stdout.count(str(tmp_path / "secret")) == 3, result.stdout  # the row, the error, its fix: once
+    assert "cannot describe the provider" not in result.stdout
     data = json.loads(flyteauth("config", "--json", "--config", str(config)).stdout)
     assert data["ok"] is False
     assert [(p["key"], p["state"], p["severity"]) for p in data["problems"]] == [
@@ -136,6 +138,27 @@ def test_missing_ca_client_key_token_file_and_env_var_each_name_their_key(tmp_pa
     found = {p.key: p for p in problems(load_config(passthrough, env={}), env={})}
     assert set(found) == {"admin.tokenFilePath", "admin.tokenEnvVar"}
     assert "MY_TOKEN_VAR, which is unset" in found["admin.tokenEnvVar"].message
+
+
+def test_no_secret_configs_need_no_secret_but_their_platform_token_file(tmp_path: Path) -> None:
+    """README's "No secrets on disk": federated_jwt and TokenExchange send no client secret, so a missing
+    /etc/secrets/client_secret is no problem; a platform token file that is not there is, naming its key."""
+    missing = tmp_path / "tokens" / "flyte"
+    federated = tmp_path / "fed.yaml"
+    federated.write_text("admin:\n  endpoint: dns:///a:1\n  authType: ClientSecret\n  clientId: app\n"
+                         "  tokenEndpointAuthMethod: federated_jwt\n  tokenUrl: https://idp.example/token\n"
+                         f"  platformTokenFile: {missing}\n  platformTokenAudience: api://AzureADTokenExchange\n")
+    exchange = tmp_path / "tx.yaml"
+    exchange.write_text("admin:\n  endpoint: dns:///a:1\n  authType: flyteauth\nflyteauth:\n"
+                        f"  authType: TokenExchange\n  platformTokenFile: {missing}\n")
+    for config, key in ((federated, "admin.platformTokenFile"), (exchange, "flyteauth.platformTokenFile")):
+        [problem] = problems(load_config(config, env={}), env={})
+        assert (problem.key, problem.state, problem.severity) == (key, "wrong", "error")
+        assert f"names {missing}, which does not exist" in problem.message
+        missing.parent.mkdir(exist_ok=True)
+        missing.write_text("header.payload.signature")
+        assert problems(load_config(config, env={}), env={}) == []
+        missing.unlink()
 
 
 def test_env_vars_are_shown_by_their_own_names(tmp_path: Path) -> None:
@@ -260,3 +283,23 @@ def test_config_shows_where_the_platform_token_comes_from_and_its_claims_never_t
     assert platform["sub"] == "system:serviceaccount:ml:trainer" and platform["aud"] in ("flyte", ["flyte"])
     for out in (text.stdout, text.stderr, json.dumps(data)):
         assert token not in out and token.split(".")[1] not in out
+
+
+def test_secret_errors_name_keys_in_the_section_the_user_wrote(tmp_path: Path) -> None:
+    """A secret configured in flyteauth: gets a fix in flyteauth:, not in admin: (where flytekit would take
+    over): the missing file suggests flyteauth.clientSecretEnvVar, the unset variable names its own key."""
+    from flyteauth_core import ConfigError
+
+    config = tmp_path / "config.yaml"
+    config.write_text("admin:\n  endpoint: dns:///a:1\n  authType: flyteauth\nflyteauth:\n  authType: ClientSecret\n"
+                      f"  clientId: ci\n  clientSecretLocation: {tmp_path / 'nope'}\n")
+    with pytest.raises(ConfigError) as missing:
+        load_config(config, env={}).resolve_client_secret()
+    assert "flyteauth.clientSecretLocation is set" in str(missing.value)
+    assert "flyteauth.clientSecretEnvVar instead" in str(missing.value) and "admin." not in str(missing.value)
+    config.write_text("admin:\n  endpoint: dns:///a:1\n  authType: flyteauth\nflyteauth:\n  authType: ClientSecret\n"
+                      "  clientId: ci\n  clientSecretEnvVar: FLYTEAUTH_TEST_UNSET_SECRET_VAR\n")
+    with pytest.raises(ConfigError) as unset:
+        load_config(config, env={}).resolve_client_secret()
+    assert str(unset.value).startswith("flyteauth.clientSecretEnvVar names 'FLYTEAUTH_TEST_UNSET_SECRET_VAR'")
+    assert "fix flyteauth.clientSecretEnvVar" in str(unset.value)

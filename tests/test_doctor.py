@@ -76,6 +76,20 @@ def test_a_good_config_passes_every_step(idp_fresh: IdpServer, flyte_server: Cal
     assert idp_fresh.token_request_count(CI_BASIC[0]) == 1  # one token for the whole walk
 
 
+def test_every_step_passes_against_flyteauths_own_demo_peers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    """A new user's first doctor run, against ``flyteauth_core.testing``'s peers: that token endpoint answers a
+    GET with 501 (POST only), which means reachable, not an IdP failure."""
+    from flyteauth_core.testing import DemoTokenEndpoint
+
+    with DemoTokenEndpoint(CI_BASIC[0], CI_BASIC[1], ttl=600) as idp, \
+            FlyteTestServer(idp.validate, token_endpoint=idp.url) as server:
+        results = run(write_config(tmp_path, server), monkeypatch)
+        assert [(r.name, r.status) for r in results] == [(name, "ok") for name in STEPS], \
+            [r.summary for r in results]
+        assert "HTTP 501 to a GET" in results[3].summary and idp.requests == 1
+
+
 def test_the_v1_identity_service_is_used_when_the_server_only_speaks_v1(
         idp_fresh: IdpServer, flyte_server: Callable[..., FlyteTestServer], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:

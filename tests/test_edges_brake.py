@@ -128,3 +128,74 @@ def test_wrong_secret_under_a_storm_asks_the_idp_once(idp: DemoTokenEndpoint) ->
             with pytest.raises(InvalidClientError):
                 unary(b"x", timeout=5)
     assert idp.requests == 1
+
+
+def test_an_accepted_replacement_ends_the_chain_only_for_the_token_that_was_accepted() -> None:
+    """``accepted(sent)`` compares like ``rejected(sent)``: a stale report about another token (or about a
+    token rejected again since) leaves the chain, so the brake still stops a server rejecting every token."""
+    now = [1000.0]
+    issued: list[str] = []
+
+    def acquire(previous: Token | None, reason: str) -> Token:
+        issued.append(f"t{len(issued)}")
+        return Token(issued[-1], expires_at=now[0] + 3600)
+
+    manager = TokenManager(acquire, clock=lambda: now[0])
+    first = manager.metadata()
+    for _ in range(5):  # revoked, replaced, the replacement accepted (up to brake.burst in brake.window)
+        assert manager.rejected(manager.metadata())
+        manager.accepted(first)  # about an older token: ignored
+        manager.accepted(manager.metadata())
+    assert len(issued) == 6 and manager.stats.braked_rejections == 0
+    sent = manager.metadata()
+    assert manager.rejected(sent)
+    replacement = manager.metadata()
+    assert manager.rejected(replacement)
+    manager.accepted(replacement)  # rejected since: the chain stays
+    with pytest.raises(TokenRejectedError):
+        manager.rejected(manager.metadata())
+
+
+def test_accepted_replacements_still_brake_after_a_burst() -> None:
+    """Behind a load balancer, one replica may reject every token while the others accept each
+    replacement: acceptance ends the chain, so ``burst`` replacements within ``window`` brake instead
+    (a bounded number of IdP requests), and the window moving on lets revocations be answered again."""
+    now = [1000.0]
+    issued: list[str] = []
+
+    def acquire(previous: Token | None, reason: str) -> Token:
+        issued.append(f"t{len(issued)}")
+        return Token(issued[-1], expires_at=now[0] + 3600)
+
+    manager = TokenManager(acquire, clock=lambda: now[0], brake=RejectionBrake(window=30, burst=10))
+    with pytest.raises(TokenRejectedError) as error:
+        for _ in range(100):
+            assert manager.rejected(manager.metadata())  # the bad replica
+            manager.accepted(manager.metadata())  # the retry lands on a good one
+            now[0] += 0.1
+    assert len(issued) == 1 + 10 and "11 tokens in 30s" in str(error.value)
+    assert manager.metadata() == ((("authorization", "Bearer t10"),))  # the good replicas keep working
+    now[0] += 31  # the burst has left the window
+    assert manager.rejected(manager.metadata()) and manager.metadata()[0][1] == "Bearer t11"
+
+
+def test_a_replica_rejecting_every_token_behind_a_balancer_costs_a_bounded_number(idp: DemoTokenEndpoint) -> None:
+    """Every other call lands on a replica with the wrong audience; the retry lands on a good one and is
+    accepted.  Acceptance alone would make that one token request per call; the burst bound stops it."""
+    import itertools
+
+    turn = itertools.count()
+    outcomes: dict[str, int] = {}
+    with FlyteTestServer(lambda token: "wrong audience" if next(turn) % 2 else None) as server, \
+            _session(idp, server) as session:
+        unary = session.channel().unary_unary(ECHO["unary"])
+        for _ in range(100):
+            try:
+                unary(b"x", timeout=5)
+                kind = "ok"
+            except TokenRejectedError:
+                kind = "TokenRejectedError"
+            outcomes[kind] = outcomes.get(kind, 0) + 1
+        burst = session.manager.brake.burst
+    assert idp.requests <= 1 + burst < 100 // 2
+    assert outcomes["ok"] > 50 and outcomes.get("TokenRejectedError", 0) > 0  # the good replicas keep serving

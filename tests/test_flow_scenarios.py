@@ -461,3 +461,21 @@ def test_server_stream_rejected_after_its_first_message_is_not_retried(driver: D
     assert "mid-stream" in str(error.value) or "mid-stream" in repr(error.value)
     assert driver.server.stats["calls"] == 2  # not replayed
     assert _eventually(lambda: driver.session.stats.invalidations == 1, driver)  # but the token is invalidated
+
+
+def test_revocations_in_a_row_each_replacement_accepted_never_brake(driver: Driver) -> None:
+    """A server that revokes the current token six times in a row, accepting each replacement in between
+    (an admin revoking sessions, a key rotation), costs six token requests and no failed call: the retry
+    that succeeds tells the manager the replacement works, so the rejection brake (which stops a server
+    rejecting every token) does not take these for a storm."""
+    driver.unary()
+    for i in range(6):
+        _revoke_current(driver)
+        if driver.has_server_stream and i % 2:
+            assert len(driver.stream()) == 3  # a response stream's retry is accepted at its first message
+        else:
+            driver.unary()  # rejected once, retried once with a new token, which the server accepts
+    stats = driver.session.stats
+    assert stats.token_requests == 1 + 6 and stats.invalidations == 6
+    assert stats.braked_rejections == 0 and stats.failures == 0
+    assert driver.server.stats["rejected"] == 6 and driver.server.stats["calls"] == 1 + 2 * 6

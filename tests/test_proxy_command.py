@@ -112,3 +112,58 @@ def test_one_implementation_the_token_manager() -> None:
     manager = proxy_authorization(AuthConfig(endpoint="a:1", proxy_command=("true",)))
     assert isinstance(manager, ProxyAuthorization) and isinstance(manager, TokenManager)
     assert manager._store is None  # never persisted
+
+
+@pytest.mark.parametrize("form", ["channel", "interceptor", "aio channel"])
+def test_a_proxy_permission_denied_over_grpc_refreshes_the_proxy_token_once(tmp_path: Path, form: str) -> None:
+    """An authenticating proxy in front of Flyte (IAP, Istio) answers PERMISSION_DENIED to a stale
+    ``proxy-authorization``: the proxy token is replaced once and the call retried; the bearer token,
+    which the proxy never judged, stays.  Discovery goes through the same proxy (no ``tokenUrl``)."""
+    import asyncio
+
+    import grpc
+
+    proxy = {"current": "proxy-tok-1"}
+    counter = tmp_path / "count"
+    with RecordingTokenEndpoint("ci", SECRET, ttl=60) as idp, FlyteTestServer(
+            idp.validate, token_endpoint=idp.url,
+            proxy_validate=lambda token: None if token == proxy["current"] else "stale proxy token") as server, \
+            make_session(server, counter) as session:
+        loop = asyncio.new_event_loop()
+        if form == "aio channel":
+            async def make() -> Any:
+                return session.aio_channel()
+
+            channel = loop.run_until_complete(make())
+            unary = channel.unary_unary(ECHO["unary"])
+
+            def call(payload: bytes) -> bytes:
+                return loop.run_until_complete(unary(payload, timeout=10))  # type: ignore[no-any-return]
+        else:
+            raw = grpc.insecure_channel(server.target)
+            channel = session.channel() if form == "channel" else grpc.intercept_channel(
+                raw, *session.grpc_interceptors())
+            unary = channel.unary_unary(ECHO["unary"])
+
+            def call(payload: bytes) -> bytes:
+                return unary(payload, timeout=10)  # type: ignore[no-any-return]
+        try:
+            assert call(b"a") == b"a"
+            bearer = session.get_token().access_token
+            proxy["current"] = "proxy-tok-2"  # the proxy rotated its credentials
+            assert call(b"b") == b"b"  # PERMISSION_DENIED once, the proxy token refreshed, retried once
+            assert server.stats["proxy_denied"] == 1 and len(counter.read_text().splitlines()) == 2
+            proxy["current"] = "never"  # a proxy that refuses every token: refreshed once, then the caller sees it
+            with pytest.raises(grpc.RpcError) as error:
+                call(b"c")
+            assert error.value.code() is grpc.StatusCode.PERMISSION_DENIED
+            assert server.stats["proxy_denied"] == 3 and len(counter.read_text().splitlines()) == 3
+        finally:
+            if form == "aio channel":
+                loop.run_until_complete(channel.close())
+            else:
+                raw.close()
+            loop.close()
+        # the bearer token was never invalidated: one token request, no rejection by Flyte itself
+        assert session.get_token().access_token == bearer and session.stats.invalidations == 0
+        assert idp.requests == 1 and server.stats["rejected"] == 0

@@ -153,6 +153,8 @@ def test_exit_codes(idp_fresh: IdpServer, flyte_server: Callable[..., FlyteTestS
     wrong = "wrong-secret-for-helper-9c1"
     rejected = run("--config", str(write_config(tmp_path, idp_fresh.token_endpoint, secret=wrong)))
     assert rejected.returncode == 4 and rejected.stdout == "" and wrong not in rejected.stderr
+    # one line on stderr: the error, not also the lifecycle's warning about the same failure (-v adds it)
+    assert rejected.stderr.count("invalid_client") == 1 and "WARNING" not in rejected.stderr, rejected.stderr
     # 5: the IdP is unreachable
     down = run("--config", str(write_config(tmp_path, "http://127.0.0.1:9/token")))
     assert down.returncode == 5 and down.stdout == ""
@@ -162,3 +164,21 @@ def test_exit_codes(idp_fresh: IdpServer, flyte_server: Callable[..., FlyteTestS
         f"admin:\n  endpoint: dns:///{server.target}\n  insecure: true\n  authType: Pkce\n  tokenStore: file\n"))
     interactive = run("--config", str(pkce))
     assert interactive.returncode == 3 and "flyteauth login" in interactive.stderr
+
+
+def test_an_expired_platform_token_is_a_configuration_exit(tmp_path: Path, run: Run) -> None:
+    """A pod whose projected token stopped rotating: exit 2 (fix the setup), not 1 or 5 (retrying won't help);
+    stderr names the file, and no IdP is contacted (the token URL is a closed port)."""
+    import base64
+
+    def part(data: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    token_file = tmp_path / "projected-token"
+    token_file.write_text(f"{part({'alg': 'RS256'})}.{part({'sub': 'system:serviceaccount:ml:a', 'exp': 1000})}.c2ln")
+    config = tmp_path / "config.yaml"
+    config.write_text("admin:\n  endpoint: dns:///127.0.0.1:9\n  insecure: true\n  authType: TokenExchange\n"
+                      f"  tokenUrl: http://127.0.0.1:9/token\n  platformTokenFile: {token_file}\n")
+    expired = run("--config", str(config))
+    assert expired.returncode == 2 and expired.stdout == "", expired.stderr
+    assert str(token_file) in expired.stderr and "expired" in expired.stderr.lower()

@@ -23,9 +23,10 @@ be cheap on every call and hand out tokens that live long enough to be useful:
   (``access_tokens.db``) and az (``msal_token_cache.json``) keep tokens on disk the same way.  What is on
   disk is a short-lived access token.
 
-Exit codes: 0 ok; 1 unexpected error; 2 configuration (including usage errors and the helper naming
-itself as its own provider); 3 a human must log in (run ``flyteauth login``); 4 the IdP rejected the
-credentials or grant; 5 transient (IdP or network unreachable, timeouts, lock wait): retry later.
+Exit codes: 0 ok; 1 unexpected error; 2 configuration (including usage errors, the helper naming
+itself as its own provider, and an expired or wrong-audience platform token); 3 a human must log in
+(run ``flyteauth login``); 4 the IdP rejected the credentials or grant; 5 transient (IdP or network
+unreachable, timeouts, lock wait): retry later.
 stdout carries the token (or ``--json``) and nothing else; messages go to stderr.
 """
 
@@ -94,6 +95,7 @@ def exit_code(error: BaseException) -> int:
         CommandError,
         ConfigError,
         InteractionRequired,
+        PlatformTokenError,
         PluginError,
         TokenRequestError,
     )
@@ -104,6 +106,10 @@ def exit_code(error: BaseException) -> int:
         return EXIT_INTERACTION
     if getattr(error, "transient", False):
         return EXIT_TRANSIENT
+    if isinstance(error, PlatformTokenError):
+        # An expired or wrong-audience platform token: the workload's identity setup needs fixing, and
+        # running the helper again will not help (a source that could not be reached is transient, above).
+        return EXIT_CONFIG
     if isinstance(error, (TokenRequestError, CommandError)):
         return EXIT_REJECTED
     return EXIT_ERROR

@@ -23,7 +23,7 @@ from connectrpc.errors import ConnectError
 
 from ..errors import as_connect_error
 from ..protocols import Interceptor, Metadata
-from .flow import auth_flow, call_async, call_sync, metadata_async, metadata_sync, retry_timeout
+from .flow import accepted, auth_flow, call_async, call_sync, metadata_async, metadata_sync, retry_timeout
 
 
 def classify(error: BaseException) -> bool | None:
@@ -80,16 +80,22 @@ class ConnectAuth:
                       can_replay: bool) -> AsyncIterator[Any]:
         flow = auth_flow(self._interceptor, _timeout(ctx))
         next(flow)
-        delivered = False
+        delivered = retried = False
         while True:
             sent = await metadata_async(self._interceptor, as_connect_error)
             try:
                 async for message in call_next(request, _apply(ctx, sent)):
+                    if retried:  # the replacement token works
+                        retried = False
+                        accepted(self._interceptor, sent)
                     delivered = True
                     yield message
+                if retried:
+                    accepted(self._interceptor, sent)
                 return
             except ConnectError as error:
                 retry_timeout(flow, sent, can_replay and not delivered, error, classify, as_connect_error)
+                retried = True
 
 
 class ConnectAuthSync:
@@ -115,13 +121,19 @@ class ConnectAuthSync:
     def _stream(self, call_next: Callable[..., Any], request: Any, ctx: Any, can_replay: bool) -> Iterator[Any]:
         flow = auth_flow(self._interceptor, _timeout(ctx))
         next(flow)
-        delivered = False
+        delivered = retried = False
         while True:
             sent = metadata_sync(self._interceptor, as_connect_error)
             try:
                 for message in call_next(request, _apply(ctx, sent)):
+                    if retried:  # the replacement token works
+                        retried = False
+                        accepted(self._interceptor, sent)
                     delivered = True
                     yield message
+                if retried:
+                    accepted(self._interceptor, sent)
                 return
             except ConnectError as error:
                 retry_timeout(flow, sent, can_replay and not delivered, error, classify, as_connect_error)
+                retried = True

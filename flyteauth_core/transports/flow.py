@@ -9,7 +9,10 @@ replayed, within what is left of the caller's deadline"), and each transport onl
   so one generator serves sync and async transports alike) and makes the attempt;
 * if the server accepted it, the driver drops the generator; if it rejected it, the driver calls
   :func:`after_rejection`, which hands the flow ``(sent, replayable, proxy)`` and returns the timeout
-  for the retry, or :data:`STOP`.
+  for the retry, or :data:`STOP`;
+* if the retry succeeds, the driver calls :func:`accepted` with what the retry sent, so the
+  interceptor learns that the replacement token works (the manager ends its chain of rejections
+  there, see ``RejectionBrake``).  Only after a retry: the accepted first attempt costs nothing.
 
 ``replayable`` is the driver's fact at the moment of the rejection: a unary request, a list of
 requests or a stream that has produced no message yet can be sent again; a consumed iterator, a
@@ -31,7 +34,7 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Final, TypeVar
 
 from ..errors import FlyteAuthError
-from ..protocols import Interceptor, Metadata
+from ..protocols import Accepting, Interceptor, Metadata
 
 T = TypeVar("T")
 
@@ -67,6 +70,13 @@ def auth_flow(interceptor: Interceptor, timeout: float | None, clock: Callable[[
         if timeout <= 0:  # the caller's deadline is spent: the rejection is the answer
             return
     yield timeout
+
+
+def accepted(interceptor: Interceptor, sent: Metadata) -> None:
+    """A retried attempt that carried ``sent`` succeeded: tell an interceptor that wants to know
+    (:class:`~flyteauth_core.protocols.Accepting`).  Drivers call it only after a retry."""
+    if isinstance(interceptor, Accepting):
+        interceptor.accepted(sent)
 
 
 def after_rejection(flow: Flow, sent: Metadata, replayable: bool, proxy: bool = False) -> Any:
@@ -125,9 +135,12 @@ def retry_sync(interceptor: Interceptor, timeout: float | None, started: float, 
         timeout = retry_timeout(flow, sent, replayable, error, classify, wrap)
         sent = metadata_sync(interceptor, wrap)
         try:
-            return attempt(sent, timeout)
+            result = attempt(sent, timeout)
         except Exception as exc:
             error = exc
+        else:
+            accepted(interceptor, sent)
+            return result
 
 
 async def call_async(interceptor: Interceptor, timeout: float | None, replayable: bool,
@@ -136,12 +149,18 @@ async def call_async(interceptor: Interceptor, timeout: float | None, replayable
     """:func:`call_sync` for coroutines: the same flow, metadata awaited (never blocking the loop)."""
     flow = auth_flow(interceptor, timeout)
     timeout = next(flow)
+    retried = False
     while True:
         sent = await metadata_async(interceptor, wrap)
         try:
-            return await attempt(sent, timeout)
+            result = await attempt(sent, timeout)
         except Exception as error:
             timeout = retry_timeout(flow, sent, replayable, error, classify, wrap)
+            retried = True
+        else:
+            if retried:
+                accepted(interceptor, sent)
+            return result
 
 
 def metadata_sync(interceptor: Interceptor, wrap: Wrap) -> Metadata:

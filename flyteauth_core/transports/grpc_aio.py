@@ -37,7 +37,16 @@ from grpc import aio
 
 from ..errors import FlyteAuthError, as_grpc_error
 from ..protocols import Interceptor, Metadata
-from .flow import after_rejection, auth_flow, call_async, merge, metadata_async, replayable, retry_timeout
+from .flow import (
+    accepted,
+    after_rejection,
+    auth_flow,
+    call_async,
+    merge,
+    metadata_async,
+    replayable,
+    retry_timeout,
+)
 from .grpc_sync import classify
 
 
@@ -134,27 +143,39 @@ class _AioCall:
         self._call = None
 
     async def _response(self) -> Any:
+        retried = False
         while True:
             call = self._call or await self._begin()
             try:
-                return await call
+                result = await call
             except aio.AioRpcError as error:
                 self._rejected(error, False)
+                retried = True
+            else:
+                if retried:  # the replacement token works
+                    accepted(self._interceptor, self._sent)
+                return result
 
     def __await__(self) -> Any:
         return self._response().__await__()
 
     async def _messages(self) -> AsyncIterator[Any]:
-        delivered = False
+        delivered = retried = False
         while True:
             call = self._call or await self._begin()
             try:
                 async for message in call:
+                    if retried:  # the replacement token works
+                        retried = False
+                        accepted(self._interceptor, self._sent)
                     delivered = True
                     yield message
+                if retried:
+                    accepted(self._interceptor, self._sent)
                 return
             except aio.AioRpcError as error:
                 self._rejected(error, delivered)
+                retried = True
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self._messages()
@@ -271,8 +292,10 @@ class AioAuthChannel(aio.Channel):
 
 # -- the interceptor form ------------------------------------------------------------------------------
 class _Rejected(Exception):
-    """A finished call whose status is a rejection, carried through ``call_async`` (grpc.aio calls are
-    not exceptions); ``call`` is handed back to grpc.aio when the flow stops."""
+    """A finished call that did not succeed, carried through ``call_async`` (grpc.aio calls are not
+    exceptions): a rejection is retried, anything else re-raised at once; ``call`` is handed back to
+    grpc.aio when the flow stops.  So ``call_async`` returns only calls that succeeded (or live streams,
+    whose headers say the server took the token), and reports a retried one as accepted."""
 
     def __init__(self, call: Any, code: grpc.StatusCode) -> None:
         super().__init__(code.name)
@@ -284,15 +307,15 @@ class _Rejected(Exception):
 
 
 async def _judge(call: Any, stream: bool) -> bool:
-    """Await enough of a call to tell a rejection (raising :class:`_Rejected`): all of it, or a response
-    stream's headers (a server that rejects a stream outright ends it with trailers only).  True when the
-    call is a live stream the caller will read."""
+    """Await enough of a call to tell a rejection (raising :class:`_Rejected`, as for any other failure):
+    all of it, or a response stream's headers (a server that rejects a stream outright ends it with
+    trailers only).  True when the call is a live stream the caller will read."""
     if stream:
         await call.initial_metadata()
         if not call.done():
             return True
     code = await _final_code(call)
-    if classify(_Status(code)) is not None:
+    if code is not grpc.StatusCode.OK:
         raise _Rejected(call, code)
     return False
 

@@ -24,7 +24,17 @@ import grpc
 
 from ..errors import FlyteAuthError, as_grpc_error
 from ..protocols import Interceptor, Metadata
-from .flow import STOP, after_rejection, auth_flow, merge, metadata_sync, replayable, retry_sync, retry_timeout
+from .flow import (
+    STOP,
+    accepted,
+    after_rejection,
+    auth_flow,
+    merge,
+    metadata_sync,
+    replayable,
+    retry_sync,
+    retry_timeout,
+)
 
 _UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 _PERMISSION_DENIED = grpc.StatusCode.PERMISSION_DENIED
@@ -83,6 +93,7 @@ class _Stream:
         self._start = start
         self._can_replay = can_replay
         self._started = False
+        self._retried = False  # until the retry's first message (or clean end) says the token works
         self._sent = metadata_sync(interceptor, as_grpc_error)
         self._call = start(self._sent, next(self._flow))
 
@@ -99,8 +110,19 @@ class _Stream:
                                         classify, as_grpc_error)
                 self._sent = metadata_sync(self._interceptor, as_grpc_error)
                 self._call = self._start(self._sent, timeout)
+                self._retried = True
+            except StopIteration:
+                self._succeeded()
+                raise
+        if self._retried:
+            self._succeeded()
         self._started = True
         return message
+
+    def _succeeded(self) -> None:
+        if self._retried:
+            self._retried = False
+            accepted(self._interceptor, self._sent)
 
     def __getattr__(self, name: str) -> Any:  # code(), details(), cancel(), trailing_metadata(), ...
         return getattr(self._call, name)
@@ -284,14 +306,20 @@ class AuthClientInterceptor(
     def _unary_response(self, continuation: Any, details: Any, request: Any, can_replay: bool) -> Any:
         flow = auth_flow(self._interceptor, details.timeout)
         timeout = next(flow)
+        retried = False
         while True:
             sent = metadata_sync(self._interceptor, as_grpc_error)
             outcome = continuation(_with_metadata(details, sent, timeout), _feed(request))
             if _held_by_caller(outcome):
                 return _watch(outcome, flow, sent)
             proxy = classify(outcome)
-            if proxy is None or (timeout := after_rejection(flow, sent, can_replay, proxy)) is STOP:
+            if proxy is None:
+                if retried and outcome.code() is grpc.StatusCode.OK:
+                    accepted(self._interceptor, sent)
                 return outcome
+            if (timeout := after_rejection(flow, sent, can_replay, proxy)) is STOP:
+                return outcome
+            retried = True
 
     def _stream_response(self, continuation: Any, details: Any, request: Any, can_replay: bool) -> Any:
         return _Stream(self._interceptor, details.timeout,

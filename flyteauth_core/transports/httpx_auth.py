@@ -17,7 +17,7 @@ from typing import Any
 import httpx2
 
 from ..protocols import Interceptor, Metadata
-from .flow import STOP, Flow, after_rejection, auth_flow
+from .flow import STOP, Flow, accepted, after_rejection, auth_flow
 
 Origin = tuple[str, str, int]
 
@@ -76,11 +76,15 @@ class HttpxAuth(httpx2.Auth):
             return
         flow = auth_flow(self._interceptor, _deadline(request))
         next(flow)
+        retried = False
         while True:
             sent = self._interceptor.metadata()
             response = yield _apply(request, sent)
             if not _retry(flow, request, response, sent):
+                if retried and response.status_code < 400:  # the replacement token works
+                    accepted(self._interceptor, sent)
                 return
+            retried = True
             response.read()
 
     async def async_auth_flow(self, request: httpx2.Request) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
@@ -89,10 +93,15 @@ class HttpxAuth(httpx2.Auth):
             next(flow)
             sent = await self._interceptor.metadata_async()
             response = yield _apply(request, sent)
-            while _retry(flow, request, response, sent):
-                await response.aread()
-                sent = await self._interceptor.metadata_async()
-                response = yield _apply(request, sent)
+            if _retry(flow, request, response, sent):
+                while True:
+                    await response.aread()
+                    sent = await self._interceptor.metadata_async()
+                    response = yield _apply(request, sent)
+                    if not _retry(flow, request, response, sent):
+                        break
+                if response.status_code < 400:  # the replacement token works
+                    accepted(self._interceptor, sent)
         else:
             yield request
 
