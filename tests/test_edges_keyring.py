@@ -102,8 +102,9 @@ def test_choosing_a_backend_does_not_block_construction(monkeypatch: pytest.Monk
     monkeypatch.setattr(keyring_store, "choose_backend", stuck)
     try:
         started = time.monotonic()
-        store = KeyringTokenStore(fallback=FileTokenStore(directory=tmp_path), call_timeout=0.3)
-        assert time.monotonic() - started < 0.2  # 0.1.0: blocks here, with no bound
+        store = KeyringTokenStore(fallback=FileTokenStore(directory=tmp_path), call_timeout=1.0)
+        # 0.1.0: blocks here, with no bound (30 s); a construction bounded by call_timeout would take 1 s
+        assert time.monotonic() - started < 1.0
         token = Token("t", expires_at=time.time() + 60)
         store.save(KEY, token)  # the first use chooses, within call_timeout, then falls back
         assert time.monotonic() - started < 5

@@ -72,7 +72,11 @@ def test_discovery_is_shared(fleet: dict[str, Any]) -> None:
 
 
 def test_hot_path_sends_nothing_to_redis(fleet: dict[str, Any]) -> None:
-    assert fleet["hotpath"]["redis_commands_during"] == 0
+    hotpath = fleet["hotpath"]
+    # counted over the rounds whose (3 s) token stayed fresh throughout; a round a loaded machine
+    # stretched past the refresh window refreshes, and a refresh talks to Redis by design
+    assert hotpath["fresh_rounds"] >= 1, hotpath
+    assert hotpath["redis_commands_during"] == 0, hotpath
 
 
 def test_idp_rate_limit_answers_429_with_retry_after() -> None:

@@ -32,16 +32,18 @@ HEADER = "authorization"
 
 
 class Gate:
-    """What every server consults before answering: revoked tokens and per-call delays (in order)."""
+    """What every server consults before answering: revoked tokens and per-call delays (in order); a
+    delay ends early once ``release`` is set (a test's abandoned call need not hold the server)."""
 
     def __init__(self, validate: Callable[[str], str | None]) -> None:
         self._validate = validate
         self.revoked: set[str] = set()
         self.delays: list[float] = []
+        self.release = threading.Event()
 
     def __call__(self, token: str) -> str | None:
         if self.delays:
-            time.sleep(self.delays.pop(0))
+            self.release.wait(self.delays.pop(0))
         return "revoked" if token in self.revoked else self._validate(token)
 
 
@@ -346,6 +348,7 @@ def driver(request: pytest.FixtureRequest, peers: Peers) -> Iterator[Driver]:
     server.stats.clear()
     peers.gate.revoked.clear()
     peers.gate.delays.clear()
+    peers.gate.release.clear()
     peers.grpc.reject_after_first_message = peers.connect.reject_after_first_message = False
     clock = Clock()
     config = AuthConfig(endpoint=server.target, insecure=True, auth_type="ClientSecret", client_id=CI_BASIC[0],
@@ -428,15 +431,23 @@ def test_rejected_unreplayable_stream_is_not_retried_but_invalidates(driver: Dri
 def test_retry_gets_only_what_is_left_of_the_deadline(driver: Driver) -> None:
     driver.unary()
     _revoke_current(driver)
-    driver.peers.gate.delays[:] = [0.8, 0.5]  # the rejection takes 0.8 s; the retry would take 0.5 s
+    # The caller allows 2 s; the rejection takes 1 s, the retry would take 30 s (until released).  Given
+    # what is left (1 s), the retry ends at the caller's deadline, 2 s after the start; given a deadline
+    # of its own (the caller's 2 s again) it would end 1 s later, given none it would not end at all.
+    deadline, rejection = 2.0, 1.0
+    driver.peers.gate.delays[:] = [rejection, 30.0]
     started = time.monotonic()
     with pytest.raises(Exception) as error:
-        driver.unary(timeout=1.0)
+        driver.unary(timeout=deadline)
     elapsed = time.monotonic() - started
+    driver.peers.gate.release.set()  # let the server finish the abandoned retry
     assert _is_deadline(error.value), repr(error.value)
     assert driver.session.stats.token_requests == 2  # the retry was made, with a new token ...
-    assert elapsed < 1.15, f"the retry outlived the caller's 1 s deadline ({elapsed:.2f} s)"  # ... in <= 0.2 s
-    # let the server finish the abandoned retry, so that it does not count in the next test
+    # ... and ended at the caller's deadline: the bound sits halfway to where a retry with a deadline of
+    # its own would end, so a slow machine's late wake-up (tenths of a second) does not fail it
+    assert elapsed < deadline + rejection / 2, f"the retry outlived the caller's {deadline:g} s deadline " \
+        f"({elapsed:.2f} s)"
+    # the abandoned retry reached the server (and does not count in the next test)
     assert _eventually(lambda: driver.server.stats["calls"] == 3, driver)
 
 

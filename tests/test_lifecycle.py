@@ -262,15 +262,26 @@ def test_waiting_has_a_deadline() -> None:
     provider = Provider(clock)
     provider.gate = threading.Event()
     m = manager(provider, clock, policy=RefreshPolicy(acquire_timeout=0.2))
-    owner = threading.Thread(target=m.metadata)
+    outcomes: list[BaseException | tuple[tuple[str, str], ...]] = []
+
+    def owner_call() -> None:  # the caller that started the refresh: its wait is bounded too
+        try:
+            outcomes.append(m.metadata())
+        except BaseException as exc:  # kept for the assertion below, not left to the thread
+            outcomes.append(exc)
+
+    owner = threading.Thread(target=owner_call)
     owner.start()
     wait_for(lambda: m.stats.waits == 1)
     started = time.monotonic()
     with pytest.raises(TokenTimeoutError, match="after 0s"):
         m.metadata()
     assert time.monotonic() - started < 2
-    provider.gate.set()
     owner.join(5)
+    assert len(outcomes) == 1 and isinstance(outcomes[0], TokenTimeoutError)
+    provider.gate.set()  # the stalled request finishes late: its token serves the next call, no new request
+    wait_for(lambda: m.state() is not None)
+    assert m.metadata() == (("flyte-authorization", "Bearer token-1"),) and len(provider.calls) == 1
 
 
 def test_store_token_is_used_without_a_request_and_saved_after_refresh() -> None:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import pytest
 
-from flyteauth_core import AuthSession
+from flyteauth_core import AuthSession, TokenState
 from flyteauth_core.testing import ECHO, FlyteTestServer
 
 from ._idp import CI_BASIC_ID, IdpServer
@@ -88,33 +88,50 @@ def test_background_refresh_over_three_expiries_never_makes_a_caller_wait(
     and no caller waits after the first cold call.
     """
     session, server = idp_session()
+    # When the server first saw each token: a token is "used" once a call carried it.  (Sampling
+    # session.get_token() after each call instead could miss a short-lived token on a busy machine:
+    # the call that noticed it was stale carried it, and its replacement was out before the sample.)
+    first_use: dict[str, float] = {}
+    lock = threading.Lock()
+    validate = server.validate
+
+    def recording(token: str) -> str | None:
+        seen = time.time()
+        with lock:
+            first_use.setdefault(token, seen)
+        return validate(token)
+
+    server.validate = recording
     unary = session.channel().unary_unary(ECHO["unary"])
     assert unary(b"cold") == b"cold"
     assert session.stats.waits == 1
-
-    first_use: dict[str, float] = {}
-    lock = threading.Lock()
     stop = time.monotonic() + 3 * 2.0  # three IdP token lifetimes
 
     def caller(i: int) -> int:
         n = 0
         while time.monotonic() < stop:
             assert unary(b"%d" % i) == b"%d" % i
-            token = session.get_token().access_token
-            seen = time.time()
-            with lock:
-                first_use.setdefault(token, seen)
             n += 1
             time.sleep(0.02)
         return n
 
     results = thread_storm(8, caller)
     assert all(isinstance(r, int) and r > 50 for r in results), results
+    # The storm's last calls may have started a refresh whose token lands after them (on a busy machine
+    # the IdP's answer takes a while): calls after the storm send the current token, so every token the
+    # IdP issued has had its chance to be sent.  A token replaced before any call sent it stays unsent.
+    for _ in range(100):
+        assert unary(b"after") == b"after"
+        if session.manager.state() is TokenState.FRESH:
+            current = session.get_token().access_token
+            if current in first_use and session.manager.state() is TokenState.FRESH:
+                break
+        time.sleep(0.05)
 
     requests = idp_fresh.token_request_count(CI_BASIC_ID)
     tokens = sorted(first_use, key=first_use.__getitem__)
-    # Every token the IdP issued was used (no duplicate, wasted refresh) ...
-    assert requests == session.stats.token_requests == len(tokens)
+    # Every token the IdP issued was sent by a call (no duplicate, wasted refresh) ...
+    assert requests == session.stats.token_requests == len(tokens), (requests, session.stats, len(tokens))
     assert session.stats.background_refreshes == requests - 1
     # ... and the count matches the token lifetimes that ran out: one replacement per token (the last
     # one or two replaced tokens may still be inside their lifetime: they are replaced at mid-life).

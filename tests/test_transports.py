@@ -6,6 +6,7 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import grpc
 import httpx2
@@ -391,6 +392,40 @@ def test_every_sync_call_kind_and_style_after_a_revocation(
             assert form == "interceptor" and result == b"f"
         assert unary.future(b"next").result(timeout=5) == b"next"  # the next call carries a fresh token
     assert idp.requests == len(calls) + 3
+
+
+class _FinishBeforeReturning(grpc.UnaryUnaryClientInterceptor, grpc.StreamUnaryClientInterceptor):  # type: ignore[misc]
+    """Hands a ``future()`` back only once it has finished: what a busy machine does by chance when the
+    server answers before the caller's thread runs again."""
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return self._finished(continuation(details, request))
+
+    def intercept_stream_unary(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
+        return self._finished(continuation(details, request_iterator))
+
+    @staticmethod
+    def _finished(outcome: Any) -> Any:
+        done = threading.Event()
+        outcome.add_done_callback(lambda _: done.set())
+        assert done.wait(5)
+        return outcome
+
+
+def test_interceptor_form_never_replays_a_future_that_finished_before_it_was_returned(
+        session: AuthSession, peers: tuple[DemoTokenEndpoint, FlyteTestServer]) -> None:
+    idp, server = peers
+    channel = grpc.intercept_channel(session._raw(), *session.grpc_interceptors(), _FinishBeforeReturning())
+    unary, client_stream = channel.unary_unary(ECHO["unary"]), channel.stream_unary(ECHO["client_stream"])
+    for make in (lambda: unary.future(b"f"), lambda: client_stream.future(iter([b"f"]))):
+        server.revoke(session.get_token().access_token)
+        future = make()
+        assert future.done()
+        with pytest.raises(grpc.RpcError) as error:
+            future.result(timeout=5)
+        assert error.value.code() is grpc.StatusCode.UNAUTHENTICATED  # not replayed with a new token ...
+        assert unary(b"next") == b"next"  # ... but the rejected token was dropped: no second rejection
+    assert server.stats["rejected"] == 2 and session.stats.invalidations == 2 and idp.requests == 3
 
 
 def test_interceptor_form_future_does_not_block(session: AuthSession,

@@ -15,6 +15,7 @@ errors that are both the ``FlyteAuthError`` subclass and a ``grpc.RpcError``.
 from __future__ import annotations
 
 import collections
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -65,6 +66,21 @@ def _watch(future: Any, flow: Any, sent: Metadata) -> Any:
 
     future.add_done_callback(on_done)
     return future
+
+
+def _held_by_caller(outcome: Any) -> bool:
+    """Whether the continuation returned the running call of a ``future()`` (the caller holds it: watch
+    it, never replay it) rather than the finished outcome of ``__call__``/``with_call``.
+
+    Judged by the call's type, not only by ``done()``: on a busy machine the server's rejection can
+    complete the future before the interceptor looks at it, and whether a future is replayed must not
+    depend on the machine's load (the caller may have chosen ``future()`` so that it never is).
+    """
+    if not outcome.done():
+        return True
+    # grpc's running calls (private to grpc, so looked up defensively; loaded once a channel exists)
+    live = getattr(sys.modules.get("grpc._channel"), "_Rendezvous", ())
+    return isinstance(outcome, live)
 
 
 class _Stream:
@@ -294,7 +310,7 @@ class AuthClientInterceptor(
         while True:
             sent = metadata_sync(self._interceptor, as_grpc_error)
             outcome = continuation(_with_metadata(details, sent, timeout), _feed(request))
-            if not outcome.done():
+            if _held_by_caller(outcome):
                 return _watch(outcome, flow, sent)
             proxy = classify(outcome)
             if proxy is None:
