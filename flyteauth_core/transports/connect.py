@@ -78,24 +78,17 @@ class ConnectAuth:
 
     async def _stream(self, call_next: Callable[..., Any], request: Any, ctx: Any,
                       can_replay: bool) -> AsyncIterator[Any]:
-        flow = auth_flow(self._interceptor, _timeout(ctx))
-        next(flow)
-        delivered = retried = False
+        attempts = _StreamAttempts(self._interceptor, ctx, can_replay)
         while True:
             sent = await metadata_async(self._interceptor, as_connect_error)
             try:
                 async for message in call_next(request, _apply(ctx, sent)):
-                    if retried:  # the replacement token works
-                        retried = False
-                        accepted(self._interceptor, sent)
-                    delivered = True
+                    attempts.delivering(sent)
                     yield message
-                if retried:
-                    accepted(self._interceptor, sent)
+                attempts.ended(sent)
                 return
             except ConnectError as error:
-                retry_timeout(flow, sent, can_replay and not delivered, error, classify, as_connect_error)
-                retried = True
+                attempts.rejected(sent, error)
 
 
 class ConnectAuthSync:
@@ -119,21 +112,46 @@ class ConnectAuthSync:
         return self._stream(call_next, request, ctx, False)
 
     def _stream(self, call_next: Callable[..., Any], request: Any, ctx: Any, can_replay: bool) -> Iterator[Any]:
-        flow = auth_flow(self._interceptor, _timeout(ctx))
-        next(flow)
-        delivered = retried = False
+        attempts = _StreamAttempts(self._interceptor, ctx, can_replay)
         while True:
             sent = metadata_sync(self._interceptor, as_connect_error)
             try:
                 for message in call_next(request, _apply(ctx, sent)):
-                    if retried:  # the replacement token works
-                        retried = False
-                        accepted(self._interceptor, sent)
-                    delivered = True
+                    attempts.delivering(sent)
                     yield message
-                if retried:
-                    accepted(self._interceptor, sent)
+                attempts.ended(sent)
                 return
             except ConnectError as error:
-                retry_timeout(flow, sent, can_replay and not delivered, error, classify, as_connect_error)
-                retried = True
+                attempts.rejected(sent, error)
+
+
+class _StreamAttempts:
+    """The decisions of one streamed Connect call, shared by the async and the sync driver (only the
+    iteration differs): a stream is replayed only before its first message, and a retry that delivers
+    (or ends cleanly) tells the interceptor the replacement token was accepted."""
+
+    __slots__ = ("_can_replay", "_delivered", "_flow", "_interceptor", "_retried")
+
+    def __init__(self, interceptor: Interceptor, ctx: Any, can_replay: bool) -> None:
+        self._interceptor = interceptor
+        self._flow = auth_flow(interceptor, _timeout(ctx))
+        next(self._flow)
+        self._can_replay = can_replay
+        self._delivered = self._retried = False
+
+    def delivering(self, sent: Metadata) -> None:
+        """A message is about to reach the caller: from now on the call cannot be replayed."""
+        if self._retried:  # the replacement token works
+            self._retried = False
+            accepted(self._interceptor, sent)
+        self._delivered = True
+
+    def ended(self, sent: Metadata) -> None:
+        if self._retried:
+            accepted(self._interceptor, sent)
+
+    def rejected(self, sent: Metadata, error: ConnectError) -> None:
+        """Re-raises ``error`` unless the flow grants a retry."""
+        retry_timeout(self._flow, sent, self._can_replay and not self._delivered, error, classify,
+                      as_connect_error)
+        self._retried = True
