@@ -120,13 +120,19 @@ class _Forward(grpc.GenericRpcHandler):  # type: ignore[type-arg]
                                                                                                context))
 
 
+def _behind(proxy: AuthenticatingProxy, tmp_path: Path) -> AuthConfig:
+    """ClientSecret through ``proxy`` with no tokenUrl (so discovery must pass the proxy), and a
+    proxyCommand printing ``proxy-token-1``, ``proxy-token-2``, ... one per run."""
+    command = [sys.executable, str(SCRIPTS / "raw_token.py"), str(tmp_path / "count"), "proxy-token"]
+    return AuthConfig(endpoint=proxy.target, insecure=True, auth_type="ClientSecret", client_id="edge",
+                      client_secret="edge-secret", proxy_command=command)
+
+
 def test_discovery_behind_an_authenticating_proxy_works_without_token_url(idp: DemoTokenEndpoint,
                                                                           tmp_path: Path) -> None:
-    command = [sys.executable, str(SCRIPTS / "raw_token.py"), str(tmp_path / "count"), "proxy-token"]
     with FlyteTestServer(idp.validate, token_endpoint=idp.url) as server, \
             AuthenticatingProxy(server.target, "Bearer proxy-token-1") as proxy:
-        config = AuthConfig(endpoint=proxy.target, insecure=True, auth_type="ClientSecret", client_id="edge",
-                            client_secret="edge-secret", proxy_command=command)
+        config = _behind(proxy, tmp_path)
         with AuthSession(config, store="memory", interactive=False) as session:
             assert session.channel().unary_unary(ECHO["unary"])(b"hi", timeout=10) == b"hi"  # 0.1.0: DiscoveryError
     discovery = [seen for seen in proxy.seen if "AuthMetadataService" in seen["method"]]
@@ -137,11 +143,9 @@ def test_discovery_behind_an_authenticating_proxy_works_without_token_url(idp: D
 def test_a_proxy_refusing_discovery_gets_a_new_proxy_token_once(idp: DemoTokenEndpoint, tmp_path: Path) -> None:
     """The proxy token the command printed first is refused (expired at the proxy): discovery has the
     proxy interceptor replace it, once, and carries on."""
-    command = [sys.executable, str(SCRIPTS / "raw_token.py"), str(tmp_path / "count"), "proxy-token"]
     with FlyteTestServer(idp.validate, token_endpoint=idp.url) as server, \
             AuthenticatingProxy(server.target, "Bearer proxy-token-2") as proxy:
-        config = AuthConfig(endpoint=proxy.target, insecure=True, auth_type="ClientSecret", client_id="edge",
-                            client_secret="edge-secret", proxy_command=command)
+        config = _behind(proxy, tmp_path)
         with AuthSession(config, store="memory", interactive=False) as session:
             assert session.server_info().token_endpoint == idp.url
             assert session.channel().unary_unary(ECHO["unary"])(b"hi", timeout=10) == b"hi"
