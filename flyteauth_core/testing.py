@@ -3,7 +3,9 @@
 * :class:`FlyteTestServer`: a gRPC server on 127.0.0.1 that answers the v1 and/or v2
   AuthMetadataService paths with real protobuf messages, and an ``Echo`` service (all four call kinds)
   that rejects missing, expired, revoked or wrong-key tokens with UNAUTHENTICATED, and
-  ``IdentityService/UserInfo`` (v1/v2, same versions) answering with the token's ``sub``.  With
+  ``IdentityService/UserInfo`` (v1/v2, same versions) answering with the token's ``sub``, and flyteadmin's
+  ``AdminService/ListProjects`` and ``GetVersion`` (authenticated, the first calls of flytekit's
+  ``FlyteRemote`` and ``pyflyte``; ``projects`` names what ListProjects lists).  With
   ``expected_audience`` it also rejects JWTs whose ``aud`` claim lacks that audience.  With
   ``proxy_validate`` it plays an authenticating proxy in front of Flyte too (IAP, Istio): every call,
   discovery included, whose ``proxy-authorization`` is missing or refused is answered PERMISSION_DENIED.
@@ -38,6 +40,12 @@ from .claims import audiences, unverified_claims
 from .discovery import PATHS, USERINFO_PATHS
 
 ECHO_SERVICE = "flyteauth.demo.Echo"
+#: flyteadmin's v1 AdminService paths FlyteTestServer answers (bodies: ``flyteauth_core._proto.admin_pb2``).
+ADMIN = {
+    "list_projects": "/flyteidl.service.AdminService/ListProjects",
+    "get_version": "/flyteidl.service.AdminService/GetVersion",
+}
+DOMAINS = ("development", "staging", "production")
 ECHO = {
     "unary": f"/{ECHO_SERVICE}/Unary",
     "server_stream": f"/{ECHO_SERVICE}/ServerStream",
@@ -96,6 +104,7 @@ class FlyteTestServer:
         max_workers: int = 16,
         unimplemented: tuple[str, ...] = (),
         proxy_validate: Validator | None = None,
+        projects: tuple[str, ...] = ("flytesnacks",),
     ) -> None:
         """``unimplemented``: discovery paths to leave out (answered UNIMPLEMENTED), e.g. a v2 server that
         implements ``GetPublicClientConfig`` but not ``GetOAuth2Metadata``.  ``proxy_validate``: judges the
@@ -131,6 +140,7 @@ class FlyteTestServer:
             authorization_metadata_key=header_key if advertised_header_key is None else advertised_header_key,
             audience=audience,
         )
+        self._projects = _projects(projects)
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
         handlers: dict[str, Any] = {}
         for version in versions:
@@ -154,9 +164,28 @@ class FlyteTestServer:
             handlers[USERINFO_PATHS[version]] = grpc.unary_unary_rpc_method_handler(
                 self._userinfo, request_deserializer=_identity, response_serializer=UserInfoResponse.SerializeToString,
             )
+        from ._proto.admin_pb2 import GetVersionResponse, Projects, Version
+
+        self._version = GetVersionResponse(control_plane_version=Version(Version="flyteauth-test", Build="test"))
+        handlers[ADMIN["list_projects"]] = grpc.unary_unary_rpc_method_handler(
+            self._list_projects, request_deserializer=_identity, response_serializer=Projects.SerializeToString,
+        )
+        handlers[ADMIN["get_version"]] = grpc.unary_unary_rpc_method_handler(
+            self._get_version, request_deserializer=_identity,
+            response_serializer=GetVersionResponse.SerializeToString,
+        )
         self._server.add_generic_rpc_handlers((_Handlers(handlers),))
         self.port = self._server.add_insecure_port("127.0.0.1:0")
         self.target = f"127.0.0.1:{self.port}"
+
+    @property
+    def lock(self) -> threading.Lock:
+        """Held while ``stats`` changes (for a peer that counts into them, like the demo's Connect side)."""
+        return self._lock
+
+    def discovery_answers(self) -> tuple[OAuth2MetadataResponse, PublicClientAuthConfigResponse]:
+        """What ``GetOAuth2Metadata`` and ``GetPublicClientConfig`` answer, for a peer that serves them too."""
+        return self._oauth, self._client
 
     def _count(self, version: str, fn: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
         def handler(request: Any, context: Any) -> Any:
@@ -207,6 +236,14 @@ class FlyteTestServer:
         subject = claims.get("sub")
         return UserInfoResponse(subject=subject if isinstance(subject, str) else "unknown")
 
+    def _list_projects(self, request: bytes, context: grpc.ServicerContext) -> Any:
+        self._check(context)
+        return self._projects
+
+    def _get_version(self, request: bytes, context: grpc.ServicerContext) -> Any:
+        self._check(context)
+        return self._version
+
     def revoke(self, token: str) -> None:
         """Reject this access token from now on (a server-side revocation)."""
         self.revoked.add(token)
@@ -242,6 +279,14 @@ class FlyteTestServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _projects(names: tuple[str, ...]) -> Any:
+    """One page of ListProjects naming ``names``, each with flyteadmin's three default domains."""
+    from ._proto.admin_pb2 import Domain, Project, Projects
+
+    domains = [Domain(id=d, name=d) for d in DOMAINS]
+    return Projects(projects=[Project(id=n, name=n, domains=domains) for n in names])
 
 
 class _Handlers(grpc.GenericRpcHandler):  # type: ignore[type-arg]

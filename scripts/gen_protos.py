@@ -41,6 +41,7 @@ VENV_DIR = REPO_ROOT / "build" / "protogen-venv"
 # so it must stay unique ("flyteauth/wire/v1/...", never "auth.proto").
 PROTOS: list[tuple[str, str]] = [
     ("flyteauth/wire/v1/auth.proto", "auth_pb2"),
+    ("flyteauth/wire/v1/admin.proto", "admin_pb2"),
 ]
 
 OUT_PACKAGE = "flyteauth_core._proto"

@@ -1,0 +1,187 @@
+"""``flyteauth demo --serve`` as a user runs it: a real subprocess, then each SDK pointed at the config it prints.
+
+flytekit (``FlyteRemote.client.list_projects_paginated()`` through ``authType: flyteauth``), flyte 2.x (its
+own ``flyte.init_from_config`` with the helper config, and flyteauth's ``ClientSet`` route), ``flyteauth
+token`` and a plain ``AuthSession`` all authenticate against it; a call without a token is refused; SIGINT
+stops it with exit status 0 and the port closed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from flyteauth_core import AuthSession, load_config
+from flyteauth_core._proto.admin_pb2 import Projects
+from flyteauth_core.testing import ADMIN
+
+pytest.importorskip("flytekit")
+pytest.importorskip("flyte")
+
+
+class Served:
+    def __init__(self, proc: subprocess.Popen[str], config: Path, lines: list[str]) -> None:
+        self.proc, self.config, self.lines = proc, config, lines
+
+    @property
+    def port(self) -> int:
+        return int(load_config(self.config).endpoint.rsplit(":", 1)[1])
+
+
+def sdk_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLYTE", "UCTL_"))}
+    env.update(HOME=str(tmp_path), FLYTEAUTH_TOKEN_DIR=str(tmp_path / "tokens"), FLYTEAUTH_INTERACTIVE="0",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
+    return env
+
+
+def start_serve(tmp_path: Path, *extra: str) -> Served:
+    """Start ``flyteauth demo --serve`` and wait for its ``config: PATH`` line (what a user waits for)."""
+    proc = subprocess.Popen([sys.executable, "-m", "flyteauth_core.cli", "demo", "--serve", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=sdk_env(tmp_path),
+                            cwd=tmp_path)
+    lines: list[str] = []
+    found: list[Path] = []
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+            if line.startswith("config: ") and not found:
+                found.append(Path(line[len("config: "):].strip()))
+
+    threading.Thread(target=read, daemon=True).start()
+    deadline = time.monotonic() + 90
+    while not found:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("flyteauth demo --serve printed no config line:\n" + "\n".join(lines))
+        time.sleep(0.05)
+    return Served(proc, found[0], lines)
+
+
+def stop_serve(served: Served) -> int:
+    if served.proc.poll() is None:
+        served.proc.send_signal(signal.SIGINT)
+    try:
+        return served.proc.wait(30)
+    finally:
+        if served.proc.poll() is None:
+            served.proc.kill()
+            served.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    tmp = tmp_path_factory.mktemp("serve")
+    served = start_serve(tmp, "--dir", str(tmp / "demo"))
+    yield served
+    stop_serve(served)
+
+
+def run_python(tmp_path: Path, code: str, *, env: dict[str, str] | None = None) -> str:
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                            env=env or sdk_env(tmp_path), cwd=tmp_path, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result.stdout
+
+
+def test_flytekit_lists_projects(served: Served, tmp_path: Path) -> None:
+    env = sdk_env(tmp_path)
+    env["FLYTECTL_CONFIG"] = str(served.config)  # until firstrun lands
+    out = run_python(tmp_path, f"""
+        from flytekit.configuration import Config
+        from flytekit.remote import FlyteRemote
+
+        remote = FlyteRemote(Config.auto(config_file={str(served.config)!r}))
+        projects, _ = remote.client.list_projects_paginated()
+        print([p.id for p in projects])
+    """, env=env)
+    assert out.strip().splitlines()[-1] == "['flytesnacks']"
+
+
+def test_flyte2_own_config_route(served: Served, tmp_path: Path) -> None:
+    """flyte 2.x's own init with the helper config: its ExternalCommand runs ``flyteauth token``."""
+    helper = served.config.with_name("flyte.yaml")
+    out = run_python(tmp_path, f"""
+        import asyncio
+        import flyte
+        from flyte._initialize import get_client
+        from flyteidl2.auth.identity_pb2 import UserInfoRequest
+
+        async def main():
+            await flyte.init_from_config.aio({str(helper)!r})
+            print((await get_client().identity_service.user_info(UserInfoRequest())).subject)
+
+        asyncio.run(main())
+    """)
+    assert out.strip().splitlines()[-1] == "flyteauth-demo"
+
+
+def test_flyte2_client_set_route(served: Served, tmp_path: Path) -> None:
+    out = run_python(tmp_path, f"""
+        import asyncio
+        import flyte.remote
+        from flyteidl2.auth.identity_pb2 import UserInfoRequest
+        from flyteauth_core import AuthSession, load_config
+        from flyteauth_integrations import flyte as flyteauth_flyte
+
+        async def main():
+            session = await AuthSession.create(load_config({str(served.config)!r}))
+            await flyteauth_flyte.init(session, project="flytesnacks", domain="development")
+            user = await flyte.remote.User.get.aio()
+            print(user.pb2.subject)
+
+        asyncio.run(main())
+    """)
+    assert out.strip().splitlines()[-1] == "flyteauth-demo"
+
+
+def test_flyteauth_token_helper(served: Served, tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "flyteauth_core.cli", "token", "--config", str(served.config)],
+                            capture_output=True, text=True, env=sdk_env(tmp_path), timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.strip()
+    channel = grpc.secure_channel(f"127.0.0.1:{served.port}", grpc.ssl_channel_credentials(
+        served.config.with_name("ca.pem").read_bytes()))
+    with channel:
+        projects = channel.unary_unary(ADMIN["list_projects"], response_deserializer=Projects.FromString)
+        assert [p.id for p in projects(b"", metadata=[("flyte-authorization", f"Bearer {token}")],
+                                       timeout=30).projects] == ["flytesnacks"]
+        with pytest.raises(grpc.RpcError) as refused:  # the server does check: no token, no projects
+            projects(b"", timeout=30)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_authsession_and_files(served: Served) -> None:
+    with AuthSession(load_config(served.config)) as session:
+        projects = session.channel().unary_unary(ADMIN["list_projects"], response_deserializer=Projects.FromString)
+        answer = projects(b"", timeout=30)
+    assert [(p.id, [d.id for d in p.domains]) for p in answer.projects] == [
+        ("flytesnacks", ["development", "staging", "production"])]
+    secret = served.config.with_name("client_secret")
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert secret.read_text().strip() not in served.config.read_text()
+    assert any("Connect: AuthMetadataService" in line for line in served.lines)  # the dev env has connectrpc
+
+
+def test_sigint_stops_cleanly_and_closes_the_port(tmp_path: Path) -> None:
+    served = start_serve(tmp_path)  # no --dir: a temporary directory, removed on exit
+    port = served.port
+    assert stop_serve(served) == 0, "\n".join(served.lines)
+    assert "flyteauth demo --serve: stopping" in served.lines
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    assert not served.config.parent.exists()
