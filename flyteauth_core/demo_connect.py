@@ -5,7 +5,8 @@ answers as the gRPC side's discovery) and ``IdentityService.UserInfo`` (authenti
 the advertised header key or ``authorization``, same validator, same revocations).  Built from
 connectrpc's own ``ConnectWSGIApplication`` and ``EndpointSync`` with our wire-compatible messages
 (``flyteauth_core._proto``), so it needs only the ``connect`` extra (connectrpc), not flyteidl2; served by
-the standard library's WSGI server in threads.
+the standard library's WSGI server in threads.  Also ``GET /api/v1/projects`` (flyteadmin's REST
+gateway, JSON, authenticated) for HTTP clients such as ``session.httpx_auth()``.
 
 Imported only by the demo server, and only when connectrpc is installed.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import threading
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
@@ -38,6 +40,8 @@ from .testing import FlyteTestServer, judge_bearer, record_call
 
 AUTH_SERVICE = "flyteidl2.auth.AuthMetadataService"
 IDENTITY_SERVICE = "flyteidl2.auth.IdentityService"
+#: flyteadmin's REST path for the project list (its grpc-gateway), answered as JSON
+REST_PROJECTS = "/api/v1/projects"
 
 
 def _method(service: str, name: str, input: type[Any], output: type[Any]) -> MethodInfo[Any, Any]:
@@ -64,18 +68,33 @@ def connect_app(grpc_server: FlyteTestServer) -> Callable[[dict[str, Any], Any],
     """A WSGI application answering flyteidl2's discovery and UserInfo the way ``grpc_server`` does."""
     oauth, client = grpc_server.discovery_answers()
 
+    def judge(header: Callable[[str], str | None]) -> tuple[str | None, str]:
+        """(why the call is refused or None, the token).  The advertised key, else ``authorization``
+        (flyte 2.x's ExternalCommand sends that one, and flyteadmin reads both)."""
+        key = grpc_server.header_key if header(grpc_server.header_key) is not None else "authorization"
+        value = header(key)
+        reason = judge_bearer(value, key, grpc_server.validate, grpc_server.revoked)
+        record_call(grpc_server.stats, grpc_server.lock, reason)
+        return reason, str(value)[7:]
+
     def check(ctx: Any) -> str:
         headers = ctx.request_headers
         headers = headers() if callable(headers) else headers  # a method in connectrpc 0.10, later a property
-        # the advertised key, else ``authorization`` (flyte 2.x's ExternalCommand sends that one, and
-        # flyteadmin reads both)
-        key = grpc_server.header_key if headers.get(grpc_server.header_key) is not None else "authorization"
-        value = headers.get(key)
-        reason = judge_bearer(value, key, grpc_server.validate, grpc_server.revoked)
-        record_call(grpc_server.stats, grpc_server.lock, reason)
+        reason, token = judge(headers.get)
         if reason is not None:
             raise ConnectError(Code.UNAUTHENTICATED, f"unauthenticated: {reason}")
-        return str(value)[7:]
+        return token
+
+    def rest_projects(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        """``GET /api/v1/projects``: flyteadmin's REST gateway, for HTTP clients (``session.httpx_auth()``)."""
+        reason, _ = judge(lambda key: environ.get("HTTP_" + key.upper().replace("-", "_")))
+        status, body = ("401 Unauthorized", {"error": f"unauthenticated: {reason}"}) if reason else (
+            "200 OK", {"projects": [{"id": p.id, "name": p.name, "domains": [{"id": d.id, "name": d.name}
+                                                                             for d in p.domains]}
+                                    for p in grpc_server.projects.projects]})
+        data = json.dumps(body).encode()
+        start_response(status, [("content-type", "application/json"), ("content-length", str(len(data)))])
+        return [data]
 
     def count(answer: Any) -> Callable[[Any, Any], Any]:
         def handler(request: Any, ctx: Any) -> Any:
@@ -107,6 +126,8 @@ def connect_app(grpc_server: FlyteTestServer) -> Callable[[dict[str, Any], Any],
     by_path = {app.path: app for app in apps}
 
     def route(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == REST_PROJECTS and environ.get("REQUEST_METHOD") == "GET":
+            return rest_projects(environ, start_response)
         app = by_path.get("/" + environ.get("PATH_INFO", "").strip("/").split("/")[0])
         if app is None:
             start_response("404 Not Found", [("content-length", "0")])

@@ -52,8 +52,11 @@ class DemoFlyte:
     a token cached by ``flyteauth token`` stays valid while it lives), ``ca.pem`` and the server key.
     """
 
-    def __init__(self, directory: Path, *, port: int = 0, ttl: float = 300.0, connect: bool | None = None) -> None:
+    def __init__(self, directory: Path, *, port: int = 0, ttl: float = 300.0, connect: bool | None = None,
+                 other_clients: dict[str, str] | None = None) -> None:
+        """``other_clients``: more ``{client_id: secret}`` the token endpoint accepts (the docs tests)."""
         self.directory = Path(directory)
+        self._other_clients = other_clients
         self.ttl = ttl
         self._port = port
         self.connect = connect_available() if connect is None else connect
@@ -92,7 +95,8 @@ class DemoFlyte:
 
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         secret = self._client_secret()
-        self.idp = self._push(DemoTokenEndpoint(CLIENT_ID, secret, ttl=self.ttl).start())
+        self.idp = self._push(DemoTokenEndpoint(CLIENT_ID, secret, ttl=self.ttl,
+                                                     other_clients=self._other_clients).start())
         self.server = self._push(FlyteTestServer(self.idp.validate, token_endpoint=self.idp.url,
                                                  projects=(PROJECT,)).start())
         http_port = None

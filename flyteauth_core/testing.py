@@ -27,7 +27,7 @@ import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Container, Iterator
+from collections.abc import Callable, Container, Iterator, Mapping
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -236,6 +236,11 @@ class FlyteTestServer:
         subject = claims.get("sub")
         return UserInfoResponse(subject=subject if isinstance(subject, str) else "unknown")
 
+    @property
+    def projects(self) -> Any:
+        """What ListProjects answers (a ``flyteauth_core._proto.admin_pb2.Projects``)."""
+        return self._projects
+
     def _list_projects(self, request: bytes, context: grpc.ServicerContext) -> Any:
         self._check(context)
         return self._projects
@@ -338,9 +343,14 @@ def send_json(handler: BaseHTTPRequestHandler, status: int, body: Any) -> None:
 class DemoTokenEndpoint:
     """A minimal client-credentials token endpoint on 127.0.0.1 issuing opaque, short-lived tokens."""
 
-    def __init__(self, client_id: str, client_secret: str, *, ttl: float = 3.0) -> None:
+    def __init__(self, client_id: str, client_secret: str, *, ttl: float = 3.0,
+                 other_clients: Mapping[str, str] | None = None) -> None:
+        """``other_clients``: more ``{client_id: secret}`` pairs accepted beside the first (the docs tests
+        accept the placeholder credentials the docs show)."""
         self.client_id = client_id
         self._secret = client_secret
+        self._basic = {"Basic " + base64.b64encode(f"{cid}:{sec}".encode()).decode()
+                       for cid, sec in {**(other_clients or {}), client_id: client_secret}.items()}
         self.ttl = ttl
         self.requests = 0
         self._tokens: dict[str, float] = {}
@@ -354,10 +364,10 @@ class DemoTokenEndpoint:
         with self._lock:
             self.requests += 1
         body: dict[str, Any]
-        expected = "Basic " + base64.b64encode(f"{self.client_id}:{self._secret}".encode()).decode()
+        sent = handler.headers.get("authorization", "")
         if handler.path != "/token" or form.get("grant_type") != ["client_credentials"]:
             status, body = 400, {"error": "unsupported_grant_type"}
-        elif not secrets.compare_digest(handler.headers.get("authorization", ""), expected):
+        elif not any(secrets.compare_digest(sent, expected) for expected in self._basic):
             status, body = 401, {"error": "invalid_client"}
         else:
             token = secrets.token_urlsafe(24)
