@@ -39,10 +39,12 @@ PROJECT, DOMAIN = "flytesnacks", "development"
 
 
 def connect_available() -> bool:
-    """Whether the Connect side can be served (connectrpc installed)."""
-    import importlib.util
-
-    return importlib.util.find_spec("connectrpc") is not None
+    """Whether the Connect side can be served (connectrpc, the ``connect`` extra, imports)."""
+    try:
+        import connectrpc.server  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 class DemoFlyte:
@@ -107,7 +109,14 @@ class DemoFlyte:
         _ca, cert, key = make_loopback_certificates(self.directory)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert, key)
-        self._push(FrontDoor(self.server.port, http_port, port=self._port, ssl_context=context).start())
+        try:
+            door = FrontDoor(self.server.port, http_port, port=self._port, ssl_context=context).start()
+        except OSError as exc:
+            from .errors import ConfigError
+
+            raise ConfigError(f"flyteauth demo --serve cannot listen on 127.0.0.1:{self._port} ({exc.strerror}); "
+                              "choose another --port, or omit it for a free one") from None
+        self._push(door)
         self.port = self._stack[-1].port
         self._write_configs()
 

@@ -185,3 +185,50 @@ def test_sigint_stops_cleanly_and_closes_the_port(tmp_path: Path) -> None:
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
     assert not served.config.parent.exists()
+
+
+def test_without_connectrpc_it_serves_grpc_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ``connect`` extra: gRPC still answers with a token, HTTP clients get a 503, and the banner says why."""
+    import http.client
+    import io
+    import ssl
+
+    from flyteauth_core.demo_serve import serve
+
+    monkeypatch.setitem(sys.modules, "connectrpc", None)  # what `import connectrpc` does without the extra
+    monkeypatch.setitem(sys.modules, "connectrpc.server", None)
+    out, stop = io.StringIO(), threading.Event()
+    worker = threading.Thread(target=lambda: serve(directory=tmp_path / "demo", port=0, ttl=60, out=out, stop=stop))
+    worker.start()
+    try:
+        deadline = time.monotonic() + 60
+        while "config: " not in out.getvalue():
+            assert worker.is_alive() and time.monotonic() < deadline, out.getvalue()
+            time.sleep(0.05)
+        assert "Connect: not served (no connectrpc; `pip install 'flyteauth[connect]'`" in out.getvalue()
+        config = tmp_path / "demo" / "config.yaml"
+        with AuthSession(load_config(config)) as session:
+            projects = session.channel().unary_unary(ADMIN["list_projects"], response_deserializer=Projects.FromString)
+            assert [p.id for p in projects(b"", timeout=30).projects] == ["flytesnacks"]
+        port = int(load_config(config).endpoint.rsplit(":", 1)[1])
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=30, context=ssl.create_default_context(
+            cafile=str(tmp_path / "demo" / "ca.pem")))
+        conn.request("GET", "/api/v1/projects")
+        assert conn.getresponse().status == 503
+        conn.close()
+    finally:
+        stop.set()
+        worker.join(30)
+    assert not worker.is_alive()
+
+
+def test_a_busy_port_is_a_clear_error(tmp_path: Path) -> None:
+    from flyteauth_core.demo_serve import DemoFlyte
+    from flyteauth_core.errors import ConfigError
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ConfigError, match=rf"127\.0\.0\.1:{port} .*choose another --port"):
+            DemoFlyte(tmp_path, port=port).start()
