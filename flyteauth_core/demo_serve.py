@@ -20,6 +20,7 @@ everything answers with a real session, then prints ``config: <path>`` on a line
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import shutil
@@ -97,8 +98,11 @@ class DemoFlyte:
 
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         secret = self._client_secret()
-        self.idp = self._push(DemoTokenEndpoint(CLIENT_ID, secret, ttl=self.ttl,
-                                                     other_clients=self._other_clients).start())
+        # tokens signed with a key derived from the secret: a restart in the same directory (same secret)
+        # still accepts a token a client cached from the run before
+        key = hashlib.sha256(b"flyteauth demo tokens\0" + secret.encode()).digest()
+        self.idp = self._push(DemoTokenEndpoint(CLIENT_ID, secret, ttl=self.ttl, other_clients=self._other_clients,
+                                                signing_key=key).start())
         self.server = self._push(FlyteTestServer(self.idp.validate, token_endpoint=self.idp.url,
                                                  projects=(PROJECT,)).start())
         http_port = None
@@ -106,9 +110,9 @@ class DemoFlyte:
             from .demo_connect import ConnectDemoServer
 
             http_port = self._push(ConnectDemoServer(self.server).start()).port
-        _ca, cert, key = make_loopback_certificates(self.directory)
+        _ca, cert, server_key = make_loopback_certificates(self.directory)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert, key)
+        context.load_cert_chain(cert, server_key)
         try:
             door = FrontDoor(self.server.port, http_port, port=self._port, ssl_context=context).start()
         except OSError as exc:

@@ -22,6 +22,8 @@ them follow the project's deprecation policy like any other public API.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import secrets
 import threading
@@ -344,11 +346,13 @@ class DemoTokenEndpoint:
     """A minimal client-credentials token endpoint on 127.0.0.1 issuing opaque, short-lived tokens."""
 
     def __init__(self, client_id: str, client_secret: str, *, ttl: float = 3.0,
-                 other_clients: Mapping[str, str] | None = None) -> None:
+                 other_clients: Mapping[str, str] | None = None, signing_key: bytes | None = None) -> None:
         """``other_clients``: more ``{client_id: secret}`` pairs accepted beside the first (the docs tests
-        accept the placeholder credentials the docs show)."""
+        accept the placeholder credentials the docs show).  ``signing_key``: issue tokens that carry their
+        expiry and an HMAC, so an endpoint started again with the same key accepts them (``flyteauth demo
+        --serve`` restarted in the same ``--dir`` while a client still holds a cached token)."""
         self.client_id = client_id
-        self._secret = client_secret
+        self._signing_key = signing_key
         self._basic = {"Basic " + base64.b64encode(f"{cid}:{sec}".encode()).decode()
                        for cid, sec in {**(other_clients or {}), client_id: client_secret}.items()}
         self.ttl = ttl
@@ -370,14 +374,33 @@ class DemoTokenEndpoint:
         elif not any(secrets.compare_digest(sent, expected) for expected in self._basic):
             status, body = 401, {"error": "invalid_client"}
         else:
-            token = secrets.token_urlsafe(24)
-            with self._lock:
-                self._tokens[token] = time.time() + self.ttl
+            token = self._issue(time.time() + self.ttl)
             status, body = 200, {"access_token": token, "token_type": "Bearer", "expires_in": self.ttl}
         send_json(handler, status, body)
 
+    def _issue(self, expires: float) -> str:
+        token = secrets.token_urlsafe(24)
+        if self._signing_key is not None:
+            payload = f"{token}.{int(expires * 1000)}"  # token_urlsafe has no "."
+            return f"{payload}.{self._mac(payload)}"
+        with self._lock:
+            self._tokens[token] = expires
+        return token
+
+    def _mac(self, payload: str) -> str:
+        assert self._signing_key is not None
+        return hmac.new(self._signing_key, payload.encode(), hashlib.sha256).hexdigest()
+
+    def _expiry(self, token: str) -> float | None:
+        if self._signing_key is None:
+            return self._tokens.get(token)
+        payload, _, mac = token.rpartition(".")
+        if not payload or not secrets.compare_digest(mac, self._mac(payload)):
+            return None
+        return int(payload.rpartition(".")[2]) / 1000
+
     def validate(self, token: str) -> str | None:
-        expires = self._tokens.get(token)
+        expires = self._expiry(token)
         if expires is None:
             return "unknown token"
         if time.time() >= expires:

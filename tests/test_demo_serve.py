@@ -232,3 +232,29 @@ def test_a_busy_port_is_a_clear_error(tmp_path: Path) -> None:
         port = busy.getsockname()[1]
         with pytest.raises(ConfigError, match=rf"127\.0\.0\.1:{port} .*choose another --port"):
             DemoFlyte(tmp_path, port=port).start()
+
+
+def test_a_restart_in_the_same_dir_accepts_cached_tokens(tmp_path: Path) -> None:
+    """`flyteauth token` caches a token across processes; after the demo restarts in the same --dir (same
+    secret), a client handing that token out again must still get through (else flyte 2.x's helper route
+    fails until the token expires).  Another directory's demo refuses it."""
+    from flyteauth_core.demo_serve import DemoFlyte
+
+    def list_with(demo: DemoFlyte, token: str) -> grpc.StatusCode:
+        creds = grpc.ssl_channel_credentials(demo.ca_path.read_bytes())
+        with grpc.secure_channel(f"127.0.0.1:{demo.port}", creds) as channel:
+            try:
+                channel.unary_unary(ADMIN["list_projects"])(
+                    b"", metadata=[("flyte-authorization", f"Bearer {token}")], timeout=30)
+            except grpc.RpcError as error:
+                return error.code()
+        return grpc.StatusCode.OK
+
+    with DemoFlyte(tmp_path / "a") as first, AuthSession(load_config(first.config_path)) as session:
+        token = session.get_token().access_token
+        assert list_with(first, token) == grpc.StatusCode.OK
+    with DemoFlyte(tmp_path / "a") as again:
+        assert list_with(again, token) == grpc.StatusCode.OK
+        assert list_with(again, token[:-1] + ("0" if token[-1] != "0" else "1")) == grpc.StatusCode.UNAUTHENTICATED
+    with DemoFlyte(tmp_path / "b") as other:
+        assert list_with(other, token) == grpc.StatusCode.UNAUTHENTICATED
