@@ -88,7 +88,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     tmp = tmp_path_factory.mktemp("serve")
     served = start_serve(tmp, "--dir", str(tmp / "demo"))
     yield served
-    stop_serve(served)
+    assert stop_serve(served) == 0, "\n".join(served.lines)
 
 
 def run_python(tmp_path: Path, code: str, *, env: dict[str, str] | None = None) -> str:
