@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plugins": ("plugins", "list installed plugins, what they register, load errors"),
     "config": ("config", "what you set (in your own keys), where it came from, and what is wrong with it"),
     "doctor": ("doctor", "check each link of the auth chain; exit code = number of the first failing step"),
-    "demo": ("demo", "run the whole loop against embedded servers (no Flyte needed)"),
+    "demo": ("demo", "run the whole loop against embedded servers (no Flyte needed); --serve: a Flyte for your SDK"),
 }
 
 
