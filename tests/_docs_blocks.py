@@ -19,7 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
 ILLUSTRATIVE = "illustrative"
-_FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})(?P<info>[^`]*)$")
+# Any indent: a fence inside a list item may sit 4+ spaces deep, and a python block there must not be missed.
+_FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,}|~{3,})(?P<info>[^`]*)$")
+PYTHON = ("python", "py", "python3")
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ class Block:
     @property
     def runnable(self) -> bool:
         words = self.info.lower().split()
-        return bool(words) and words[0] in ("python", "py") and ILLUSTRATIVE not in words[1:]
+        return bool(words) and words[0] in PYTHON and ILLUSTRATIVE not in words[1:]
 
 
 def doc_files() -> list[Path]:
@@ -52,7 +54,8 @@ def doc_files() -> list[Path]:
 
 
 def extract(path: Path) -> list[Block]:
-    """Every fenced code block of a Markdown file (CommonMark fences: ``` or ~~~, 3+ long, indent <= 3)."""
+    """Every fenced code block of a Markdown file (``` or ~~~, 3+ long; closed by the same character, at
+    least as long, with no info string; the fence's indent is removed from the body)."""
     blocks: list[Block] = []
     lines = path.read_text(encoding="utf-8").splitlines()
     i = 0
@@ -77,7 +80,7 @@ def extract(path: Path) -> list[Block]:
 
 
 def python_blocks(paths: list[Path] | None = None) -> list[Block]:
-    return [b for p in (paths or doc_files()) for b in extract(p) if b.language in ("python", "py")]
+    return [b for p in (paths or doc_files()) for b in extract(p) if b.language in PYTHON]
 
 
 def substitutions(demo_dir: Path, endpoint: str, url: str) -> dict[str, str]:

@@ -88,5 +88,16 @@ def test_a_placeholder_endpoint_reaches_the_demo(docs: Docs, tmp_path: Path) -> 
     assert docs.demo.idp.requests == before + 1
 
 
+def test_extraction_finds_nested_and_tilde_blocks(tmp_path: Path) -> None:
+    page = tmp_path / "nested.md"
+    page.write_text("1. Step one:\n\n    ```python\n    import os\n    if os:\n        pass\n    ```\n\n"
+                    "~~~python\nprint('```')\n```\n~~~\n\n```bash\nls\n```\n")
+    blocks = extract(page)
+    assert [(b.line, b.language, b.runnable) for b in blocks] == [(3, "python", True), (9, "python", True),
+                                                                 (14, "bash", False)]
+    assert blocks[0].code == "import os\nif os:\n    pass\n"
+    assert blocks[1].code == "print('```')\n```\n"
+
+
 def test_every_doc_file_is_read() -> None:
     assert {p.name for p in doc_files()} >= {"README.md", "embedding.md", "plugins.md"}
