@@ -121,7 +121,7 @@ class DemoFlyte:
             raise ConfigError(f"flyteauth demo --serve cannot listen on 127.0.0.1:{self._port} ({exc.strerror}); "
                               "choose another --port, or omit it for a free one") from None
         self._push(door)
-        self.port = self._stack[-1].port
+        self.port = door.port
         self._write_configs()
 
     def _push(self, peer: Any) -> Any:
