@@ -11,6 +11,7 @@
 //   IDP_REFRESH_TTL          refresh-token lifetime in seconds (default 86400)
 //   IDP_TLS_CERT, IDP_TLS_KEY  PEM paths: serve HTTPS (issuer https://127.0.0.1:<port>)
 //   IDP_RATE_LIMIT           token requests per second per client before 429 + Retry-After (0 = off)
+//   IDP_PROFILE              entra|keycloak|okta|auth0: dress as that IdP (profiles.mjs)
 //
 // Once listening it prints exactly one line "READY <port>" on stdout. Everything else
 // (including oidc-provider's own console.info notices) goes to stderr.
@@ -32,6 +33,9 @@ console.info = console.error;
 const { default: Provider } = await import('oidc-provider');
 // Workload identity (token exchange, federated client): see workload.mjs.
 const workload = await import('./workload.mjs');
+// IdP profiles (IDP_PROFILE=entra|keycloak|okta|auth0): see profiles.mjs.
+const profiles = await import('./profiles.mjs');
+const PROFILE = process.env.IDP_PROFILE || '';
 
 const HOST = '127.0.0.1';
 
@@ -230,6 +234,18 @@ function audienceToResource(params) {
     params.resource = AUDIENCE_URN_PREFIX + encodeURIComponent(audience);
   }
   return true;
+}
+
+// The form body, read once per request and shared by the profile and test middlewares (the stream can be
+// read only once); setBody replaces it for everything downstream, oidc-provider included.
+async function bodyText(ctx) {
+  if (ctx.state.rawBody === undefined) ctx.state.rawBody = await readText(ctx.req);
+  return ctx.state.rawBody;
+}
+
+function setBody(ctx, raw) {
+  ctx.state.rawBody = raw;
+  ctx.req.body = raw;
 }
 
 async function readJsonBody(ctx) {
@@ -622,7 +638,7 @@ async function testMiddleware(ctx, next) {
   if (ctx.method === 'POST' && ctx.path === '/device/auth') {
     state.deviceAuthorizations += 1;
     if (ctx.is('application/x-www-form-urlencoded')) {
-      const raw = await readText(ctx.req);
+      const raw = await bodyText(ctx);
       const params = querystring.parse(raw);
       ctx.req.body = audienceToResource(params) ? querystring.stringify(params) : raw;
     }
@@ -644,7 +660,7 @@ async function testMiddleware(ctx, next) {
   let params = {};
   const isForm = ctx.is('application/x-www-form-urlencoded');
   if (isForm) {
-    const raw = await readText(ctx.req);
+    const raw = await bodyText(ctx);
     params = querystring.parse(raw);
     ctx.req.body = raw;
   }
@@ -825,6 +841,7 @@ const provider = new Provider(issuer, {
 });
 // We are the only front end; errors are reported as JSON bodies by the provider.
 provider.proxy = false;
+if (PROFILE) provider.use(profiles.profileMiddleware(PROFILE, { bodyText, setBody, sendJson }));
 provider.use(testMiddleware);
 workload.registerTokenExchange(provider, {
   resourceServerInfo, defaultResource: DEFAULT_RESOURCE, audiencePrefix: AUDIENCE_URN_PREFIX,
