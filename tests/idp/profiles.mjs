@@ -21,50 +21,56 @@ import * as querystring from 'node:querystring';
 
 export const TENANT = 'flyte-tenant';
 
-const ROUTES = {
+// Where each IdP keeps its endpoints (oidc-provider's `routes`), the other public paths that lead to one of
+// them (`aliases`: Entra's v1 token endpoint, the discovery documents under the issuer's path), and the path
+// its issuer identifier carries.
+const DEFAULT_ROUTES = { authorization: '/auth', device_authorization: '/device/auth', token: '/token',
+  revocation: '/token/revocation' };
+const PROFILE_ROUTES = {
   entra: {
     issuerPath: `/${TENANT}/v2.0`,
-    paths: [
-      [`/${TENANT}/v2.0/.well-known/openid-configuration`, '/.well-known/openid-configuration'],
-      [`/${TENANT}/oauth2/v2.0/token`, '/token'],
-      [`/${TENANT}/oauth2/token`, '/token'],
-      [`/${TENANT}/oauth2/v2.0/devicecode`, '/device/auth'],
-      [`/${TENANT}/oauth2/v2.0/authorize`, '/auth'],
-    ],
+    routes: { authorization: `/${TENANT}/oauth2/v2.0/authorize`, device_authorization: `/${TENANT}/oauth2/v2.0/devicecode`,
+      token: `/${TENANT}/oauth2/v2.0/token` },
+    aliases: [[`/${TENANT}/oauth2/token`, 'token'],
+      [`/${TENANT}/v2.0/.well-known/openid-configuration`, 'discovery']],
   },
   keycloak: {
     issuerPath: '/realms/flyte',
-    paths: [
-      ['/realms/flyte/.well-known/openid-configuration', '/.well-known/openid-configuration'],
-      ['/realms/flyte/protocol/openid-connect/token', '/token'],
-      ['/realms/flyte/protocol/openid-connect/auth/device', '/device/auth'],
-      ['/realms/flyte/protocol/openid-connect/auth', '/auth'],
-      ['/realms/flyte/protocol/openid-connect/revoke', '/token/revocation'],
-    ],
+    routes: { authorization: '/realms/flyte/protocol/openid-connect/auth',
+      device_authorization: '/realms/flyte/protocol/openid-connect/auth/device',
+      token: '/realms/flyte/protocol/openid-connect/token', revocation: '/realms/flyte/protocol/openid-connect/revoke' },
+    aliases: [['/realms/flyte/.well-known/openid-configuration', 'discovery']],
   },
   okta: {
     issuerPath: '/oauth2/default',
-    paths: [
-      ['/oauth2/default/.well-known/oauth-authorization-server', '/.well-known/openid-configuration'],
-      ['/oauth2/default/.well-known/openid-configuration', '/.well-known/openid-configuration'],
-      ['/oauth2/default/v1/token', '/token'],
-      ['/oauth2/default/v1/device/authorize', '/device/auth'],
-      ['/oauth2/default/v1/authorize', '/auth'],
-      ['/oauth2/default/v1/revoke', '/token/revocation'],
-    ],
+    routes: { authorization: '/oauth2/default/v1/authorize', device_authorization: '/oauth2/default/v1/device/authorize',
+      token: '/oauth2/default/v1/token', revocation: '/oauth2/default/v1/revoke' },
+    aliases: [['/oauth2/default/.well-known/oauth-authorization-server', 'discovery'],
+      ['/oauth2/default/.well-known/openid-configuration', 'discovery']],
   },
   auth0: {
     issuerPath: '',
-    paths: [
-      ['/oauth/token', '/token'],
-      ['/oauth/device/code', '/device/auth'],
-      ['/authorize', '/auth'],
-      ['/oauth/revoke', '/token/revocation'],
-    ],
+    routes: { authorization: '/authorize', device_authorization: '/oauth/device/code', token: '/oauth/token',
+      revocation: '/oauth/revoke' },
+    aliases: [],
   },
 };
 
-export const PROFILES = Object.keys(ROUTES);
+// oidc-provider's `routes` for a profile ('' = its defaults).
+export function routes(profile) {
+  if (!profile) return { ...DEFAULT_ROUTES };
+  const found = PROFILE_ROUTES[profile];
+  if (!found) throw new Error(`unknown IDP_PROFILE ${profile} (one of ${Object.keys(PROFILE_ROUTES).join(', ')})`);
+  return { ...DEFAULT_ROUTES, ...found.routes };
+}
+
+export const PROFILES = Object.keys(PROFILE_ROUTES);
+
+// Keycloak and Okta issue refresh tokens only to grants that include offline_access (oidc-provider's
+// issueRefreshToken decides it from the code's scopes).
+export function refreshNeedsOfflineAccess(profile) {
+  return profile === 'keycloak' || profile === 'okta';
+}
 
 const first = (v) => (Array.isArray(v) ? v[0] : v);
 
@@ -78,8 +84,8 @@ function header(jwt) {
 
 // tools: { bodyText(ctx), setBody(ctx, raw), sendJson(ctx, status, body) }
 export function profileMiddleware(profile, tools) {
-  const routes = ROUTES[profile];
-  if (!routes) throw new Error(`unknown IDP_PROFILE ${profile} (one of ${PROFILES.join(', ')})`);
+  const paths = routes(profile);
+  const { issuerPath, aliases } = PROFILE_ROUTES[profile];
   const { bodyText, setBody, sendJson } = tools;
   const deviceChallenges = new Map(); // device_code -> S256 code_challenge (keycloak)
   const wantX5t = process.env.IDP_PROFILE_X5T_S256 || '';
@@ -145,11 +151,6 @@ export function profileMiddleware(profile, tools) {
     const body = typeof ctx.body === 'string' ? JSON.parse(ctx.body) : ctx.body;
     if (!body || typeof body !== 'object') return;
     let changed = false;
-    if ((profile === 'keycloak' || profile === 'okta') && body.refresh_token
-        && !String(body.scope ?? first(params.scope) ?? '').split(' ').includes('offline_access')) {
-      delete body.refresh_token;
-      changed = true;
-    }
     if (profile === 'auth0' && !params.__audience && body.access_token) {
       body.access_token = randomBytes(24).toString('base64url'); // opaque: no API named
       changed = true;
@@ -158,26 +159,21 @@ export function profileMiddleware(profile, tools) {
   }
 
   return async function idpProfile(ctx, next) {
-    const route = routes.paths.find(([pub]) => ctx.path === pub);
-    if (!route) {
+    const alias = aliases.find(([pub]) => ctx.path === pub);
+    const publicPath = ctx.path;
+    if (alias) ctx.path = alias[1] === 'discovery' ? '/.well-known/openid-configuration' : paths[alias[1]];
+    const internal = Object.keys(paths).find((name) => paths[name] === ctx.path)
+      ?? (ctx.path === '/.well-known/openid-configuration' ? 'discovery' : undefined);
+    if (!internal) {
       await next();
       return;
     }
-    const [publicPath, internal] = route;
-    ctx.path = internal;
 
-    if (internal === '/.well-known/openid-configuration') {
+    if (internal === 'discovery') {
       await next();
       if (ctx.status !== 200) return;
       const doc = typeof ctx.body === 'string' ? JSON.parse(ctx.body) : { ...ctx.body };
-      const root = doc.issuer;
-      for (const [pub, inner] of [...routes.paths].reverse()) {
-        for (const key of Object.keys(doc)) {
-          if (doc[key] === root + inner) doc[key] = root + pub;
-        }
-      }
-      if (profile === 'entra') doc.token_endpoint = `${root}/${TENANT}/oauth2/v2.0/token`;
-      doc.issuer = root + routes.issuerPath;
+      doc.issuer += issuerPath;
       sendJson(ctx, 200, doc);
       return;
     }
@@ -188,7 +184,7 @@ export function profileMiddleware(profile, tools) {
     const params = querystring.parse(await bodyText(ctx));
     const hadAudience = Boolean(first(params.audience));
 
-    if (internal === '/device/auth') {
+    if (internal === 'device_authorization') {
       if (profile === 'entra' && params.audience !== undefined) {
         fail(ctx, 400, 'invalid_request', "AADSTS901002: The 'resource' request parameter is not supported.");
         return;
@@ -211,7 +207,7 @@ export function profileMiddleware(profile, tools) {
       return;
     }
 
-    if (internal === '/token') {
+    if (internal === 'token') {
       if (profile === 'entra' && !entraToken(ctx, params, publicPath === `/${TENANT}/oauth2/token`)) return;
       const deviceCode = first(params.device_code);
       if (profile === 'keycloak' && deviceCode && deviceChallenges.has(deviceCode)) {

@@ -36,6 +36,8 @@ const workload = await import('./workload.mjs');
 // IdP profiles (IDP_PROFILE=entra|keycloak|okta|auth0): see profiles.mjs.
 const profiles = await import('./profiles.mjs');
 const PROFILE = process.env.IDP_PROFILE || '';
+// The provider's own endpoint paths: oidc-provider's defaults, or where the profiled IdP keeps them.
+const PATHS = profiles.routes(PROFILE);
 
 const HOST = '127.0.0.1';
 
@@ -625,7 +627,7 @@ async function testMiddleware(ctx, next) {
   if (await controlEndpoints(ctx)) return;
   if (await interactionPages(ctx)) return;
 
-  if (ctx.path === '/auth' && (ctx.method === 'GET' || ctx.method === 'POST')) {
+  if (ctx.path === PATHS.authorization && (ctx.method === 'GET' || ctx.method === 'POST')) {
     state.authorizeRequests += 1;
     if (ctx.method === 'GET') {
       const query = querystring.parse(ctx.querystring);
@@ -635,7 +637,7 @@ async function testMiddleware(ctx, next) {
     return;
   }
 
-  if (ctx.method === 'POST' && ctx.path === '/device/auth') {
+  if (ctx.method === 'POST' && ctx.path === PATHS.device_authorization) {
     state.deviceAuthorizations += 1;
     if (ctx.is('application/x-www-form-urlencoded')) {
       const raw = await bodyText(ctx);
@@ -650,7 +652,7 @@ async function testMiddleware(ctx, next) {
     return;
   }
 
-  if (!(ctx.method === 'POST' && ctx.path === '/token')) {
+  if (!(ctx.method === 'POST' && ctx.path === PATHS.token)) {
     await next();
     return;
   }
@@ -784,6 +786,7 @@ function resourceServerInfo(resource) {
 }
 
 const provider = new Provider(issuer, {
+  routes: PATHS,
   clients: CLIENTS,
   jwks,
   // Every scope a client registers must be a supported one (static clients are validated
@@ -819,7 +822,9 @@ const provider = new Provider(issuer, {
   // Public clients must use PKCE (S256 is the only method oidc-provider 9 supports).
   pkce: { required: (ctx, client) => client.clientAuthMethod === 'none' || client.clientId === NATIVE_CLIENT_ID },
   // Refresh tokens for every client allowed the refresh_token grant, offline_access or not.
-  issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
+  // (Under IDP_PROFILE keycloak or okta, only with offline_access granted.)
+  issueRefreshToken: async (ctx, client, code) => client.grantTypeAllowed('refresh_token')
+    && (!profiles.refreshNeedsOfflineAccess(PROFILE) || Boolean(code?.scopes?.has('offline_access'))),
   // Always rotate: a rotated (consumed) refresh token presented again revokes the grant.
   rotateRefreshToken: true,
   expiresWithSession: async () => false,
