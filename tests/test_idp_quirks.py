@@ -69,7 +69,8 @@ def test_entra_v2_gets_no_audience_and_an_audience_becomes_the_default_scope() -
     form = entra.shape_token_form({"grant_type": "client_credentials", "scope": "all", "audience": "api://flyte"},
                                   grant="client_credentials")
     assert form == {"grant_type": "client_credentials", "scope": "api://flyte/.default"}
-    kept = entra.shape_token_form({"scope": "api://flyte/.default", "audience": "api://other"}, grant="client_credentials")
+    kept = entra.shape_token_form({"scope": "api://flyte/.default", "audience": "api://other"},
+                                  grant="client_credentials")
     assert kept == {"scope": "api://flyte/.default"}
     v1 = recognise("https://login.microsoftonline.com/t/oauth2/token")
     assert v1.shape_token_form({"scope": "api://flyte/.default"}, grant="client_credentials")["resource"] == "api://flyte"
@@ -251,8 +252,8 @@ def _device_session(idp: IdpServer, server: FlyteTestServer, scopes: tuple[str, 
 
 def _keycloak_server(idp: IdpServer, flyte_for: Callable[..., FlyteTestServer]) -> FlyteTestServer:
     base = f"{idp.issuer}/realms/flyte/protocol/openid-connect"
-    return flyte_for(idp, f"{base}/token", client_id=NATIVE_CLIENT_ID, device_authorization_endpoint=f"{base}/auth/device",
-                     grant_types=("urn:ietf:params:oauth:grant-type:device_code",))
+    return flyte_for(idp, f"{base}/token", client_id=NATIVE_CLIENT_ID,
+                     device_authorization_endpoint=f"{base}/auth/device", grant_types=("urn:ietf:params:oauth:grant-type:device_code",))
 
 
 @pytest.mark.idp
