@@ -253,7 +253,8 @@ def _device_session(idp: IdpServer, server: FlyteTestServer, scopes: tuple[str, 
 def _keycloak_server(idp: IdpServer, flyte_for: Callable[..., FlyteTestServer]) -> FlyteTestServer:
     base = f"{idp.issuer}/realms/flyte/protocol/openid-connect"
     return flyte_for(idp, f"{base}/token", client_id=NATIVE_CLIENT_ID,
-                     device_authorization_endpoint=f"{base}/auth/device", grant_types=("urn:ietf:params:oauth:grant-type:device_code",))
+                     device_authorization_endpoint=f"{base}/auth/device",
+                     grant_types=("urn:ietf:params:oauth:grant-type:device_code",))
 
 
 @pytest.mark.idp
