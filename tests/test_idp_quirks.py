@@ -314,3 +314,98 @@ def test_auth0_without_an_audience_gets_an_opaque_token_and_the_doctor_says_why(
                         client_secret=CI_BASIC[1], audience="https://flyte.example.com/api")
     with AuthSession(config, store="memory") as session:
         assert _aud(session.get_token().access_token) == ("https://flyte.example.com/api",)
+
+
+@pytest.mark.idp
+def test_google_iap_gets_an_id_token_for_its_client_id_from_the_metadata_server(
+        idp_fresh: IdpServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Google IAP in front of Flyte (flyte#3965, #6089): `proxy-authorization: Bearer <Google ID token for the
+    IAP client id>`, here from the GCP metadata server, with no command to write and no key on disk; the
+    bearer token for Flyte itself still comes from the IdP."""
+    from joserfc import jwt
+    from joserfc.errors import JoseError
+    from joserfc.jwk import KeySet
+
+    from ._platform_issuer import GCP_EMAIL, PlatformIssuer
+
+    iap_client = "1234-iap.apps.googleusercontent.com"
+    with PlatformIssuer("gcp") as metadata:
+        keys = KeySet.import_key_set({"keys": [metadata.key.as_dict(private=False)]})
+
+        def iap(token: str) -> str | None:  # what IAP checks: Google's signature, aud = its client id
+            try:
+                claims = jwt.decode(token, keys).claims
+            except (JoseError, ValueError):
+                return "not a Google ID token"
+            return None if claims.get("aud") == iap_client and claims.get("email") == GCP_EMAIL else "wrong aud"
+
+        monkeypatch.setenv("GCE_METADATA_HOST", metadata.issuer.split("://", 1)[1])
+        server = FlyteTestServer(jwt_validator(idp_fresh), token_endpoint=idp_fresh.token_endpoint,
+                                 issuer=idp_fresh.issuer, proxy_validate=iap).start()
+        try:
+            config = AuthConfig(endpoint=server.target, insecure=True, auth_type="ClientSecret",
+                                client_id=CI_BASIC[0], client_secret=CI_BASIC[1],
+                                options={"proxyTokenSource": "gcp-metadata", "proxyTokenAudience": iap_client})
+            with AuthSession(config, store="memory") as session:
+                call = session.channel().unary_unary(ECHO["unary"])
+                assert [call(b"x", timeout=20) for _ in range(3)] == [b"x"] * 3
+            assert server.stats["proxy_denied"] == 0
+            assert metadata.stats["id_token_requests"] == 1  # cached until it expires, like any token
+        finally:
+            server.stop()
+
+
+def test_a_proxy_token_has_one_source(tmp_path: Path) -> None:
+    from flyteauth_providers.proxy_command import ProxyAuthorization
+
+    config = AuthConfig(endpoint="a:1", proxy_command=("echo", "t"), options={"proxyTokenSource": "gcp-metadata",
+                                                                             "proxyTokenAudience": "x"})
+    with pytest.raises(ConfigError, match="Both proxyCommand and proxyTokenSource"):
+        ProxyAuthorization(config)
+    with pytest.raises(ConfigError, match="needs the audience"):
+        ProxyAuthorization(AuthConfig(endpoint="a:1", options={"proxyTokenSource": "gcp-metadata"}))
+
+
+@pytest.fixture(scope="module")
+def okta() -> Iterator[IdpServer]:
+    yield from _start("okta")
+
+
+def _config_file(tmp_path: Path, server: FlyteTestServer, secret: str, extra: str = "") -> Path:
+    secret_path = tmp_path / "secret"
+    secret_path.write_text(secret)
+    secret_path.chmod(0o600)
+    path = tmp_path / "config.yaml"
+    path.write_text(f"admin:\n  endpoint: dns:///{server.target}\n  insecure: true\n  authType: ClientSecret\n"
+                    f"  clientId: {CI_BASIC[0]}\n  clientSecretLocation: {secret_path}\n{extra}")
+    return path
+
+
+@pytest.mark.idp
+def test_the_doctor_names_the_idp_and_explains_its_error_code(entra: IdpServer, tmp_path: Path,
+                                                              flyte_for: Callable[..., FlyteTestServer]) -> None:
+    from flyteauth_core.doctor import Doctor
+
+    server = flyte_for(entra, _entra_v2(entra))
+    path = _config_file(tmp_path, server, "wrong-secret", "  scopes: [api://flyte-app/.default]\n")
+    steps = {r.name: r for r in Doctor(str(path), env={}).run()}
+    assert "Entra ID v2" in steps["idp"].summary
+    assert steps["token"].status == "fail"
+    assert "AADSTS7000215" in (steps["token"].fix or "") and "secret's Value" in (steps["token"].fix or "")
+
+
+@pytest.mark.idp
+def test_okta_custom_authorization_server_works_and_is_named(okta: IdpServer, tmp_path: Path,
+                                                             flyte_for: Callable[..., FlyteTestServer]) -> None:
+    from flyteauth_core.doctor import Doctor
+
+    server = flyte_for(okta, f"{okta.issuer}/oauth2/default/v1/token")
+    steps = {r.name: r for r in Doctor(str(_config_file(tmp_path, server, CI_BASIC[1])), env={}).run()}
+    assert "Okta" in steps["idp"].summary
+    assert steps["token"].status == "ok" and steps["call"].status == "ok"
+
+
+def test_okta_org_server_is_a_doctor_warning_with_the_fix() -> None:
+    profile = recognise("https://acme.okta.com/oauth2/v1/token")
+    hints = profile.hints(has_audience=True, scopes=("all",), interactive=False)
+    assert hints and "/oauth2/default" in hints[0]
