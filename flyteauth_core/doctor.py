@@ -46,6 +46,7 @@ from .errors import (
     InvalidGrantError,
     TokenRequestError,
 )
+from .idps import IDP_PROFILE, IdpProfile, recognise
 
 if TYPE_CHECKING:
     from .config import AuthConfig
@@ -380,6 +381,28 @@ class Doctor:
             return self.server.token_endpoint, "the server's discovery"
         return "", ""
 
+    def _idp_profile(self) -> IdpProfile:
+        """The IdP behind the token endpoint (``admin.idpProfile``, else its URL): its quirks name the fixes."""
+        url, _ = self._token_url()
+        try:
+            return recognise(url, IDP_PROFILE.read(self._config()))
+        except FlyteAuthError:
+            return recognise(url)  # a bad idpProfile is step 1's problem, not this one's
+
+    def _with_quirks(self, fix: str, error: FlyteAuthError | None = None, **facts: Any) -> str:
+        """``fix``, preceded by what an Entra AADSTS code means and by the IdP's quirks that fit the facts."""
+        profile = self._idp_profile()
+        config = self._config()
+        hint = error.hint if error is not None else None
+        parts: list[str] = [hint] if hint and hint.startswith("AADSTS") else []
+        kind = self._session().auth_type.lower()
+        facts.setdefault("interactive", kind in ("pkce", "deviceflow"))
+        parts += profile.hints(has_audience=bool(config.audience or (self.server.audience if self.server else "")),
+                               scopes=tuple(config.scopes or (self.server.scopes if self.server else ())),
+                               scopes_key=user_key(config, "scopes"), audience_key=user_key(config, "audience"),
+                               **facts)
+        return "; ".join([*parts, *([fix] if fix else [])])
+
     def check_idp(self) -> tuple[str, dict[str, Any]]:
         config, session = self._config(), self._session()
         kind = session.auth_type.lower()
@@ -393,6 +416,9 @@ class Doctor:
                         "Set admin.tokenUrl to the IdP's token endpoint", "admin.tokenUrl", "unset")
         proxy, proxy_key = self._proxy_for(url, config)
         details: dict[str, Any] = {"url": url, "from": origin, "proxy": proxy or "direct"}
+        profile = self._idp_profile()
+        if profile.kind != "generic":
+            details["idp"] = profile.display + (f" {profile.entra_version}" if profile.entra_version else "")
         if url.startswith("https://"):
             details["tls"] = ("not verified (" + user_key(config, "idp_insecure_skip_verify") + ")"
                               if config.idp_insecure_skip_verify else "verified")
@@ -410,6 +436,8 @@ class Doctor:
             except (TypeError, ValueError):
                 pass
         summary = f"{url} is reachable (HTTP {response.status_code} to a GET)" + (f" via {proxy}" if proxy else "")
+        if "idp" in details:
+            summary += f"; {details['idp']}"
         if response.status_code == 407:
             key = user_key(config, "proxy_auth_for_idp")
             raise _Fail(f"{summary}: the proxy wants credentials", f"Put them in {proxy_key or 'the proxy URL'}, or "
@@ -495,8 +523,9 @@ class Doctor:
         except InvalidClientError as error:
             key, state = self._credential_key(config)
             raise _Fail(f"the IdP rejected client {config.client_id!r}: {error.message}",
-                        f"Check the secret {key} provides (and {user_key(config, 'client_id')}, "
-                        f"{user_key(config, 'token_endpoint_auth_method')} = {config.token_endpoint_auth_method})",
+                        self._with_quirks(f"Check the secret {key} provides (and {user_key(config, 'client_id')}, "
+                                          f"{user_key(config, 'token_endpoint_auth_method')} = "
+                                          f"{config.token_endpoint_auth_method})", error),
                         key, state) from None
         except InvalidGrantError as error:
             raise _Fail(f"the stored login is no longer valid ({error.message})", "Run `flyteauth login`") from None
@@ -506,7 +535,7 @@ class Doctor:
                         "unauthorized_client": ("auth_type", "This client may not use this grant at the IdP"),
                         }.get(error.error or "", ("", error.hint or "See the IdP's message"))
             named = user_key(config, key) if key else None
-            raise _Fail(error.message, f"{named}: {fix}" if named else fix, named,
+            raise _Fail(error.message, self._with_quirks(f"{named}: {fix}" if named else fix, error), named,
                         "wrong" if named and getattr(config, key) else ("unset" if named else None)) from None
         except CommandError as error:
             key = user_key(config, "command")
@@ -540,6 +569,7 @@ class Doctor:
         summary = (f"{details['grant']}" + (f", {details['client_auth']}" if "client_auth" in details else "")
                    + f"; {details['format']}, {lifetime}, scopes {' '.join(details['scopes']) or '(none)'}"
                    + (f", aud {' '.join(details['audience']) or '(none)'}" if payload else ""))
+        self._warn_on_quirks(summary, details, bool(payload))
         iat = payload.get("iat")
         if isinstance(iat, (int, float)) and iat - now > SKEW_LIMIT:
             raise _Warn(f"{summary}; the token was issued {iat - now:.0f} s in the future by this machine's "
@@ -548,6 +578,16 @@ class Doctor:
             raise _Fail(f"{summary}; the token is already expired by this machine's clock",
                         "Synchronise this machine's clock (NTP), or check the IdP's token lifetime", **details)
         return summary, details
+
+    def _warn_on_quirks(self, summary: str, details: dict[str, Any], jwt: bool) -> None:
+        """A token came, but what the IdP handed out shows one of its quirks (opaque for lack of an audience,
+        no refresh token for lack of offline_access, no audience mapper): a warning with the fix."""
+        config = self._config()
+        expected = config.audience or (self.server.audience if self.server else "")
+        quirks = self._with_quirks("", refresh_token=details.get("refresh_token"), opaque_token=not jwt,
+                                   audience_in_token=(expected in details["audience"]) if jwt and expected else None)
+        if quirks:
+            raise _Warn(f"{summary}; {self._idp_profile().display} needs more", quirks, **details)
 
     def _credential_key(self, config: AuthConfig) -> tuple[str, str]:
         if config.token_endpoint_auth_method == "private_key_jwt":
@@ -651,11 +691,15 @@ class Doctor:
             key, state = self._audience_key(config)
             raise _Fail(f"the server rejected the token ({seen}): its audience is {list(aud) or '(none)'}, the "
                         f"server expects {advertised_aud!r}",
-                        f"Set {key}: {advertised_aud} (or admin.useAudienceFromAdmin: true)", key, state, **details)
+                        self._with_quirks(f"Set {key}: {advertised_aud} (or admin.useAudienceFromAdmin: true)",
+                                          opaque_token=not payload, audience_in_token=False),
+                        key, state, **details)
         if re.search(r"\baud(ience)?\b", message, re.I):
             key, state = self._audience_key(config)
             raise _Fail(f"the server rejected the token's audience {list(aud) or '(none)'} ({seen})",
-                        f"Set {key} to the audience the server expects (see its message)", key, state, **details)
+                        self._with_quirks(f"Set {key} to the audience the server expects (see its message)",
+                                          opaque_token=not payload, audience_in_token=False),
+                        key, state, **details)
         # 3. clock: the token's validity window against this machine's clock (the server's is unknown).
         iat, nbf, exp = (payload.get(c) for c in ("iat", "nbf", "exp"))
         numbers = [v for v in (iat, nbf) if isinstance(v, (int, float))]
@@ -667,8 +711,9 @@ class Doctor:
         raise _Fail(f"the server rejected the token ({seen}); header key {self.sent_key!r} (server advertises "
                     f"{advertised_key!r}), audience {list(aud) or '(none)'} (server advertises "
                     f"{advertised_aud or 'none'}), issuer {payload.get('iss', '?')}",
-                    "Compare these with the server's auth settings (audience, issuer, header key); its logs "
-                    "say which check failed", **details)
+                    self._with_quirks("Compare these with the server's auth settings (audience, issuer, header key); "
+                                      "its logs say which check failed", opaque_token=not payload),
+                    **details)
 
     def _audience_key(self, config: AuthConfig) -> tuple[str, str]:
         return user_key(config, "audience"), "wrong" if config.audience else "unset"

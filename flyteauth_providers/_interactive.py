@@ -31,11 +31,12 @@ from flyteauth_core.errors import (
     InvalidGrantError,
     TokenError,
 )
+from flyteauth_core.idps import IDP_PROFILE
 from flyteauth_core.lifecycle import LOGIN, REPLAY, AcquireRequest
 from flyteauth_core.options import Option
 from flyteauth_core.token import Token
 
-from ._oauth import TokenEndpoint, post_form, public_client_auth, refresh_grant
+from ._oauth import TokenEndpoint, idp_profile, post_form, public_client_auth, refresh_grant
 
 log = logging.getLogger("flyteauth.interactive")
 
@@ -93,6 +94,7 @@ class PublicClient:
 #: Config keys the interactive providers read (declared at registration, so they are not "unknown").
 INTERACTIVE_OPTIONS = (
     Option("revocationEndpoint", help="RFC 7009 endpoint for `flyteauth logout` (default: the IdP's discovery)"),
+    IDP_PROFILE,
 )
 
 
@@ -169,7 +171,18 @@ class InteractiveAuthenticator:
                 "one (no terminal, CI is set, or FLYTEAUTH_INTERACTIVE=0)",
             )
         self._cancelled.clear()
-        return self.login(request, self.client(request))
+        client = self.client(request)
+        token = self.login(request, client)
+        if not token.refresh_token:
+            self._warn_without_refresh(client)
+        return token
+
+    def _warn_without_refresh(self, client: PublicClient) -> None:
+        """A login with no refresh token means a new login at every expiry; Keycloak and Okta do that unless
+        the login asked for ``offline_access``: say so once, in the user's keys."""
+        hint = idp_profile(self._config, client.token_endpoint).refresh_hint(tuple(client.scopes))
+        if hint:
+            log.warning("flyteauth: the login at %s brought no refresh token; %s", client.token_endpoint, hint)
 
     def login(self, request: AcquireRequest, client: PublicClient) -> Token:
         raise NotImplementedError

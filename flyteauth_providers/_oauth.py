@@ -21,22 +21,29 @@ from flyteauth_core.errors import (
     TokenResponseError,
 )
 from flyteauth_core.http import RetryPolicy, send_with_retries
+from flyteauth_core.idps import IDP_PROFILE, IdpProfile, explain_aadsts, recognise
 from flyteauth_core.lifecycle import AcquireRequest
 from flyteauth_core.options import Option
 from flyteauth_core.parsers import boolean
 from flyteauth_core.token import Token, token_from_response
 
 
-def _describe(body: Any) -> tuple[str | None, str]:
+def _describe(body: Any) -> tuple[str | None, str, str | None]:
+    """``(error code, text for the message, what an Entra AADSTS code in the description means)``."""
     if not isinstance(body, Mapping):
-        return None, ""
+        return None, "", None
     error = body.get("error")
     description = body.get("error_description")
     error = error if isinstance(error, str) else None
     text = f": {error}" if error else ""
     if isinstance(description, str) and description:
         text += f" ({description[:200]})"
-    return error, text
+    return error, text, explain_aadsts(description if isinstance(description, str) else None)
+
+
+def idp_profile(config: AuthConfig, url: str) -> IdpProfile:
+    """The IdP behind ``url``: ``admin.idpProfile`` when set, else recognised from the URL (``flyteauth_core.idps``)."""
+    return recognise(url, IDP_PROFILE.read(config))
 
 
 def raise_for_error(response: Any, endpoint: str) -> Any:
@@ -52,18 +59,18 @@ def raise_for_error(response: Any, endpoint: str) -> Any:
             raise TokenResponseError(f"Token endpoint returned a non-JSON body ({kind})",
                                      endpoint=endpoint, status=status)
         return body
-    error, text = _describe(body)
+    error, text, entra = _describe(body)
     if error == "invalid_client" or (status == 401 and error is None):
         raise InvalidClientError(
             f"Identity provider rejected the client credentials{text}", endpoint=endpoint, status=status,
-            error=error, hint="Check the client id and secret (admin.clientId, admin.clientSecretLocation "
+            error=error, hint=entra or "Check the client id and secret (admin.clientId, admin.clientSecretLocation "
             "or admin.clientSecretEnvVar) and the token endpoint auth method",
         )
     if error == "invalid_grant":
         raise InvalidGrantError(f"The grant is no longer valid{text}", endpoint=endpoint, status=status,
-                                error=error, hint="Log in again with `flyteauth login`")
+                                error=error, hint=entra or "Log in again with `flyteauth login`")
     raise TokenRequestError(f"Token request failed{text or ' with an unexpected response'}",
-                            endpoint=endpoint, status=status, error=error)
+                            endpoint=endpoint, status=status, error=error, hint=entra)
 
 
 class TokenEndpoint:
@@ -96,6 +103,7 @@ class TokenEndpoint:
             self._client = request.http_client(url)
             self._client_scheme = url.split(":", 1)[0]
         client = self._client
+        data = idp_profile(request.config, url).shape_token_form(data, grant=data.get("grant_type", ""))
         form = urlencode({k: v for k, v in data.items() if v})
         base_headers = {"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"}
 
@@ -160,6 +168,7 @@ def post_form(
     """
     from urllib.parse import urlencode
 
+    data = idp_profile(request.config, url).shape_token_form(data, grant="")
     body = urlencode({k: v for k, v in data.items() if v})
     headers = {"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"}
     if client_auth is not None:
@@ -285,8 +294,12 @@ class ClientAuthentication:
         self.method = method or config.token_endpoint_auth_method
         self._key_id = config.options.get("clientKeyId")
         self._credential: Any = None
+        self._thumbprints: dict[str, str] = {}
         if self.method == "private_key_jwt":
             self._credential = load_client_key(config)
+            cert_path = CLIENT_CERT.read(config)
+            if cert_path:
+                self._thumbprints = certificate_thumbprints(str(cert_path), self._credential)
         elif self.method in ("client_secret_basic", "client_secret_post"):
             self._credential = config.resolve_client_secret()
         self._auth: Any = None
@@ -308,7 +321,8 @@ class ClientAuthentication:
                 from authlib.oauth2.rfc7523 import PrivateKeyJWT
 
                 kid = self._key_id
-                method = PrivateKeyJWT(alg=_alg(self._credential), headers={"kid": str(kid)} if kid else None)
+                headers = {**({"kid": str(kid)} if kid else {}), **self._thumbprints}
+                method = PrivateKeyJWT(alg=_alg(self._credential), headers=headers or None)
             elif method == "client_secret_basic":
                 method = form_encoded_basic
             self._auth = ClientAuth(self.client_id, self._credential, method)
@@ -336,6 +350,43 @@ def load_client_key(config: AuthConfig) -> Any:
             return key
     raise ConfigError(f"clientKeyFilePath {path!r} holds no RSA, EC or Ed25519 private key in PEM form",
                       hint="Use a PKCS#8 or traditional PEM private key (-----BEGIN PRIVATE KEY-----)")
+
+
+#: ``admin.clientCertFilePath``: the PEM certificate of the private_key_jwt key, for IdPs that identify the key
+#: by its certificate's thumbprint (Entra ID: without ``x5t#S256`` it answers AADSTS700027).
+CLIENT_CERT = Option("clientCertFilePath", help="private_key_jwt: PEM certificate of the key in clientKeyFilePath; "
+                     "its thumbprint goes in the assertion's x5t#S256 and x5t headers (Entra ID needs it)")
+
+
+def certificate_thumbprints(path: str, key: Any) -> dict[str, str]:
+    """``{"x5t#S256": ..., "x5t": ...}`` (RFC 7515 §4.1.8/§4.1.7: base64url SHA-256 and SHA-1 of the DER
+    certificate) for the certificate in ``path``, which must hold the public half of ``key``."""
+    import base64
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        with open(path, "rb") as fh:
+            cert = x509.load_pem_x509_certificate(fh.read())
+    except OSError as exc:
+        raise ConfigError(f"Cannot read clientCertFilePath {path!r} ({exc.strerror or type(exc).__name__})",
+                          hint="Point admin.clientCertFilePath at the PEM certificate of the client's key") from None
+    except ValueError:
+        raise ConfigError(f"clientCertFilePath {path!r} holds no PEM certificate",
+                          hint="Use the certificate uploaded to the IdP (-----BEGIN CERTIFICATE-----)") from None
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    ours = key.get_op_key("sign").public_key().public_bytes(serialization.Encoding.DER, spki)
+    if cert.public_key().public_bytes(serialization.Encoding.DER, spki) != ours:
+        raise ConfigError(f"The certificate in clientCertFilePath {path!r} is not for the key in clientKeyFilePath",
+                          hint="Use the certificate issued for that private key")
+    der = cert.public_bytes(serialization.Encoding.DER)
+
+    def b64(digest: bytes) -> str:
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+    return {"x5t#S256": b64(hashlib.sha256(der).digest()), "x5t": b64(hashlib.sha1(der).digest())}
 
 
 def _alg(key: Any) -> str:

@@ -18,11 +18,21 @@ from typing import Any
 from flyteauth_core import hookimpl
 from flyteauth_core.config import AuthConfig
 from flyteauth_core.errors import ConfigError, InvalidClientError
+from flyteauth_core.idps import IDP_PROFILE
 from flyteauth_core.lifecycle import AcquireRequest
 from flyteauth_core.options import Option
 from flyteauth_core.token import Token
 
-from ._oauth import ALLOW_HTTP, ClientAuthentication, TokenEndpoint, refuse_plain_http, rehint, token_request_target
+from ._oauth import (
+    ALLOW_HTTP,
+    CLIENT_CERT,
+    ClientAuthentication,
+    TokenEndpoint,
+    idp_profile,
+    refuse_plain_http,
+    rehint,
+    token_request_target,
+)
 from .platform_token import PLATFORM_OPTIONS, PlatformTokenReader, cap_expiry
 
 
@@ -52,6 +62,9 @@ class ClientSecretAuthenticator:
     def acquire(self, request: AcquireRequest) -> Token:
         url, scopes, audience = token_request_target(self._config, request)
         refuse_plain_http(self._config, url)
+        problem = idp_profile(self._config, url).check_client_credentials_scopes(tuple(scopes), bool(audience))
+        if problem:
+            raise ConfigError(problem, hint="Set admin.scopes: [api://<application id of the Flyte API>/.default]")
         data = {"grant_type": "client_credentials", "scope": " ".join(scopes), "audience": audience or ""}
         if self._platform is None:
             return self._endpoint.request(request, url, data, client_auth=self._client_auth())
@@ -87,4 +100,4 @@ class ClientSecretAuthenticator:
 def flyteauth_register_authenticators(register: Any) -> None:
     register("ClientSecret", ClientSecretAuthenticator, aliases=("client_credentials", "basic"),
              options=(Option("clientKeyId", help="private_key_jwt: the kid header of the client assertion"),
-                      ALLOW_HTTP, *PLATFORM_OPTIONS))
+                      CLIENT_CERT, IDP_PROFILE, ALLOW_HTTP, *PLATFORM_OPTIONS))

@@ -23,6 +23,7 @@ import attrs
 from flyteauth_core import hookimpl
 from flyteauth_core.config import AuthConfig
 from flyteauth_core.errors import ConfigError, TokenRequestError, TokenResponseError
+from flyteauth_core.idps import DEVICE_PKCE
 from flyteauth_core.lifecycle import AcquireRequest
 from flyteauth_core.token import Token
 
@@ -35,7 +36,7 @@ from ._interactive import (
     LoginTimeoutError,
     PublicClient,
 )
-from ._oauth import post_form, raise_for_error
+from ._oauth import idp_profile, post_form, raise_for_error
 
 log = logging.getLogger("flyteauth.device_flow")
 
@@ -89,16 +90,26 @@ class DeviceFlowAuthenticator(InteractiveAuthenticator):
         if not url:
             raise ConfigError(f"{self._config.endpoint} advertises no device authorization endpoint",
                               hint="Use authType Pkce, or fix the server's auth config")
-        status, body = post_form(request, url, {
+        form = {
             "client_id": client.client_id,  # RFC 8628 §3.1 (public clients send it in the form)
             "scope": " ".join(client.scopes),
             "audience": client.audience or "",
-        })
+        }
+        # PKCE on the device flow (Keycloak enforces it on clients that require PKCE): a code_challenge in the
+        # device authorization request, the code_verifier in every poll.  "auto" sends it where the IdP is
+        # known to need it, and once more with it when an IdP refuses the request for lack of one.
+        wanted = DEVICE_PKCE.read(self._config)
+        verifier = _pkce_verifier() if wanted or (wanted is None and idp_profile(self._config, url).device_pkce) else ""
+        status, body = post_form(request, url, {**form, **_challenge(verifier)})
+        if status == 400 and not verifier and wanted is None and _asks_for_pkce(body):
+            log.info("flyteauth: %s wants PKCE on the device flow; asking again with a code challenge", url)
+            verifier = _pkce_verifier()
+            status, body = post_form(request, url, {**form, **_challenge(verifier)})
         if status != 200:
             raise_for_error(_Answer(status, body), url)
         device_code, shown = self._parse(body, url, status)
         (request.device_prompt or self._prompt or print_prompt)(shown)  # AuthSession(device_prompt=...) first
-        return self._poll(request, client, device_code, shown)
+        return self._poll(request, client, device_code, shown, verifier)
 
     def _parse(self, body: Any, url: str, status: int) -> tuple[str, DeviceCode]:
         if not isinstance(body, Mapping):
@@ -121,7 +132,8 @@ class DeviceFlowAuthenticator(InteractiveAuthenticator):
             endpoint=self._config.endpoint,
         )
 
-    def _poll(self, request: AcquireRequest, client: PublicClient, device_code: str, shown: DeviceCode) -> Token:
+    def _poll(self, request: AcquireRequest, client: PublicClient, device_code: str, shown: DeviceCode,
+              verifier: str = "") -> Token:
         timeout = min(self.timeout, shown.expires_in) if shown.expires_in else self.timeout
         deadline = time.monotonic() + timeout
         interval = shown.interval
@@ -140,7 +152,8 @@ class DeviceFlowAuthenticator(InteractiveAuthenticator):
                 continue
             self.polls += 1
             try:
-                return self.exchange(request, client, {"grant_type": GRANT_TYPE, "device_code": device_code})
+                return self.exchange(request, client, {"grant_type": GRANT_TYPE, "device_code": device_code,
+                                                       "code_verifier": verifier})
             except TokenRequestError as exc:
                 if exc.error == "authorization_pending":
                     continue
@@ -155,6 +168,29 @@ class DeviceFlowAuthenticator(InteractiveAuthenticator):
                 if exc.error == "access_denied":
                     raise LoginDeniedError("The device login was denied", error=exc.error) from None
                 raise
+
+
+def _pkce_verifier() -> str:
+    from authlib.common.security import generate_token
+
+    return str(generate_token(64))
+
+
+def _challenge(verifier: str) -> dict[str, str]:
+    if not verifier:
+        return {}
+    from authlib.oauth2.rfc7636 import create_s256_code_challenge
+
+    return {"code_challenge": create_s256_code_challenge(verifier), "code_challenge_method": "S256"}
+
+
+def _asks_for_pkce(body: Any) -> bool:
+    """An ``invalid_request`` whose description names PKCE or the code challenge (Keycloak: "Missing parameter:
+    code_challenge_method", "PKCE enforced Client without code challenge method.")."""
+    if not isinstance(body, Mapping) or body.get("error") != "invalid_request":
+        return False
+    text = str(body.get("error_description") or "").lower()
+    return "pkce" in text or "code_challenge" in text or "code challenge" in text
 
 
 def _number(value: Any) -> bool:
@@ -178,4 +214,4 @@ class _Answer:
 @hookimpl
 def flyteauth_register_authenticators(register: Any) -> None:
     register("DeviceFlow", DeviceFlowAuthenticator, aliases=("device_flow",), default_store="keyring",
-             options=INTERACTIVE_OPTIONS)
+             options=(*INTERACTIVE_OPTIONS, DEVICE_PKCE))

@@ -50,6 +50,7 @@ from ._interactive import (
     LoginTimeoutError,
     PublicClient,
 )
+from ._oauth import idp_profile
 
 if TYPE_CHECKING:
     from http.server import BaseHTTPRequestHandler
@@ -245,7 +246,7 @@ class PkceAuthenticator(InteractiveAuthenticator):
                 ("code_challenge", create_s256_code_challenge(verifier)),
                 ("code_challenge_method", "S256"),
             ]
-            if client.audience:
+            if client.audience and idp_profile(self._config, client.authorization_endpoint).takes_audience:
                 params.append(("audience", client.audience))
             url = add_params_to_uri(client.authorization_endpoint, [(k, v) for k, v in params if v])
             if not self._open(url, request.browser_opener):

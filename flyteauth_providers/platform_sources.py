@@ -5,6 +5,9 @@
 * ``github-actions``: ``GET $ACTIONS_ID_TOKEN_REQUEST_URL&audience=<platformTokenAudience>`` with
   ``Authorization: bearer $ACTIONS_ID_TOKEN_REQUEST_TOKEN``; the token is ``{"value": ...}``.  A job gets
   these variables with ``permissions: id-token: write``.
+* ``gcp-metadata``: an ID token of the VM's or GKE workload's service account for ``platformTokenAudience``,
+  from the GCP metadata server (``$GCE_METADATA_HOST``, google-auth's variable, else
+  ``metadata.google.internal``); what Google IAP takes in ``proxy-authorization`` (see ``proxyTokenSource``).
 * ``command``: ``platformTokenCommand`` (argv, no shell) prints the token.
 * ``env``: the env var named by ``platformTokenEnvVar``.
 * ``auto``: GitHub Actions when its two variables are set, else the standard Kubernetes token path, else an
@@ -126,6 +129,49 @@ class GitHubActionsSource:
         return value
 
 
+GCE_METADATA_HOST_ENV = "GCE_METADATA_HOST"
+GCP_IDENTITY = "/computeMetadata/v1/instance/service-accounts/default/identity"
+
+
+class GcpMetadataSource:
+    """An ID token for ``platformTokenAudience`` from the GCP metadata server (GCE, GKE workload identity,
+    Cloud Run): no key on disk.  The request carries no secret; the metadata server is link-local."""
+
+    local = False
+
+    def __init__(self, config: AuthConfig) -> None:
+        self.audience = workload_options(config).audience
+        if not self.audience:
+            raise ConfigError("platformTokenSource gcp-metadata needs the audience of the ID token",
+                              hint="Set admin.platformTokenAudience (proxyTokenAudience for IAP: the OAuth client id "
+                              "of the IAP resource)")
+
+    def describe(self) -> str:
+        return f"the GCP metadata server ({os.environ.get(GCE_METADATA_HOST_ENV) or 'metadata.google.internal'})"
+
+    def read(self, request: AcquireRequest) -> str:
+        from urllib.parse import urlencode
+
+        host = os.environ.get(GCE_METADATA_HOST_ENV) or "metadata.google.internal"
+        where = f"http://{host}{GCP_IDENTITY}"
+        url = f"{where}?{urlencode({'audience': self.audience, 'format': 'full'})}"
+        client = request.http_client(url)
+        try:
+            response = send_with_retries(lambda: client.get(url, headers={"Metadata-Flavor": "Google"}),
+                                         endpoint=where, policy=request.retry)
+        finally:
+            client.close()
+        value = str(response.text).strip()
+        if response.status_code != 200 or value.count(".") != 2:
+            raise PlatformTokenError(
+                f"The GCP metadata server {where} answered HTTP {response.status_code} without an ID token",
+                origin=self.describe(), transient=response.status_code >= 500,
+                hint="Run on GCE/GKE with a service account (GKE: workload identity for the pod's KSA), or set "
+                f"${GCE_METADATA_HOST_ENV} to a metadata server that serves one",
+            )
+        return value
+
+
 class CommandSource:
     """A command that prints the platform token (for example a cloud CLI)."""
 
@@ -210,6 +256,7 @@ class AutoSource:
 def flyteauth_register_platform_token_sources(register: Any) -> None:
     register("file", FileSource)
     register("github-actions", GitHubActionsSource, aliases=("github_actions", "github"))
+    register("gcp-metadata", GcpMetadataSource, aliases=("gcp", "gce", "gke"))
     register("command", CommandSource)
     register("env", EnvSource)
     register("auto", AutoSource)

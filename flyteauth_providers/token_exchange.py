@@ -26,6 +26,7 @@ import attrs
 from flyteauth_core import hookimpl
 from flyteauth_core.config import AuthConfig, read_secret_file
 from flyteauth_core.errors import TokenExchangeError, TokenRequestError
+from flyteauth_core.idps import IDP_PROFILE
 from flyteauth_core.lifecycle import AcquireRequest
 from flyteauth_core.token import Token
 
@@ -144,5 +145,5 @@ class TokenExchangeAuthenticator:
 @hookimpl
 def flyteauth_register_authenticators(register: Any) -> None:
     register("TokenExchange", TokenExchangeAuthenticator, aliases=("token_exchange", GRANT_TYPE),
-             options=(*PLATFORM_OPTIONS, *EXCHANGE_OPTIONS, ALLOW_HTTP),
+             options=(*PLATFORM_OPTIONS, *EXCHANGE_OPTIONS, ALLOW_HTTP, IDP_PROFILE),
              description="RFC 8693: the platform's identity token (Kubernetes, GitHub Actions) for an access token")

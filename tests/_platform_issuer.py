@@ -6,6 +6,10 @@
   ``/.well-known/openid-configuration`` and its JWKS at ``/openid/v1/jwks``, as an API server does.
   :meth:`write_projected` writes a token into a directory the way the kubelet's atomic writer does
   (a timestamped directory, ``..data`` symlink swapped by rename, ``token -> ..data/token``).
+* ``kind="gcp"``: the GCP metadata server's identity endpoint (``GET /computeMetadata/v1/instance/
+  service-accounts/default/identity?audience=<aud>&format=full`` with ``Metadata-Flavor: Google``; the ID
+  token as text, ``sub`` the service account's numeric id, ``email`` its address; no header: 403).
+  Point ``GCE_METADATA_HOST`` (google-auth's variable) at it.
 * ``kind="github"``: GitHub Actions' token service.  ``GET /_apis/actions/idtoken?api-version=2.0
   &audience=<aud>`` with ``Authorization: bearer <request token>`` answers ``{"value": <jwt>}`` (sub
   ``repo:<org>/<repo>:ref:refs/heads/main``); a wrong or missing bearer gets 401.  Same discovery and JWKS.
@@ -28,12 +32,24 @@ from urllib.parse import parse_qs, urlsplit
 from flyteauth_core.testing import LoopbackHTTPServer, send_json
 
 GITHUB_SUBJECT = "repo:flyteorg/flyteauth:ref:refs/heads/main"
+GCP_IDENTITY_PATH = "/computeMetadata/v1/instance/service-accounts/default/identity"
+GCP_SUBJECT = "104729834720198347561"
+GCP_EMAIL = "workload@flyte-project.iam.gserviceaccount.com"
+
+
+def send_text(handler: BaseHTTPRequestHandler, status: int, text: str) -> None:
+    data = text.encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "text/html" if status == 200 else "text/plain")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
 
 
 class PlatformIssuer:
-    """A loopback issuer of platform tokens (``kind``: ``kubernetes`` or ``github``)."""
+    """A loopback issuer of platform tokens (``kind``: ``kubernetes``, ``github`` or ``gcp``)."""
 
-    def __init__(self, kind: str = "kubernetes") -> None:
+    def __init__(self, kind: str = "kubernetes") -> None:  # kubernetes, github or gcp
         from joserfc.jwk import RSAKey
 
         self.kind = kind
@@ -98,6 +114,17 @@ class PlatformIssuer:
             with self._lock:
                 self.stats["jwks"] += 1
             status, body = 200, {"keys": [self.key.as_dict(private=False)]}
+        elif url.path == GCP_IDENTITY_PATH and self.kind == "gcp":
+            with self._lock:
+                self.stats["id_token_requests"] += 1
+            audience = parse_qs(url.query).get("audience", [""])[0]
+            if handler.headers.get("metadata-flavor") != "Google" or not audience:
+                with self._lock:
+                    self.stats["rejected"] += 1
+                send_text(handler, 403 if audience else 400, "Missing Metadata-Flavor:Google header or audience")
+                return
+            send_text(handler, 200, self.mint(sub=GCP_SUBJECT, aud=audience, ttl=3600, email=GCP_EMAIL, azp=GCP_EMAIL))
+            return
         elif url.path == "/_apis/actions/idtoken" and self.kind == "github":
             auth = handler.headers.get("authorization", "")
             scheme, _, value = auth.partition(" ")

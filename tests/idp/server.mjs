@@ -11,6 +11,7 @@
 //   IDP_REFRESH_TTL          refresh-token lifetime in seconds (default 86400)
 //   IDP_TLS_CERT, IDP_TLS_KEY  PEM paths: serve HTTPS (issuer https://127.0.0.1:<port>)
 //   IDP_RATE_LIMIT           token requests per second per client before 429 + Retry-After (0 = off)
+//   IDP_PROFILE              entra|keycloak|okta|auth0: dress as that IdP (profiles.mjs)
 //
 // Once listening it prints exactly one line "READY <port>" on stdout. Everything else
 // (including oidc-provider's own console.info notices) goes to stderr.
@@ -32,6 +33,11 @@ console.info = console.error;
 const { default: Provider } = await import('oidc-provider');
 // Workload identity (token exchange, federated client): see workload.mjs.
 const workload = await import('./workload.mjs');
+// IdP profiles (IDP_PROFILE=entra|keycloak|okta|auth0): see profiles.mjs.
+const profiles = await import('./profiles.mjs');
+const PROFILE = process.env.IDP_PROFILE || '';
+// The provider's own endpoint paths: oidc-provider's defaults, or where the profiled IdP keeps them.
+const PATHS = profiles.routes(PROFILE);
 
 const HOST = '127.0.0.1';
 
@@ -230,6 +236,18 @@ function audienceToResource(params) {
     params.resource = AUDIENCE_URN_PREFIX + encodeURIComponent(audience);
   }
   return true;
+}
+
+// The form body, read once per request and shared by the profile and test middlewares (the stream can be
+// read only once); setBody replaces it for everything downstream, oidc-provider included.
+async function bodyText(ctx) {
+  if (ctx.state.rawBody === undefined) ctx.state.rawBody = await readText(ctx.req);
+  return ctx.state.rawBody;
+}
+
+function setBody(ctx, raw) {
+  ctx.state.rawBody = raw;
+  ctx.req.body = raw;
 }
 
 async function readJsonBody(ctx) {
@@ -609,7 +627,7 @@ async function testMiddleware(ctx, next) {
   if (await controlEndpoints(ctx)) return;
   if (await interactionPages(ctx)) return;
 
-  if (ctx.path === '/auth' && (ctx.method === 'GET' || ctx.method === 'POST')) {
+  if (ctx.path === PATHS.authorization && (ctx.method === 'GET' || ctx.method === 'POST')) {
     state.authorizeRequests += 1;
     if (ctx.method === 'GET') {
       const query = querystring.parse(ctx.querystring);
@@ -619,10 +637,10 @@ async function testMiddleware(ctx, next) {
     return;
   }
 
-  if (ctx.method === 'POST' && ctx.path === '/device/auth') {
+  if (ctx.method === 'POST' && ctx.path === PATHS.device_authorization) {
     state.deviceAuthorizations += 1;
     if (ctx.is('application/x-www-form-urlencoded')) {
-      const raw = await readText(ctx.req);
+      const raw = await bodyText(ctx);
       const params = querystring.parse(raw);
       ctx.req.body = audienceToResource(params) ? querystring.stringify(params) : raw;
     }
@@ -634,7 +652,7 @@ async function testMiddleware(ctx, next) {
     return;
   }
 
-  if (!(ctx.method === 'POST' && ctx.path === '/token')) {
+  if (!(ctx.method === 'POST' && ctx.path === PATHS.token)) {
     await next();
     return;
   }
@@ -644,7 +662,7 @@ async function testMiddleware(ctx, next) {
   let params = {};
   const isForm = ctx.is('application/x-www-form-urlencoded');
   if (isForm) {
-    const raw = await readText(ctx.req);
+    const raw = await bodyText(ctx);
     params = querystring.parse(raw);
     ctx.req.body = raw;
   }
@@ -768,6 +786,7 @@ function resourceServerInfo(resource) {
 }
 
 const provider = new Provider(issuer, {
+  routes: PATHS,
   clients: CLIENTS,
   jwks,
   // Every scope a client registers must be a supported one (static clients are validated
@@ -803,7 +822,9 @@ const provider = new Provider(issuer, {
   // Public clients must use PKCE (S256 is the only method oidc-provider 9 supports).
   pkce: { required: (ctx, client) => client.clientAuthMethod === 'none' || client.clientId === NATIVE_CLIENT_ID },
   // Refresh tokens for every client allowed the refresh_token grant, offline_access or not.
-  issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
+  // (Under IDP_PROFILE keycloak or okta, only with offline_access granted.)
+  issueRefreshToken: async (ctx, client, code) => client.grantTypeAllowed('refresh_token')
+    && (!profiles.refreshNeedsOfflineAccess(PROFILE) || Boolean(code?.scopes?.has('offline_access'))),
   // Always rotate: a rotated (consumed) refresh token presented again revokes the grant.
   rotateRefreshToken: true,
   expiresWithSession: async () => false,
@@ -825,6 +846,7 @@ const provider = new Provider(issuer, {
 });
 // We are the only front end; errors are reported as JSON bodies by the provider.
 provider.proxy = false;
+if (PROFILE) provider.use(profiles.profileMiddleware(PROFILE, { bodyText, setBody, sendJson }));
 provider.use(testMiddleware);
 workload.registerTokenExchange(provider, {
   resourceServerInfo, defaultResource: DEFAULT_RESOURCE, audiencePrefix: AUDIENCE_URN_PREFIX,
