@@ -507,11 +507,21 @@ def user_config_paths() -> list[Path]:
 def needs_trust(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> bool:
     """Whether a config file found by a search is a per-directory one (it needs ``flyteauth trust``): not
     one the environment names (``$FLYTEAUTH_CONFIG``, ``$FLYTECTL_CONFIG``, ``$UCTL_CONFIG``) and not a
-    user-level file (:func:`user_config_paths`), compared by real path.  Being under ``$HOME`` is no
-    exemption: a repository cloned there is still a repository."""
-    real = os.path.realpath(path)
-    mine = [*_named_config_paths(os.environ if env is None else env), *user_config_paths()]
-    return all(os.path.realpath(p) != real for p in mine)
+    user-level file (:func:`user_config_paths`), compared as files (device and inode: symlinks and the
+    working directory being ``$HOME`` included).  Being under ``$HOME`` is no exemption: a repository
+    cloned there is still a repository."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return True
+    for mine in (*_named_config_paths(os.environ if env is None else env), *user_config_paths()):
+        try:
+            other = os.stat(mine)
+        except OSError:
+            continue
+        if (other.st_dev, other.st_ino) == (found.st_dev, found.st_ino):
+            return False
+    return True
 
 
 def _read_text(path: Path) -> str:
@@ -853,14 +863,16 @@ def _find_file(
             named = env.get(var)
             if named and not Path(named).expanduser().is_file():
                 resolver.problem(f"${var} names {named!r}, which does not exist; looking further")
-        for candidate in searched:
+        # the working tree's candidates sit between the named ones and the user-level ones
+        tree = range(len(_named_config_paths(env)), len(searched) - len(user_config_paths()))
+        for index, candidate in enumerate(searched):
             if not candidate.is_file():
                 continue
             text = _read_text(candidate)
             useful, parsed = _has_sections(candidate, text)
             if useful:
                 file = candidate.absolute()
-                if needs_trust(file, env):
+                if index in tree and needs_trust(file, env):
                     resolver.trust = assess(file, text)
                 break
             resolver.problem(f"{candidate.absolute()} has no admin: or flyteauth: section (nor flytekit's "
