@@ -74,6 +74,8 @@ def test_flyteauth_token_in_a_cloned_repo_runs_its_command_only_after_flyteauth_
     assert refused.stdout == ""
     assert str(config) in refused.stderr and f"flyteauth trust {config}" in refused.stderr
     assert "sh **** ****" in refused.stderr and "touch" not in refused.stderr  # masked like flyteauth config
+    status = _cli("status", cwd=repo / "pkg")
+    assert status.returncode == 0 and "not trusted" in status.stdout and f"flyteauth trust {config}" in status.stdout
 
     trusted = _cli("trust", cwd=repo / "pkg")  # no PATH: the file the search finds (the git root's)
     assert trusted.returncode == 0 and str(config) in trusted.stdout
