@@ -41,10 +41,10 @@ from .logs import warn_once
 from .options import Option, Source
 from .parsers import Parser, duration
 from .schema import COMPAT, Setting, markdown_table, mask, setting, settings_of
-from .trust import FileTrust, assess
 
 if TYPE_CHECKING:
     from .plugins import PluginRegistry
+    from .trust import FileTrust
 
 #: The historical name, kept for plugins that import it from here.
 parse_duration = duration
@@ -853,7 +853,7 @@ def _find_file(
         text = _read_text(file)
         useful, parsed = _has_sections(file, text)
         if found and useful and needs_trust(file, env):
-            resolver.trust = assess(file, text)
+            resolver.trust = _assess(file, text)
         if not useful:
             resolver.problem(f"{file} has no admin: or flyteauth: section (nor flytekit's [platform] or "
                              "[credentials]); nothing was read from it")
@@ -873,11 +873,17 @@ def _find_file(
             if useful:
                 file = candidate.absolute()
                 if index in tree and needs_trust(file, env):
-                    resolver.trust = assess(file, text)
+                    resolver.trust = _assess(file, text)
                 break
             resolver.problem(f"{candidate.absolute()} has no admin: or flyteauth: section (nor flytekit's "
                              "[platform] or [credentials]); skipped it and looked further")
     return file, parsed, searched
+
+def _assess(file: Path, text: str) -> FileTrust:
+    from .trust import assess  # only when a per-directory file is read: import flyteauth_core stays light
+
+    return assess(file, text)
+
 
 def searched_config_file(env: Mapping[str, str] | None = None) -> Path | None:
     """The file ``load_config()`` reads when given no path (None: none found), for ``flyteauth trust``."""

@@ -27,7 +27,6 @@ from .lifecycle import EXPIRING, REPLAY, AcquireRequest, ManagerStats, TokenMana
 from .plugins import PluginRegistry, default_registry
 from .protocols import Accepting, Closeable, IdpHeaderSource, Revocable
 from .token import RefreshPolicy, Token
-from .trust import Refusing, refusal
 from .types import AcquireReason
 
 if TYPE_CHECKING:
@@ -62,6 +61,12 @@ def store_key(config: AuthConfig, auth_type: str) -> str:
              config.audience or ""]
     digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
     return f"flyteauth:{config.endpoint}:{auth_type.lower()}:{digest}"
+
+
+def _refused(config: AuthConfig, anonymous: bool) -> bool:
+    from .trust import refusal
+
+    return refusal(config, anonymous=anonymous) is not None
 
 
 class _Composite:
@@ -225,10 +230,12 @@ class AuthSession:
             #: Registered with ``anonymous=True`` (NoAuth): sends no token, so no store and no manager use.
             self.anonymous = registration.anonymous
             self._default_store = registration.default_store
-            if not untrusted or refusal(config, anonymous=self.anonymous) is None:
-                self._authenticator = registration.factory(config)
-        if untrusted and refusal(config, anonymous=self.anonymous) is not None:
-            self._authenticator, self.anonymous = Refusing(config), False
+        if untrusted and _refused(config, self.anonymous):
+            from .trust import Refusing
+
+            self._authenticator, self.anonymous = Refusing(config), False  # an embedder's provider too
+        elif self._authenticator_arg is None:
+            self._authenticator = registration.factory(config)
         store = None if self.anonymous or untrusted else self._resolve_store(self._store_arg)
         self._discovery.fill = shared_fill(store, config)
         policy = self._policy

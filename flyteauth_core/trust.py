@@ -21,19 +21,15 @@ token store and no extra interceptors, and its first token request raises
 :class:`~flyteauth_core.errors.UntrustedConfigError` before any command runs or any secret is read.
 A provider registered ``anonymous`` (``NoAuth``) with no ``proxyCommand`` sends nothing, so it still works.
 
-A leaf module: it imports ``errors`` at load time, and ``config``/``config_report`` only inside functions.
+A leaf module: it imports ``errors`` at load time, and ``config``/``config_report`` (and hashlib, json, ...)
+only inside functions: ``load_config`` imports it only when it reads a per-directory file.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import os
-import shlex
 import stat
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -78,10 +74,14 @@ def trust_directory() -> Path:
 
 def digest(text: str) -> str:
     """The content hash of a config file: of the text as parsed (so what is trusted is what is read)."""
+    import hashlib
+
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _record_path(path: str | os.PathLike[str]) -> Path:
+    import hashlib
+
     real = os.path.realpath(os.path.expanduser(os.fspath(path)))
     return trust_directory() / (hashlib.sha256(real.encode("utf-8")).hexdigest()[:40] + ".json")
 
@@ -98,6 +98,27 @@ def _unsafe(info: os.stat_result, what: str, where: Path) -> str | None:
     return None
 
 
+def _load(entry: Path) -> tuple[dict[str, Any] | None, str]:
+    """One record file (not followed if a symlink, owned by this user), and why it is ignored if it is."""
+    import json
+
+    try:
+        fd = os.open(entry, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None, ""
+    with os.fdopen(fd, "rb") as fh:
+        problem = _unsafe(os.fstat(fh.fileno()), "the trust record", entry)
+        if problem:
+            return None, problem
+        try:
+            record = json.loads(fh.read(65536).decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            return None, f"the trust record {entry} is not valid JSON, so it is ignored"
+    if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
+        return None, f"the trust record {entry} has no sha256, so it is ignored"
+    return record, ""
+
+
 def _read_record(path: str | os.PathLike[str]) -> tuple[dict[str, Any] | None, str]:
     """The record for ``path`` (None when there is none or it cannot be believed), and why not."""
     directory = trust_directory()
@@ -105,24 +126,7 @@ def _read_record(path: str | os.PathLike[str]) -> tuple[dict[str, Any] | None, s
         problem = _unsafe(directory.stat(), "the trust directory", directory)
     except OSError:
         return None, ""
-    if problem:
-        return None, problem
-    record_path = _record_path(path)
-    try:
-        fd = os.open(record_path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except OSError:
-        return None, ""
-    with os.fdopen(fd, "rb") as fh:
-        problem = _unsafe(os.fstat(fh.fileno()), "the trust record", record_path)
-        if problem:
-            return None, problem
-        try:
-            record = json.loads(fh.read(65536).decode("utf-8"))
-        except (ValueError, UnicodeDecodeError):
-            return None, f"the trust record {record_path} is not valid JSON, so it is ignored"
-    if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
-        return None, f"the trust record {record_path} has no sha256, so it is ignored"
-    return record, ""
+    return (None, problem) if problem else _load(_record_path(path))
 
 
 def assess(path: str | os.PathLike[str], text: str) -> FileTrust:
@@ -155,6 +159,11 @@ def _ensure_directory() -> Path:
 
 def trust_file(path: str | os.PathLike[str]) -> FileTrust:
     """Record that the user trusts ``path`` as it is now (``flyteauth trust PATH``)."""
+    import contextlib
+    import json
+    import secrets
+    import time
+
     from .config import _read_text
 
     file = Path(os.path.expanduser(os.fspath(path))).absolute()
@@ -166,7 +175,7 @@ def trust_file(path: str | os.PathLike[str]) -> FileTrust:
     record = {"version": _VERSION, "path": os.path.realpath(file), "sha256": content,
               "trusted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     target = _record_path(file)
-    temp = directory / f".{target.name}.{os.getpid()}.tmp"
+    temp = directory / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -195,7 +204,7 @@ def records() -> Iterator[dict[str, Any]]:
 
     directory = trust_directory()
     for entry in sorted(directory.glob("*.json")) if directory.is_dir() else ():
-        record, _ = _read_record_file(entry)
+        record, _ = _load(entry)
         if record is None:
             continue
         path = str(record.get("path", ""))
@@ -206,16 +215,10 @@ def records() -> Iterator[dict[str, Any]]:
         yield {**record, "state": state}
 
 
-def _read_record_file(entry: Path) -> tuple[dict[str, Any] | None, str]:
-    try:
-        record = json.loads(entry.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None, ""
-    return (record, "") if isinstance(record, dict) and isinstance(record.get("sha256"), str) else (None, "")
-
-
 def trust_command(path: str) -> str:
     """The exact command that trusts ``path``."""
+    import shlex
+
     return f"flyteauth trust {shlex.quote(path)}"
 
 
