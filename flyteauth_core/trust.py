@@ -292,6 +292,15 @@ class Refusing:
         return "Refusing(untrusted config)"
 
     def acquire(self, request: AcquireRequest) -> Token:
+        found = self._config.trust
+        assert found is not None
+        record, _ = _read_record(found.path)
+        if record is not None and record["sha256"] == found.digest:
+            # `flyteauth trust` ran after this session was wired without a provider: say so, rather than
+            # repeat advice the user already followed.
+            raise ConfigError(f"The config file {found.path} was trusted after this session was built",
+                              hint="Build a new session (restart the program; with flytekit's plugin, "
+                                   "flyteauth_integrations.flytekit.reset())")
         error = refusal(self._config)
         assert error is not None
         raise error

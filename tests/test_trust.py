@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from flyteauth_core import AuthSession, UntrustedConfigError, load_config
+from flyteauth_core import AuthSession, ConfigError, UntrustedConfigError, load_config
 from flyteauth_core import trust as trust_module
 from flyteauth_core.config_report import report
 from flyteauth_core.testing import DemoTokenEndpoint
@@ -124,14 +124,16 @@ def test_a_secret_from_the_environment_never_reaches_a_token_url_the_file_chose(
         (repo / ".flyte" / "config.yaml").write_text(
             f"admin:\n  endpoint: dns:///127.0.0.1:9\n  insecure: true\n  clientId: ci\n  tokenUrl: {idp.url}\n")
         monkeypatch.setenv("FLYTE_CREDENTIALS_CLIENT_SECRET", "env-secret")
-        config = load_config()
-        with AuthSession(config, interactive=False) as session, pytest.raises(UntrustedConfigError) as raised:
-            session.get_token()
-        assert idp.requests == 0  # 0.2.0: the secret was posted to the file's tokenUrl
-        assert session.store is None  # nothing read from, or written to, a store the file names
-        host = idp.url.split("/")[2]
-        assert f"to {host}" in raised.value.message and "ClientSecret" in raised.value.message
-        trust_module.trust_file(repo / ".flyte" / "config.yaml")
+        with AuthSession(load_config(), interactive=False) as early:
+            with pytest.raises(UntrustedConfigError) as raised:
+                early.get_token()
+            assert idp.requests == 0  # 0.2.0: the secret was posted to the file's tokenUrl
+            assert early.store is None  # nothing read from, or written to, a store the file names
+            host = idp.url.split("/")[2]
+            assert f"to {host}" in raised.value.message and "ClientSecret" in raised.value.message
+            trust_module.trust_file(repo / ".flyte" / "config.yaml")
+            with pytest.raises(ConfigError, match="trusted after this session was built"):
+                early.get_token()  # a session built before keeps refusing, and says what to do now
         with AuthSession(load_config(), interactive=False) as session:
             assert session.get_token().access_token
         assert idp.requests == 1
