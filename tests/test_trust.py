@@ -79,6 +79,7 @@ def test_flyteauth_token_in_a_cloned_repo_runs_its_command_only_after_flyteauth_
 
     trusted = _cli("trust", cwd=repo / "pkg")  # no PATH: the file the search finds (the git root's)
     assert trusted.returncode == 0 and str(config) in trusted.stdout
+    assert "it may now run `sh **** ****`" in trusted.stdout  # what was just allowed, masked
     record = next(trust_module.trust_directory().glob("*.json"))
     assert record.stat().st_mode & 0o777 == 0o600 and record.parent.stat().st_mode & 0o777 == 0o700
 

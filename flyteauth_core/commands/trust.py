@@ -47,6 +47,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"{path} is a user-level file or one your environment names: it needs no trust")
         return 0
     recorded = trust.trust_file(path)
-    print(f"trusted {recorded.path} (sha256:{recorded.digest[:12]}); flyteauth will run its commands and send "
-          "credentials where it says, until the file changes")
+    print(f"trusted {recorded.path} (sha256:{recorded.digest[:12]}) until it changes")
+    try:
+        from ..config import load_config
+
+        allowed = trust.actions(load_config(path))
+    except ConfigError:
+        allowed = ()  # not a complete config on its own (the environment supplies the rest): nothing to list
+    for action in allowed:
+        print(f"  it may now {action}")
     return 0
