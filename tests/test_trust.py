@@ -90,6 +90,8 @@ def test_flyteauth_token_in_a_cloned_repo_runs_its_command_only_after_flyteauth_
     config.write_text(EXTERNAL + "  # edited after it was trusted\n")
     again = _cli("token", cwd=repo / "pkg")
     assert again.returncode == 2 and "has changed since you trusted it" in again.stderr
+    listed = _cli("trust", "--list", cwd=repo)
+    assert listed.stdout.split()[:2] == ["changed", os.path.realpath(config)]
     assert not marker.exists()
 
     config.write_text(EXTERNAL)  # back to the trusted content: the cached token serves it
