@@ -237,7 +237,6 @@ def actions(config: AuthConfig) -> tuple[str, ...]:
     """What ``config`` would run and where it would send credentials, commands masked as ``flyteauth
     config`` masks them (the program; ``****`` per argument)."""
     from .config_report import format_value
-    from .parsers import argv
 
     host = _host(config.http_base_url)
     kind = config.resolved_auth_type.lower()
@@ -254,12 +253,8 @@ def actions(config: AuthConfig) -> tuple[str, ...]:
         out.append(f"send credentials (authType {config.resolved_auth_type}) to {token_host} and the token to "
                    f"{host}")
     raw = config.options.get("platformTokenCommand")
-    if raw:
-        try:
-            shown = format_value("command", argv("platformTokenCommand", raw))
-        except ConfigError:
-            shown = "(a malformed command)"
-        out.append(f"run `{shown}` (platformTokenCommand)")
+    if raw:  # masked like admin.command (a string form is split first)
+        out.append(f"run `{format_value('command', raw)}` (platformTokenCommand)")
     if config.proxy_command:
         out.append(f"run `{format_value('proxy_command', config.proxy_command)}` (proxyCommand) and send its token "
                    f"to {host}")
