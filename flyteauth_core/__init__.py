@@ -32,6 +32,7 @@ from .errors import (
     TokenTimeoutError,
     TransientTokenError,
     UnknownAuthTypeError,
+    UntrustedConfigError,
 )
 from .events import TokenEvent
 from .hookspecs import hookimpl
@@ -96,6 +97,7 @@ __all__ = [
     "TokenTimeoutError",
     "TransientTokenError",
     "UnknownAuthTypeError",
+    "UntrustedConfigError",
     "hookimpl",
     "load_config",
 ]

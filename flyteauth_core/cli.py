@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("config", "what you set (in your own keys), where it came from, and what is wrong with it"),
     "doctor": ("doctor", "check each link of the auth chain; exit code = number of the first failing step"),
     "demo": ("demo", "run the whole loop against embedded servers (no Flyte needed); --serve: a Flyte for your SDK"),
+    "trust": ("trust", "let a per-directory config file (./.flyte/config.yaml, ...) run commands and send "
+                       "credentials"),
 }
 
 

@@ -44,6 +44,7 @@ from .schema import COMPAT, Setting, markdown_table, mask, setting, settings_of
 
 if TYPE_CHECKING:
     from .plugins import PluginRegistry
+    from .trust import FileTrust
 
 #: The historical name, kept for plugins that import it from here.
 parse_duration = duration
@@ -223,6 +224,10 @@ class AuthConfig:
     sources: Mapping[str, str] = attrs.field(factory=ReadOnlyMapping, converter=ReadOnlyMapping, repr=False,
                                              eq=False)
     problems: tuple[str, ...] = attrs.field(default=(), converter=_strings, repr=False, eq=False)
+    #: Set when the values came from a per-directory file the search found (``./.flyte/config.yaml``, ...):
+    #: whether the user trusted it (:mod:`flyteauth_core.trust`).  None: no such file (named, user-level,
+    #: or no file at all).
+    trust: FileTrust | None = attrs.field(default=None, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         for name, spec in SETTINGS.items():  # one parser per field, whichever way the value came in
@@ -480,18 +485,43 @@ def default_config_paths(env: Mapping[str, str] | None = None) -> list[Path]:
     4. ``~/.union/config.yaml``, ``~/.flyte/config.yaml``, ``~/.flyte/config`` (flytekit, INI)
     """
     env = os.environ if env is None else env
-    paths: list[Path] = []
-    for var in (CONFIG_ENV, "FLYTECTL_CONFIG", "UCTL_CONFIG"):
-        if env.get(var):
-            paths.append(Path(env[var]).expanduser())
+    paths: list[Path] = _named_config_paths(env)
     paths += [Path("config.yaml"), Path(".flyte/config.yaml")]
     root = _git_root(Path.cwd())
     if root is not None and root.resolve() != Path.cwd().resolve():
         paths.append(root / ".flyte" / "config.yaml")
     paths.append(Path("flytekit.config"))
+    return paths + user_config_paths()
+
+
+def _named_config_paths(env: Mapping[str, str]) -> list[Path]:
+    return [Path(env[var]).expanduser() for var in (CONFIG_ENV, "FLYTECTL_CONFIG", "UCTL_CONFIG") if env.get(var)]
+
+
+def user_config_paths() -> list[Path]:
+    """The user-level config files: the user's own, so they need no trust."""
     home = Path("~").expanduser()
-    paths += [home / ".union" / "config.yaml", home / ".flyte" / "config.yaml", home / ".flyte" / "config"]
-    return paths
+    return [home / ".union" / "config.yaml", home / ".flyte" / "config.yaml", home / ".flyte" / "config"]
+
+
+def needs_trust(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> bool:
+    """Whether a config file found by a search is a per-directory one (it needs ``flyteauth trust``): not
+    one the environment names (``$FLYTEAUTH_CONFIG``, ``$FLYTECTL_CONFIG``, ``$UCTL_CONFIG``) and not a
+    user-level file (:func:`user_config_paths`), compared as files (device and inode: symlinks and the
+    working directory being ``$HOME`` included).  Being under ``$HOME`` is no exemption: a repository
+    cloned there is still a repository."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return True
+    for mine in (*_named_config_paths(os.environ if env is None else env), *user_config_paths()):
+        try:
+            other = os.stat(mine)
+        except OSError:
+            continue
+        if (other.st_dev, other.st_ino) == (found.st_dev, found.st_ino):
+            return False
+    return True
 
 
 def _read_text(path: Path) -> str:
@@ -590,6 +620,9 @@ _SECRET_GROUP = ("client_secret", "client_secret_env_var", "client_secret_locati
 
 class _Resolver:
     """Collects values by precedence layer, with their sources and problems."""
+
+    #: The per-directory file read, and whether it is trusted (None: no such file).
+    trust: FileTrust | None = None
 
     def __init__(self) -> None:
         self.layers: dict[str, list[tuple[str, Any, Source]]] = {}  # field -> [(layer, value, source)]
@@ -801,12 +834,14 @@ def _wants_plugins(env: Mapping[str, str]) -> bool:
 
 
 def _find_file(
-    path: str | os.PathLike[str] | None, env: Mapping[str, str], resolver: _Resolver
+    path: str | os.PathLike[str] | None, env: Mapping[str, str], resolver: _Resolver, found: bool = False
 ) -> tuple[Path | None, Any, list[Path]]:
     """The config file to read, what was parsed from it, and the paths searched.
 
     A candidate without an ``admin:``/``flyteauth:`` section (or flytekit's INI sections) does not
-    capture the search: it is skipped, and said so in ``problems``.
+    capture the search: it is skipped, and said so in ``problems``.  A per-directory file that is read
+    (:func:`needs_trust`) has its trust assessed on the very text parsed (``resolver.trust``); so has
+    ``path`` when ``found`` says an SDK's own search found it.
     """
     file: Path | None = None
     parsed: Any = None
@@ -815,7 +850,10 @@ def _find_file(
         file = Path(path).expanduser()
         if not file.is_file():
             raise ConfigError(f"Config file {str(file)!r} does not exist")
-        useful, parsed = _has_sections(file, _read_text(file))
+        text = _read_text(file)
+        useful, parsed = _has_sections(file, text)
+        if found and useful and needs_trust(file, env):
+            resolver.trust = _assess(file, text)
         if not useful:
             resolver.problem(f"{file} has no admin: or flyteauth: section (nor flytekit's [platform] or "
                              "[credentials]); nothing was read from it")
@@ -825,16 +863,33 @@ def _find_file(
             named = env.get(var)
             if named and not Path(named).expanduser().is_file():
                 resolver.problem(f"${var} names {named!r}, which does not exist; looking further")
-        for candidate in searched:
+        # the working tree's candidates sit between the named ones and the user-level ones
+        tree = range(len(_named_config_paths(env)), len(searched) - len(user_config_paths()))
+        for index, candidate in enumerate(searched):
             if not candidate.is_file():
                 continue
-            useful, parsed = _has_sections(candidate, _read_text(candidate))
+            text = _read_text(candidate)
+            useful, parsed = _has_sections(candidate, text)
             if useful:
                 file = candidate.absolute()
+                if index in tree and needs_trust(file, env):
+                    resolver.trust = _assess(file, text)
                 break
             resolver.problem(f"{candidate.absolute()} has no admin: or flyteauth: section (nor flytekit's "
                              "[platform] or [credentials]); skipped it and looked further")
     return file, parsed, searched
+
+def _assess(file: Path, text: str) -> FileTrust:
+    from .trust import assess  # only when a per-directory file is read: import flyteauth_core stays light
+
+    return assess(file, text)
+
+
+def searched_config_file(env: Mapping[str, str] | None = None) -> Path | None:
+    """The file ``load_config()`` reads when given no path (None: none found), for ``flyteauth trust``."""
+    file, _, _ = _find_file(None, os.environ if env is None else env, _Resolver())
+    return file
+
 
 def _check_declared(resolver: _Resolver, declared: Mapping[str, list[tuple[Option, Any]]]) -> None:
     """Plugins' own keys are validated at load (a bad value is a problem naming the key and the plugin
@@ -861,6 +916,7 @@ def load_config(
     *,
     env: Mapping[str, str] | None = None,
     registry: PluginRegistry | None = None,
+    found: bool = False,
     **overrides: Any,
 ) -> AuthConfig:
     """Resolve an AuthConfig from a config file, environment variables and explicit overrides.
@@ -870,11 +926,17 @@ def load_config(
     ``env`` defaults to ``os.environ``.  ``registry`` (default: the installed plugins) says which extra keys
     plugins declare.  ``overrides`` use AuthConfig field names and win over everything; ``None`` means
     "not given".  See the module docstring for the precedence.
+
+    A per-directory file found by the search (``./config.yaml``, ``./.flyte/config.yaml``, the git root's
+    ``.flyte/config.yaml``, ``./flytekit.config``) is read, but ``config.trust`` says whether the user
+    trusted it; a session refuses to authenticate with an untrusted one (:mod:`flyteauth_core.trust`).
+    ``path`` is the user's choice and needs no trust, unless ``found=True`` says that an SDK's own search
+    found it (flytekit's ``./flytekit.config``).
     """
     env = os.environ if env is None else env
     declared = _Declared(registry)
     resolver = _Resolver()
-    file, parsed, searched = _find_file(path, env, resolver)
+    file, parsed, searched = _find_file(path, env, resolver, found)
     if file is not None:
         if isinstance(parsed, dict):
             _read_yaml_into(resolver, file, parsed, declared)
@@ -883,7 +945,7 @@ def load_config(
     _read_env_into(resolver, env, declared)
     fields = attrs.fields_dict(AuthConfig)
     for field, value in overrides.items():
-        if field not in fields or field in ("sources", "problems"):
+        if field not in fields or field in ("sources", "problems", "trust"):
             raise ConfigError(f"Unknown config field {field!r}")
         if value is not None and field != "options":
             resolver.put("argument", field, value, Source(field, "argument"))
@@ -903,7 +965,8 @@ def load_config(
     if declared.loaded or any(k not in known for k in resolver.options):
         _check_declared(resolver, declared)
     sources.update({f"options.{k}": s for k, s in resolver.option_sources.items() if k in options})
-    config = AuthConfig(**values, options=options, sources=sources, problems=tuple(resolver.problems))
+    config = AuthConfig(**values, options=options, sources=sources, problems=tuple(resolver.problems),
+                        trust=resolver.trust)
     secret = config._secret_field()
     if config.auth_type and secret and config.auth_type.lower() in _SECRETLESS_AUTH_TYPES:
         resolver.problem(
@@ -944,7 +1007,10 @@ def describe_options(config: AuthConfig, registry: PluginRegistry | None = None)
     for key, value in config.options.items():
         if key in ALL_KEYS or key in _IGNORED_KEYS or key in _COMPAT_KEYS or key in _DEPRECATED_KEYS:
             continue
-        secret = any(option.secret for option, _ in declared.get(key, []))
-        shown = "****" if secret and value not in (None, "") else repr(value)
+        options = [option for option, _ in declared.get(key, [])]
+        secret = any(option.secret for option in options)
+        masked = next((option.mask for option in options if option.mask), None)
+        shown = "****" if secret and value not in (None, "") else (
+            mask(Setting(field=key, mask=masked), value) if masked else repr(value))
         rows.append((key, shown, str(config.sources.get(f"options.{key}", "argument"))))
     return rows

@@ -24,7 +24,9 @@ from typing import Any, Literal, TextIO
 
 import attrs
 
+from . import parsers
 from .config import DEFAULT_SECRET_LOCATION, SETTINGS, AuthConfig
+from .errors import ConfigError
 from .options import Option, Source
 from .schema import COMPAT, Setting
 
@@ -32,10 +34,11 @@ from .schema import COMPAT, Setting
 #: that has no effect) does not.
 Severity = Literal["error", "warning", "note"]
 #: ``unset``: the key has no value and needs one; ``wrong``: its value is set but does not work;
-#: ``unknown``: the key itself is not one we read; ``note``: survivable (deprecated, conflicting).
-State = Literal["unset", "wrong", "unknown", "note"]
+#: ``unknown``: the key itself is not one we read; ``note``: survivable (deprecated, conflicting);
+#: ``untrusted``: a per-directory config file the user has not trusted (``flyteauth trust``).
+State = Literal["unset", "wrong", "unknown", "note", "untrusted"]
 
-_NOT_SHOWN = frozenset({"options", "sources", "problems"})
+_NOT_SHOWN = frozenset({"options", "sources", "problems", "trust"})
 
 
 def _canonical(spec: Setting) -> str:
@@ -119,8 +122,11 @@ def format_value(field: str, value: Any, spec: Setting | None = None) -> str:
     if spec is not None and spec.secret:
         return "****"
     if spec is not None and spec.mask == "argv":
-        argv = tuple(value)
-        return " ".join([argv[0], *("****" for _ in argv[1:])])
+        try:  # a raw option value may still be a string ("sh -c ..."): split it first, never show it whole
+            words = parsers.argv(field, value)
+        except ConfigError:
+            return "(not a valid command)"
+        return " ".join([words[0], *("****" for _ in words[1:])]) if words else "(unset)"
     if spec is not None and spec.mask == "url":
         return re.sub(r"//([^/@:]*):[^/@]*@", r"//\1:****@", str(value))
     if isinstance(value, bool):
@@ -158,7 +164,7 @@ def rows(config: AuthConfig, *, include_defaults: bool = False,
         if source is None and not include_defaults:
             continue
         value = config.options.get(key) if source is not None else option.default
-        shown = format_value(key, value, Setting(field=key, secret=option.secret))
+        shown = format_value(key, value, Setting(field=key, secret=option.secret, mask=option.mask))
         written, origin = _split_source(source) if source is not None else (f"flyteauth.{key}", "default")
         out.append(Row(written, shown, origin, f"options.{key}"))
     return out
@@ -277,10 +283,37 @@ def _check_command(config: AuthConfig, field: str) -> list[Problem]:
                     f"Install {argv[0]}, or fix {key} (an argv list, no shell)")]
 
 
+def _anonymous(config: AuthConfig) -> bool:
+    """Whether the config's provider is registered ``anonymous`` (sends nothing)."""
+    from .plugins import default_registry
+
+    try:
+        return bool(default_registry().authenticator(config.resolved_auth_type).anonymous)
+    except Exception:
+        return False  # an unknown auth type is a problem of its own
+
+
+def _check_trust(config: AuthConfig) -> list[Problem]:
+    """An untrusted per-directory file: an error worded as the session's refusal (one source of the text);
+    a note when the provider sends nothing anyway (NoAuth without proxyCommand)."""
+    from .trust import refusal, trust_command
+
+    found = config.trust
+    if found is None or found.trusted:
+        return []
+    error = refusal(config, anonymous=_anonymous(config))
+    if error is None:
+        return [Problem("note", found.path, "untrusted",
+                        f"{found.path} was found in the working tree and is not trusted ({found.reason}); its "
+                        "provider sends nothing, so it is used", f"Run `{trust_command(found.path)}` if you trust it")]
+    return [Problem("error", error.path, "untrusted", error.message, error.hint or "")]
+
+
 def problems(config: AuthConfig, env: Mapping[str, str] | None = None) -> list[Problem]:
     """Every problem that can be found without a network call, errors first."""
     env = os.environ if env is None else env
     found = [_loader_problem(text) for text in config.problems]
+    found += _check_trust(config)
     auth_type = config.resolved_auth_type.lower()
     if auth_type in _CLIENT_SECRET_TYPES:
         if not config.client_id:
@@ -336,6 +369,8 @@ def provider_details(config: AuthConfig) -> tuple[str | None, dict[str, Any] | N
     describe itself gives its error text, which never holds a secret (our errors don't)."""
     from .plugins import default_registry
 
+    if config.trust is not None and not config.trust.trusted:
+        return "not built: the config file is not trusted (see problems)", None
     try:
         registration = default_registry().authenticator(config.resolved_auth_type)
     except Exception:

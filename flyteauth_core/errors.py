@@ -23,6 +23,30 @@ class ConfigError(FlyteAuthError):
     """The configuration is missing a value, has a malformed one, or names something absent."""
 
 
+class UntrustedConfigError(ConfigError):
+    """A config file found in the working tree (``./config.yaml``, ``./.flyte/config.yaml``, the git root's
+    ``.flyte/config.yaml``, ``./flytekit.config``) would run a command or send a credential, and the user has
+    not trusted it (or it changed since): anyone who can write a repository can write that file.
+
+    ``path`` is the file; ``actions`` what it would do (commands masked: program only); ``command`` the
+    exact command that trusts it; ``changed`` whether it was trusted before with other content.
+    """
+
+    def __init__(self, path: str, *, actions: tuple[str, ...], command: str, changed: bool = False) -> None:
+        self.path = path
+        self.actions = actions
+        self.command = command
+        self.changed = changed
+        state = "has changed since you trusted it" if changed else "is not trusted"
+        would = "; ".join(actions) or "authenticate"
+        super().__init__(
+            f"The config file {path} was found in the working tree and {state}, so flyteauth will not use "
+            f"it to {would}",
+            hint=f"Read it; if you trust it, run `{command}` (or name it yourself with --config, "
+            "$FLYTECTL_CONFIG or $FLYTEAUTH_CONFIG)",
+        )
+
+
 class PluginError(FlyteAuthError):
     """A plugin could not be loaded or resolved."""
 

@@ -290,7 +290,7 @@ class TokenManager:
                 self._rejected_at, self._rejected_chain = now, st.rejections
         if braking:
             if first:
-                log.warning("flyteauth: %s", error.message)
+                log.warning("flyteauth: %s", error)  # the error's own text: its likely causes included
                 self._emit("rejected", reason="rejected again after replacement", duration=retry_in)
             raise error
         self._emit("invalidated", reason="rejected by server")

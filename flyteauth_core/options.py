@@ -107,8 +107,10 @@ class Option:
     ``key``: as written in the ``flyteauth:``/``admin:`` section (camelCase by convention).  ``parse``:
     ``(key, raw) -> value`` from :mod:`flyteauth_core.parsers` (``string``, ``boolean``, ``duration``,
     ``integer``, ``strings``, ``argv``) or your own; it raises ``ConfigError`` naming the key.
-    ``secret``: masked by ``flyteauth config`` and never logged.  ``env``: the environment variable
-    (default ``FLYTEAUTH_<KEY>``; ``""`` for none).  ``default``: returned by :meth:`read` when unset.
+    ``secret``: masked by ``flyteauth config`` and never logged.  ``mask``: shown in part, as the schema's
+    fields are: ``"argv"`` (a command: its program, ``****`` per argument, since arguments may carry
+    secrets) or ``"url"`` (a URL without its password).  ``env``: the environment variable (default
+    ``FLYTEAUTH_<KEY>``; ``""`` for none).  ``default``: returned by :meth:`read` when unset.
     """
 
     key: str = attrs.field(converter=_check_key)
@@ -117,6 +119,7 @@ class Option:
     default: Any = None
     env: str | None = None
     help: str = ""
+    mask: str | None = None
 
     @property
     def env_var(self) -> str | None:

@@ -12,7 +12,7 @@ ini=("platform", "insecure"), parse=parsers.boolean, doc=...)``.  From those dec
 * "accepted for compatibility, no effect" for keys we read but do not act on (``compat``);
 * the README's table of keys (:func:`markdown_table`; a test keeps the README in step).
 
-A leaf module: it imports ``parsers`` only.
+A leaf module: it imports ``parsers`` and ``errors`` only.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from typing import Any
 
 import attrs
 
-from .parsers import Parser, string
+from .errors import ConfigError
+from .parsers import Parser, argv, string
 
 __all__ = ["COMPAT", "Setting", "mask", "setting"]
 
@@ -110,7 +111,10 @@ def mask(spec: Setting | None, value: Any) -> str:
     if spec is not None and spec.mask == "url":
         return repr(re.sub(r"//([^/@:]*):[^/@]*@", r"//\1:****@", str(value)))
     if spec is not None and spec.mask == "argv":
-        args = tuple(value)
+        try:  # a raw option value may be a string ("sh -c ..."): split it, never show it whole
+            args = argv(spec.field, value)
+        except ConfigError:
+            return "'(not a valid command)'"
         return repr((*args[:1], f"<{len(args) - 1} arguments hidden>") if len(args) > 1 else args)
     return repr(value)
 

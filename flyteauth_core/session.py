@@ -63,6 +63,12 @@ def store_key(config: AuthConfig, auth_type: str) -> str:
     return f"flyteauth:{config.endpoint}:{auth_type.lower()}:{digest}"
 
 
+def _refused(config: AuthConfig, anonymous: bool) -> bool:
+    from .trust import refusal
+
+    return refusal(config, anonymous=anonymous) is not None
+
+
 class _Composite:
     """The token interceptor followed by extra interceptors (proxy authorization, ...)."""
 
@@ -210,6 +216,9 @@ class AuthSession:
 
     def _wire_locked(self) -> None:
         config = self.config
+        # A per-directory config file the user has not trusted (flyteauth_core.trust) gets no provider, no
+        # store and no extra interceptors: its first token request fails, before anything runs or is sent.
+        untrusted = config.trust is not None and not config.trust.trusted
         if self._authenticator_arg is not None:
             self._authenticator = self._authenticator_arg
             self.auth_type = config.auth_type or type(self._authenticator_arg).__name__
@@ -218,11 +227,16 @@ class AuthSession:
         else:
             registration = self._registry.authenticator(config.resolved_auth_type)
             self.auth_type = registration.name
-            self._authenticator = registration.factory(config)
             #: Registered with ``anonymous=True`` (NoAuth): sends no token, so no store and no manager use.
             self.anonymous = registration.anonymous
             self._default_store = registration.default_store
-        store = None if self.anonymous else self._resolve_store(self._store_arg)
+        if untrusted and _refused(config, self.anonymous):
+            from .trust import Refusing
+
+            self._authenticator, self.anonymous = Refusing(config), False  # an embedder's provider too
+        elif self._authenticator_arg is None:
+            self._authenticator = registration.factory(config)
+        store = None if self.anonymous or untrusted else self._resolve_store(self._store_arg)
         self._discovery.fill = shared_fill(store, config)
         policy = self._policy
         if policy is None and config.token_refresh_window is not None:
@@ -239,7 +253,8 @@ class AuthSession:
             auth_type=self.auth_type,
             endpoint=config.endpoint,
         )
-        extras = [e for e in (r.factory(config) for r in self._registry.interceptors()) if e is not None]
+        extras = [] if untrusted else [e for e in (r.factory(config) for r in self._registry.interceptors())
+                                       if e is not None]
         self._extras = extras  # their metadata (proxy-authorization) goes with discovery, the bearer never
         for extra in extras:  # e.g. proxy authorization with proxyAuthForIdP: its header goes to the IdP too
             if isinstance(extra, IdpHeaderSource) and extra.send_to_idp:

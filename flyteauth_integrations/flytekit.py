@@ -36,7 +36,10 @@ What the plugin guarantees, and why:
   never the file it read.  We find the file the way flytekit does (``FLYTECTL_CONFIG`` or pyflyte's
   ``--config``, ``./flytekit.config``, ``~/.flyte/config``, ``~/.flyte/config.yaml``), then ``UCTL_CONFIG``.
   Code that calls ``Config.auto(config_file="x.yaml")`` must also tell us: call
-  :func:`use_config_file` with the same path (or set ``FLYTECTL_CONFIG``).
+  :func:`use_config_file` with the same path (or set ``FLYTECTL_CONFIG``).  A ``./flytekit.config`` that
+  the search found in the working tree is used to authenticate only once ``flyteauth trust`` recorded it,
+  as our own search does (``flyteauth_core.trust``); a file named by ``use_config_file``, ``pyflyte
+  --config``, ``$FLYTECTL_CONFIG`` or in ``~/.flyte/`` is the user's choice.
 * **flytekit forces ClientSecret** whenever ``admin.clientSecretLocation`` or ``admin.clientSecretEnvVar``
   is set (``PlatformConfig.auto``), and then never calls this plugin: keep those two keys in ``flyteauth:``.
 
@@ -95,6 +98,20 @@ def config_file() -> str | None:
     return uctl if uctl and os.path.isfile(os.path.expanduser(uctl)) else None
 
 
+#: What ``pyflyte --config PATH`` sets for flytekit's search.
+_PYFLYTE_CONFIG_ENV = "_FLYTECTL_CONFIG_PYFLYTE_OVERRIDE"
+
+
+def _found_by_search(path: str) -> bool:
+    """Whether flytekit's search found ``path`` (``./flytekit.config``) rather than the user naming it
+    (:func:`use_config_file`, ``pyflyte --config``; ``$FLYTECTL_CONFIG`` and ``~/.flyte/`` are exempted by
+    ``load_config`` itself)."""
+    if _explicit_config is not None:
+        return False
+    named = os.environ.get(_PYFLYTE_CONFIG_ENV)
+    return not (named and os.path.realpath(os.path.expanduser(named)) == os.path.realpath(path))
+
+
 def _connection(cfg: PlatformConfig) -> dict[str, Any]:
     """What flytekit decided about the connection; these override the file so the two never disagree."""
     return {
@@ -121,7 +138,9 @@ def resolve_config(cfg: PlatformConfig, path: str | None) -> AuthConfig:
 
     overrides = _connection(cfg)
     if path is not None:
-        config = load_config(path, **overrides)
+        # A file flytekit's search found (./flytekit.config) needs trust like ours does; one named by
+        # use_config_file() is the user's choice (load_config exempts $FLYTECTL_CONFIG and ~/.flyte/ itself).
+        config = load_config(path, found=_found_by_search(path), **overrides)
         if not _same_endpoint(config.endpoint, cfg.endpoint):
             config = attrs.evolve(config, endpoint=cfg.endpoint)
     else:

@@ -7,6 +7,7 @@ name the endpoint and status, never a secret.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -329,8 +330,36 @@ class ClientAuthentication:
         return self._auth
 
 
+#: The first authlib whose ``PrivateKeyJWT`` signs with joserfc keys of every kind (1.7.0 took RSA only,
+#: 1.6 had no joserfc at all); pyproject.toml declares the same floor.
+AUTHLIB_FOR_PRIVATE_KEY_JWT = (1, 7, 2)
+
+
+def _private_key_jwt_libraries() -> None:
+    """A typed error naming the fix when the installed authlib/joserfc cannot sign client assertions (an
+    install with ``--no-deps``, or an older authlib pinned by another package), not a raw ImportError at
+    the first request."""
+    from importlib import metadata
+
+    fix = "pip install 'authlib>=1.7.2' 'joserfc>=1.6' (flyteauth's own requirements)"
+    try:
+        import joserfc.jwk  # noqa: F401
+    except ImportError:
+        raise ConfigError("tokenEndpointAuthMethod private_key_jwt needs the joserfc package, which is not "
+                          "installed", hint=fix) from None
+    try:
+        version = metadata.version("authlib")
+    except metadata.PackageNotFoundError:
+        return  # a vendored or source checkout: trust it
+    parts = tuple(int(p) for p in re.findall(r"\d+", version)[:3])
+    if parts < AUTHLIB_FOR_PRIVATE_KEY_JWT:
+        raise ConfigError(f"tokenEndpointAuthMethod private_key_jwt needs authlib >= 1.7.2; {version} is "
+                          "installed", hint=fix)
+
+
 def load_client_key(config: AuthConfig) -> Any:
     """The joserfc key from ``clientKeyFilePath``; errors name the file, never its content."""
+    _private_key_jwt_libraries()
     from joserfc.errors import JoseError
     from joserfc.jwk import ECKey, OKPKey, RSAKey
 

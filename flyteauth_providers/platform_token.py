@@ -71,7 +71,8 @@ PLATFORM_OPTIONS = (
            "env or auto (default: the kind of key set, else auto)"),
     Option("platformTokenFile", help="file holding the platform token (a projected service account token)"),
     Option("platformTokenAudience", help="the aud the platform token must carry (and GitHub Actions mints)"),
-    Option("platformTokenCommand", parse=parsers.argv, default=(), help="argv printing the platform token"),
+    Option("platformTokenCommand", parse=parsers.argv, default=(), mask="argv",
+           help="argv printing the platform token"),
     Option("platformTokenEnvVar", help="env var holding the platform token"),
 )
 #: RFC 8693 settings of TokenExchange.

@@ -93,7 +93,7 @@ def test_config_is_hashable_read_only_and_picklable() -> None:
 
 
 def test_every_field_is_declared_once_with_its_dialects() -> None:
-    declared = {f.name for f in attrs.fields(AuthConfig)} - {"options", "sources", "problems"}
+    declared = {f.name for f in attrs.fields(AuthConfig)} - {"options", "sources", "problems", "trust"}
     assert set(SETTINGS) == declared
     assert FLYTEKIT_ENV["FLYTE_CREDENTIALS_CLIENT_SECRET"] == "client_secret"
     assert FLYTE2_ENV["FLYTE_ADMIN_INSECURE"] == "insecure" and FLYTE2_ENV["FLYTE_AUTH_TYPE"] == "auth_type"

@@ -100,6 +100,28 @@ def test_repeated_rejections_back_off() -> None:
     assert len(issued) == 3 + 5
 
 
+def test_the_brakes_warning_names_the_same_likely_causes_as_its_error(caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 16 item 8: the WARNING an operator greps for said only "rejected ...; not asking the IdP", the
+    causes were in the error alone (0.2.0 logged ``error.message``).  Now one text serves both."""
+    now = [1000.0]
+
+    def acquire(previous: Token | None, reason: str) -> Token:
+        return Token(f"t{now[0]}-{reason}", expires_at=now[0] + 3600)
+
+    manager = TokenManager(acquire, clock=lambda: now[0], endpoint="dns:///flyte.example.com")
+    caplog.set_level("WARNING", logger="flyteauth.lifecycle")
+    sent = manager.metadata()
+    with pytest.raises(TokenRejectedError) as raised:
+        while True:
+            assert manager.rejected(sent)
+            sent = manager.metadata()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "rejected" in r.getMessage()]
+    assert len(warnings) == 1
+    assert raised.value.hint and raised.value.hint in warnings[0]
+    for cause in ("audience", "clock", "header key"):
+        assert cause in warnings[0]
+
+
 @pytest.mark.parametrize("error", ["invalid_client", "unauthorized_client", "invalid_scope"])
 def test_non_transient_idp_errors_are_remembered(error: str) -> None:
     now = [1000.0]

@@ -19,7 +19,13 @@ def run(args: argparse.Namespace) -> int:
         rows = [("endpoint", session.config.endpoint), ("auth type", session.auth_type),
                 ("store", store_name(session.store))]
         token = session.store.load(store_key(session.config, session.auth_type)) if session.store else None
-        if token is None:
+        found = session.config.trust
+        if found is not None and not found.trusted:  # the session opens no store for it: say why
+            from ..trust import trust_command
+
+            rows.append(("config trust", f"not trusted ({found.reason}): {found.path}; run "
+                                         f"`{trust_command(found.path)}` after reading it"))
+        elif token is None:
             rows.append(("logged in", "no stored token (run `flyteauth login`)"))
         else:
             rows += [("subject", who(token)), ("scopes", " ".join(token.scopes) or "(not stated)"),

@@ -24,7 +24,8 @@ be cheap on every call and hand out tokens that live long enough to be useful:
   disk is a short-lived access token.
 
 Exit codes: 0 ok; 1 unexpected error; 2 configuration (including usage errors, the helper naming
-itself as its own provider, and an expired or wrong-audience platform token); 3 a human must log in
+itself as its own provider, an expired or wrong-audience platform token, and a per-directory config file
+the user has not trusted: ``flyteauth trust``); 3 a human must log in
 (run ``flyteauth login``); 4 the IdP rejected the credentials or grant; 5 transient (IdP or network
 unreachable, timeouts, lock wait): retry later.
 stdout carries the token (or ``--json``) and nothing else; messages go to stderr.
