@@ -503,10 +503,10 @@ def test_an_auth_error_from_rejected_is_raised_as_an_rpc_error(
     from flyteauth_core.transports.grpc_sync import AuthChannel
 
     class Refusing:
-        def metadata(self) -> tuple[tuple[str, str], ...]:
+        def metadata(self, timeout: float | None = None) -> tuple[tuple[str, str], ...]:
             return (("flyte-authorization", "Bearer not-valid"),)
 
-        async def metadata_async(self) -> tuple[tuple[str, str], ...]:
+        async def metadata_async(self, timeout: float | None = None) -> tuple[tuple[str, str], ...]:
             return self.metadata()
 
         def rejected(self, sent: object) -> bool:
