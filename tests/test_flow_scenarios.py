@@ -216,7 +216,7 @@ class HttpxSync(Driver):
     has_server_stream = False  # HTTP's status comes before the body: no rejection after the first message
 
     def setup(self) -> None:
-        self.client = httpx2.Client(auth=self.session.httpx_auth(), base_url=self.peers.rest.target)
+        self.client = self.session.httpx_client(base_url=self.peers.rest.target)  # the documented way
 
     def unary(self, timeout: float | None = None) -> None:
         self.client.get("/unary", timeout=timeout).raise_for_status()
@@ -230,7 +230,7 @@ class HttpxSync(Driver):
 
 class HttpxAsync(HttpxSync):
     def setup(self) -> None:
-        self.client = httpx2.AsyncClient(auth=self.session.httpx_auth(), base_url=self.peers.rest.target)
+        self.client = self.session.httpx_async_client(base_url=self.peers.rest.target)
 
     def unary(self, timeout: float | None = None) -> None:
         async def call() -> None:
