@@ -645,7 +645,7 @@ class TokenManager:
         if deadline is not None:
             return TokenDeadlineError(
                 f"The token for {self._endpoint or 'the endpoint'} was not ready within the call's deadline "
-                f"({deadline:.3g}s); the call was not sent",
+                f"({max(deadline, 0.0):.3g}s); the call was not sent",
                 hint="The identity provider has not answered yet; the refresh goes on in the background and a "
                 "later call uses its token. Give the call a longer timeout, or check the identity provider's "
                 "latency (`flyteauth doctor`)",
