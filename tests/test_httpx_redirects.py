@@ -51,13 +51,17 @@ class Recorder:
 
             def do_GET(self) -> None:
                 peer.seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
-                location = peer.redirects.get(self.path)
+                location = peer.redirects.get(self.path) or (self.command == "POST" and peer.redirects.get("POST"))
                 self.send_response(302 if location else 200)
                 if location:
                     self.send_header("location", location)
                 self.send_header("content-length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                self.do_GET()
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
@@ -74,7 +78,8 @@ class Peers:
         self.idp = DemoTokenEndpoint("client", SECRET, ttl=300).start()
         self.flyte = Recorder()
         self.store = Recorder()  # another origin: same host, another port
-        self.flyte.redirects = {"/away": f"{self.store.url}/bucket/object?X-Sig=1", "/same": "/api"}
+        self.flyte.redirects = {"/away": f"{self.store.url}/bucket/object?X-Sig=1", "/same": "/api",
+                                "POST": f"{self.store.url}/bucket/upload"}  # any POST (a Connect RPC)
 
     def stop(self) -> None:
         self.flyte.stop()
@@ -195,3 +200,26 @@ def test_httpx_auth_with_follow_redirects_warns_to_use_httpx_client(peers: Peers
 def test_httpx_client_refuses_an_auth_argument(session: AuthSession) -> None:
     with pytest.raises(TypeError, match="auth="):
         session.httpx_client(auth=httpx2.BasicAuth("u", "p"))
+
+
+def test_a_connect_client_that_does_not_follow_redirects_keeps_our_headers_off(peers: Peers,
+                                                                              session: AuthSession) -> None:
+    """What docs/security.md tells Connect users: connectrpc's default HTTP client (pyqwest) follows
+    redirects and keeps ``flyte-authorization``; an RPC has no use for redirects, and a client that does not
+    follow them sends nothing to the other origin (the 302 is the call's error)."""
+    pyqwest = pytest.importorskip("pyqwest")
+    pytest.importorskip("connectrpc")
+    from connectrpc.client import ConnectClientSync
+    from connectrpc.errors import ConnectError
+    from flyteidl2.auth import identity_pb2
+
+    from ._connect_server import ECHO_METHODS
+
+    http = pyqwest.SyncClient(pyqwest.SyncHTTPTransport(follow_redirects=False))
+    client = ConnectClientSync(peers.flyte.url, interceptors=session.connect_interceptors_sync(), http_client=http)
+    with pytest.raises(ConnectError):
+        client.execute_unary(request=identity_pb2.UserInfoRequest(), method=ECHO_METHODS["Unary"])
+    client.close()
+    ours = _ours(session)
+    assert [headers.get(k) for _, headers in peers.flyte.seen for k in ours] == list(ours.values())
+    assert not peers.store.seen
