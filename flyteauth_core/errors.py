@@ -166,6 +166,14 @@ class TokenTimeoutError(TokenError):
     transient = True
 
 
+class TokenDeadlineError(TokenTimeoutError):
+    """The caller's deadline (a call's ``timeout``) passed while the call waited for its token.
+
+    The refresh it waited for goes on in the background, so a later call can use its token.  On a
+    transport it is also that transport's deadline error: grpc ``DEADLINE_EXCEEDED``, Connect
+    ``deadline_exceeded``, an ``httpx2.TimeoutException``."""
+
+
 class InteractionRequired(TokenError):
     """A human must log in, but this session may not start an interactive flow."""
 
@@ -250,9 +258,12 @@ def _grpc_base() -> type:
 
         class GrpcAuthError(FlyteAuthError, grpc.RpcError, grpc.Call):
             """A FlyteAuthError that is also a ``grpc.RpcError`` (and a ``grpc.Call``): UNAUTHENTICATED,
-            or UNAVAILABLE when the failure is transient (IdP down, timeout)."""
+            UNAVAILABLE when the failure is transient (IdP down, timeout), DEADLINE_EXCEEDED when the
+            call's own deadline passed while it waited for its token."""
 
             def code(self) -> grpc.StatusCode:
+                if isinstance(self, TokenDeadlineError):
+                    return grpc.StatusCode.DEADLINE_EXCEEDED
                 return grpc.StatusCode.UNAVAILABLE if self.transient else grpc.StatusCode.UNAUTHENTICATED
 
             def details(self) -> str:
@@ -309,9 +320,24 @@ def as_connect_error(exc: FlyteAuthError) -> FlyteAuthError:
     from connectrpc.code import Code
 
     dual = _copy_as(exc, _dual(type(exc), "connect"))
-    dual.__dict__.update(_code=Code.UNAVAILABLE if exc.transient else Code.UNAUTHENTICATED,
-                         _message=_status_message(exc), _details=[])
+    code = Code.DEADLINE_EXCEEDED if isinstance(exc, TokenDeadlineError) else (
+        Code.UNAVAILABLE if exc.transient else Code.UNAUTHENTICATED)
+    dual.__dict__.update(_code=code, _message=_status_message(exc), _details=[])
     return dual
+
+
+def as_httpx_timeout(exc: TokenDeadlineError, request: object) -> TokenDeadlineError:
+    """``exc`` as an instance of its own class and of ``httpx2.TimeoutException`` (for ``request``), so
+    code that handles httpx timeouts handles a call whose token was not ready in time too."""
+    import httpx2
+
+    key = (type(exc), "httpx")
+    if key not in _DUALS:
+        _DUALS[key] = type(f"Httpx{type(exc).__name__}", (type(exc), httpx2.TimeoutException),
+                           {"__module__": __name__})
+    dual = _copy_as(exc, _DUALS[key])
+    dual.__dict__["_request"] = request
+    return dual  # type: ignore[return-value]
 
 
 def __getattr__(name: str) -> type:

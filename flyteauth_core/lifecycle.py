@@ -34,6 +34,7 @@ from .errors import (
     InvalidGrantError,
     RefreshTokenRotatedError,
     ResponseLostError,
+    TokenDeadlineError,
     TokenRejectedError,
     TokenRequestError,
     TokenTimeoutError,
@@ -220,19 +221,20 @@ class TokenManager:
         self._next_background_at = 0.0
 
     # -- the hot path ---------------------------------------------------------------------------
-    def metadata(self) -> Metadata:
-        """The metadata to send now; blocks only when there is no usable token."""
+    def metadata(self, timeout: float | None = None) -> Metadata:
+        """The metadata to send now; blocks only when there is no usable token, for at most ``timeout``
+        seconds (what is left of the caller's deadline; None: ``policy.acquire_timeout``)."""
         st = self._state
         if self._clock() < st.stale_at:
             return st.metadata if st.metadata is not None else self._metadata_of(st)
-        return self._metadata_of(self._state_sync(st))
+        return self._metadata_of(self._state_sync(st, timeout))
 
-    async def metadata_async(self) -> Metadata:
+    async def metadata_async(self, timeout: float | None = None) -> Metadata:
         """Like :meth:`metadata`, awaiting instead of blocking; the refresh runs in a worker thread."""
         st = self._state
         if self._clock() < st.stale_at:
             return st.metadata if st.metadata is not None else self._metadata_of(st)
-        return self._metadata_of(await self._state_async(st))
+        return self._metadata_of(await self._state_async(st, timeout))
 
     def _metadata_of(self, st: _State) -> Metadata:
         """The state's metadata, built (once) when a call first needs it: resolving the header key may
@@ -370,23 +372,30 @@ class TokenManager:
             self._start_background()
         return None
 
-    def _state_sync(self, st: _State) -> _State:
+    def _state_sync(self, st: _State, timeout: float | None = None) -> _State:
         plan = self._plan(st)
         if plan is None:
             return st
         future, owner = plan
         if owner:
-            # The refresh runs in the worker, so this caller's wait is bounded by acquire_timeout too.
+            # The refresh runs in the worker, so this caller's wait is bounded by its deadline (or
+            # acquire_timeout), and a caller that gives up leaves the refresh running for the next one.
             self._worker().submit(self._run, future)
-        return self._wait(future)
-
-    def _wait(self, future: Future[_State]) -> _State:
+        wait, own_deadline = self._bound(timeout)
         try:
-            return future.result(timeout=self.policy.acquire_timeout)
+            return future.result(timeout=wait)
         except FutureTimeout:
-            raise self._timeout() from None
+            raise self._timeout(timeout if own_deadline else None) from None
 
-    async def _state_async(self, st: _State) -> _State:
+    def _bound(self, timeout: float | None) -> tuple[float, bool]:
+        """How long a caller waits for the in-flight refresh, and whether that is the caller's own
+        deadline (shorter than ``policy.acquire_timeout``).  Decided here once, for sync and async."""
+        limit = self.policy.acquire_timeout
+        if timeout is None or timeout >= limit:
+            return limit, False
+        return max(timeout, 0.0), True
+
+    async def _state_async(self, st: _State, timeout: float | None = None) -> _State:
         plan = self._plan(st)
         if plan is None:
             return st
@@ -395,13 +404,12 @@ class TokenManager:
         future, owner = plan
         if owner:
             self._worker().submit(self._run, future)  # never block the event loop
+        wait, own_deadline = self._bound(timeout)
         try:
-            # shield: one cancelled caller must not cancel the refresh the others wait for
-            return await asyncio.wait_for(
-                asyncio.shield(asyncio.wrap_future(future)), self.policy.acquire_timeout
-            )
+            # shield: a cancelled or timed-out caller must not cancel the refresh the others wait for
+            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), wait)
         except asyncio.TimeoutError:
-            raise self._timeout() from None
+            raise self._timeout(timeout if own_deadline else None) from None
 
     # -- single flight ----------------------------------------------------------------------------
     def _join(self, reason: str, force: bool = False) -> tuple[Future[_State], bool]:
@@ -633,7 +641,15 @@ class TokenManager:
         self._emit("failed", reason=reason, error=f"{type(exc).__name__}: {message}",
                    duration=self._clock() - started)
 
-    def _timeout(self) -> TokenTimeoutError:
+    def _timeout(self, deadline: float | None = None) -> TokenTimeoutError:
+        if deadline is not None:
+            return TokenDeadlineError(
+                f"The token for {self._endpoint or 'the endpoint'} was not ready within the call's deadline "
+                f"({max(deadline, 0.0):.3g}s); the call was not sent",
+                hint="The identity provider has not answered yet; the refresh goes on in the background and a "
+                "later call uses its token. Give the call a longer timeout, or check the identity provider's "
+                "latency (`flyteauth doctor`)",
+            )
         return TokenTimeoutError(
             f"No token for {self._endpoint or 'the endpoint'} after {self.policy.acquire_timeout:.0f}s",
             hint="The identity provider may be slow or unreachable; check the network or raise the timeout",

@@ -69,14 +69,18 @@ class TokenStore(Protocol):
 class Interceptor(Protocol):
     """Transport-independent logic that adds metadata to outgoing calls.
 
-    The grpc, grpc.aio and httpx2 adapters call ``metadata()`` (or ``metadata_async()``) before each
-    call and ``rejected(sent)`` when the server answers UNAUTHENTICATED (or HTTP 401) to a call that
-    carried ``sent``; a true result means a retry may succeed.
+    The grpc, grpc.aio, Connect and httpx2 drivers call ``metadata(timeout)`` (or
+    ``metadata_async(timeout)``) before each call and ``rejected(sent)`` when the server answers
+    UNAUTHENTICATED (or HTTP 401) to a call that carried ``sent``; a true result means a retry may succeed.
+    ``timeout`` is what is left of the caller's deadline (None: the call has none): an interceptor that
+    has to wait (for a token) waits no longer, and raises ``TokenDeadlineError`` when it runs out.  An
+    extra interceptor registered by a plugin may leave the parameter out; the session then calls it
+    without one.
     """
 
-    def metadata(self) -> Metadata: ...
+    def metadata(self, timeout: float | None = None) -> Metadata: ...
 
-    async def metadata_async(self) -> Metadata: ...
+    async def metadata_async(self, timeout: float | None = None) -> Metadata: ...
 
     def rejected(self, sent: Metadata) -> bool: ...
 

@@ -7,6 +7,7 @@ between sessions except the (read-only after load) plugin registry.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import os
 import sys
@@ -69,11 +70,27 @@ def _refused(config: AuthConfig, anonymous: bool) -> bool:
     return refusal(config, anonymous=anonymous) is not None
 
 
+def _takes_timeout(part: Interceptor) -> bool:
+    """Whether an interceptor's ``metadata`` accepts the caller's deadline (ours do; a plugin's extra
+    interceptor written before 0.3.0 may not)."""
+    if isinstance(part, TokenManager):
+        return True
+    try:
+        params = inspect.signature(part.metadata).parameters
+    except (TypeError, ValueError):
+        return False
+    return "timeout" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
 class _Composite:
-    """The token interceptor followed by extra interceptors (proxy authorization, ...)."""
+    """The token interceptor followed by extra interceptors (proxy authorization, ...).
+
+    The caller's deadline bounds them together: each part that may wait gets what the parts before it
+    left."""
 
     def __init__(self, parts: list[Interceptor]) -> None:
         self._parts = parts
+        self._timed = [_takes_timeout(part) for part in parts]
         # The keys each part last sent, so a rejection is handed back to the part that sent each pair
         # without asking any part for fresh metadata (which could block).
         self._keys: list[frozenset[str]] = [frozenset() for _ in parts]
@@ -82,13 +99,25 @@ class _Composite:
         self._keys[index] = frozenset(k for k, _ in metadata)
         return metadata
 
-    def metadata(self) -> Metadata:
-        return tuple(pair for i, part in enumerate(self._parts) for pair in self._record(i, part.metadata()))
-
-    async def metadata_async(self) -> Metadata:
+    def metadata(self, timeout: float | None = None) -> Metadata:
+        if timeout is None:
+            return tuple(pair for i, part in enumerate(self._parts) for pair in self._record(i, part.metadata()))
+        deadline = time.monotonic() + timeout
         out: list[tuple[str, str]] = []
         for i, part in enumerate(self._parts):
-            out.extend(self._record(i, await part.metadata_async()))
+            got = part.metadata(deadline - time.monotonic()) if self._timed[i] else part.metadata()
+            out.extend(self._record(i, got))
+        return tuple(out)
+
+    async def metadata_async(self, timeout: float | None = None) -> Metadata:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        out: list[tuple[str, str]] = []
+        for i, part in enumerate(self._parts):
+            if deadline is not None and self._timed[i]:
+                got = await part.metadata_async(deadline - time.monotonic())
+            else:
+                got = await part.metadata_async()
+            out.extend(self._record(i, got))
         return tuple(out)
 
     def rejected(self, sent: Metadata) -> bool:
@@ -262,7 +291,9 @@ class AuthSession:
         parts: list[Interceptor] = [*([] if self.anonymous else [manager]), *extras]
         self.store = store
         self.manager = manager
-        self.interceptor = parts[0] if len(parts) == 1 else _Composite(parts)  # last: marks the session wired
+        # A lone extra interceptor (an anonymous session) is wrapped too, so the drivers can always pass the
+        # caller's deadline.  Last: marks the session wired.
+        self.interceptor = parts[0] if len(parts) == 1 and parts[0] is manager else _Composite(parts)
 
     # -- wiring -------------------------------------------------------------------------------------
     def _resolve_store(self, store: TokenStore | str | None) -> TokenStore | None:
@@ -468,11 +499,39 @@ class AuthSession:
         return [ConnectAuthSync(self.interceptor)]
 
     def httpx_auth(self) -> Any:
-        """An ``httpx2.Auth`` carrying the same token to the Flyte endpoint's origin and ``authOrigins``
-        (other hosts, such as presigned URLs, get no auth headers)."""
+        """An ``httpx2.Auth`` carrying the same token to the Flyte endpoint's origin and ``authOrigins``.
+
+        What it guarantees: a request it is asked to authenticate gets our headers (the token under its
+        header key, ``proxy-authorization``) only when its origin is allowed, so a presigned URL sent
+        through the same client gets none, and a redirect you follow yourself
+        (``client.send(response.next_request)``) is stripped.  What it cannot: httpx2 follows redirects
+        (``follow_redirects=True``) without asking the auth again and strips only ``Authorization``, so
+        any other header key, or ``proxy-authorization``, would reach the redirect's host.  Use
+        :meth:`httpx_client` / :meth:`httpx_async_client` (they are safe across redirects), or keep
+        ``follow_redirects=False`` (httpx2's default).  A cross-origin redirect followed with our
+        headers is logged as a WARNING."""
         from .transports.httpx_auth import HttpxAuth
 
         return HttpxAuth(self.interceptor, (self.config.http_base_url, *self.config.auth_origins))
+
+    def httpx_client(self, **kwargs: Any) -> Any:
+        """An ``httpx2.Client(**kwargs)`` that authenticates requests to the Flyte origin (and
+        ``authOrigins``) and never sends our headers to another origin, redirects included (a request
+        hook strips them from every hop whose origin is not allowed; same-origin redirects keep them).
+        Yours to close.  The request's timeout bounds the wait for the token too."""
+        import httpx2
+
+        from .transports.httpx_auth import scoped_client
+
+        return scoped_client(self.httpx_auth(), httpx2.Client, kwargs)
+
+    def httpx_async_client(self, **kwargs: Any) -> Any:
+        """:meth:`httpx_client` as an ``httpx2.AsyncClient``."""
+        import httpx2
+
+        from .transports.httpx_auth import scoped_client
+
+        return scoped_client(self.httpx_auth(), httpx2.AsyncClient, kwargs)
 
     def login(self) -> Token:
         """Run the provider's login now (interactive flows included) and store the result."""

@@ -216,7 +216,7 @@ class HttpxSync(Driver):
     has_server_stream = False  # HTTP's status comes before the body: no rejection after the first message
 
     def setup(self) -> None:
-        self.client = httpx2.Client(auth=self.session.httpx_auth(), base_url=self.peers.rest.target)
+        self.client = self.session.httpx_client(base_url=self.peers.rest.target)  # the documented way
 
     def unary(self, timeout: float | None = None) -> None:
         self.client.get("/unary", timeout=timeout).raise_for_status()
@@ -230,7 +230,7 @@ class HttpxSync(Driver):
 
 class HttpxAsync(HttpxSync):
     def setup(self) -> None:
-        self.client = httpx2.AsyncClient(auth=self.session.httpx_auth(), base_url=self.peers.rest.target)
+        self.client = self.session.httpx_async_client(base_url=self.peers.rest.target)
 
     def unary(self, timeout: float | None = None) -> None:
         async def call() -> None:
@@ -479,3 +479,53 @@ def test_revocations_in_a_row_each_replacement_accepted_never_brake(driver: Driv
     assert stats.token_requests == 1 + 6 and stats.invalidations == 6
     assert stats.braked_rejections == 0 and stats.failures == 0
     assert driver.server.stats["rejected"] == 6 and driver.server.stats["calls"] == 1 + 2 * 6
+
+
+# -- the caller's deadline bounds the wait for the token (issue 16, item 6) -------------------------------
+def _until(check: Callable[[], bool], driver: Driver, limit: float = 15.0) -> bool:
+    deadline = time.monotonic() + limit
+    while not check() and time.monotonic() < deadline:
+        if driver.loop is not None:
+            driver.run(asyncio.sleep(0.05))
+        else:
+            time.sleep(0.05)
+    return check()
+
+
+def test_a_slow_idp_fails_the_call_at_its_deadline_and_the_refresh_goes_on(driver: Driver) -> None:
+    """The IdP takes 3 s to answer the first token request; a call allowing 0.5 s fails at ~0.5 s with an
+    error that is both a ``TokenDeadlineError`` and the transport's deadline error, and is never sent.
+    The refresh is not cancelled by the waiter that gave up: its token arrives, and the next call uses it
+    (one token request in all).  On 0.2.0 the call succeeded after 3 s."""
+    delay, deadline = 3.0, 0.5
+    driver.peers.idp.inject_faults([{"delay_ms": int(delay * 1000)}])
+    started = time.monotonic()
+    with pytest.raises(Exception) as error:
+        driver.unary(timeout=deadline)
+    elapsed = time.monotonic() - started
+    from flyteauth_core import TokenDeadlineError
+    assert isinstance(error.value, TokenDeadlineError) and _is_deadline(error.value), repr(error.value)
+    assert "not ready within the call's deadline" in str(error.value)
+    # bounded by the call's 0.5 s, not the IdP's 3 s (a second of slack for a loaded machine)
+    assert elapsed < delay - 1.5, f"the call waited {elapsed:.2f} s for its token"
+    assert driver.server.stats["calls"] == 0  # the call was not sent without a token
+    assert _until(lambda: driver.session.manager.state() is not None, driver)  # the refresh went on
+    driver.unary(timeout=deadline)
+    assert driver.session.stats.token_requests == 1 and driver.server.stats["calls"] == 1
+
+
+def test_the_wait_for_the_token_is_taken_from_the_calls_deadline(driver: Driver) -> None:
+    """The token takes 1 s, the caller allows 2 s, the server would take 30 s: the call ends at the
+    caller's 2 s (the attempt got what the token wait left), not 1 s later."""
+    deadline, wait = 2.0, 1.0
+    driver.peers.idp.inject_faults([{"delay_ms": int(wait * 1000)}])
+    driver.peers.gate.delays[:] = [30.0]
+    started = time.monotonic()
+    with pytest.raises(Exception) as error:
+        driver.unary(timeout=deadline)
+    elapsed = time.monotonic() - started
+    driver.peers.gate.release.set()  # let the server finish the abandoned call
+    assert _is_deadline(error.value), repr(error.value)
+    assert driver.session.stats.token_requests == 1
+    assert elapsed < deadline + wait / 2, f"the call outlived the caller's {deadline:g} s deadline ({elapsed:.2f} s)"
+    assert _eventually(lambda: driver.server.stats["calls"] == 1, driver)

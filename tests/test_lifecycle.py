@@ -284,6 +284,37 @@ def test_waiting_has_a_deadline() -> None:
     assert m.metadata() == (("flyte-authorization", "Bearer token-1"),) and len(provider.calls) == 1
 
 
+async def test_the_callers_deadline_bounds_the_wait_and_leaves_the_refresh_to_the_others() -> None:
+    """Waiters with a short deadline (a thread and a coroutine) give up with ``TokenDeadlineError``; the
+    one refresh goes on and serves a thread and a coroutine that allowed more time: one request in all.
+    A deadline longer than ``acquire_timeout`` is the manager's own timeout, not the caller's."""
+    from flyteauth_core.errors import TokenDeadlineError
+
+    clock = Clock()
+    provider = Provider(clock)
+    provider.gate = threading.Event()
+    m = manager(provider, clock)
+    patient = asyncio.create_task(m.metadata_async())  # starts the refresh, no deadline
+    await asyncio.sleep(0.05)
+    with pytest.raises(TokenDeadlineError, match="not ready within the call's deadline"):
+        await m.metadata_async(0.05)
+    with pytest.raises(TokenDeadlineError):
+        await asyncio.to_thread(m.metadata, 0.05)
+    slow_thread = asyncio.ensure_future(asyncio.to_thread(m.metadata, 10.0))
+    await asyncio.sleep(0.05)
+    provider.gate.set()
+    expected = (("flyte-authorization", "Bearer token-1"),)
+    assert await patient == expected and await slow_thread == expected and len(provider.calls) == 1
+
+    stalled = Provider(clock)
+    stalled.gate = threading.Event()
+    short = manager(stalled, clock, policy=RefreshPolicy(acquire_timeout=0.05))
+    with pytest.raises(TokenTimeoutError) as error:
+        short.metadata(10.0)
+    assert not isinstance(error.value, TokenDeadlineError)
+    stalled.gate.set()
+
+
 def test_store_token_is_used_without_a_request_and_saved_after_refresh() -> None:
     clock = Clock()
     store = MemoryTokenStore()

@@ -227,7 +227,9 @@ def test_extra_interceptors_from_plugins_ride_along(peers: tuple[DemoTokenEndpoi
         unary = session.channel().unary_unary(ECHO["unary"])
         assert unary(b"a") == b"a"
         server.revoke(session.get_token().access_token)
-        assert unary(b"b") == b"b"  # the token part was invalidated and retried through the composite
+        # the token part was invalidated and retried through the composite; the call's deadline reaches the
+        # token's wait, and the extra interceptor (a pre-0.3.0 metadata() without timeout) is called without it
+        assert unary(b"b", timeout=10) == b"b"
     seen = dict(server.seen_metadata[-1])
     assert seen["x-extra"] == "1" and seen["flyte-authorization"].startswith("Bearer ")
     assert made[0].rejections == [(("x-extra", "1"),)]  # each part sees only the pairs it sent
@@ -503,10 +505,10 @@ def test_an_auth_error_from_rejected_is_raised_as_an_rpc_error(
     from flyteauth_core.transports.grpc_sync import AuthChannel
 
     class Refusing:
-        def metadata(self) -> tuple[tuple[str, str], ...]:
+        def metadata(self, timeout: float | None = None) -> tuple[tuple[str, str], ...]:
             return (("flyte-authorization", "Bearer not-valid"),)
 
-        async def metadata_async(self) -> tuple[tuple[str, str], ...]:
+        async def metadata_async(self, timeout: float | None = None) -> tuple[tuple[str, str], ...]:
             return self.metadata()
 
         def rejected(self, sent: object) -> bool:

@@ -5,10 +5,11 @@ clients) go into ``interceptors=`` of any generated client (flyteidl2 ships ``*_
 Works with connectrpc 0.10 (``ctx.request_headers()`` is a method; flyte 2.12 pins ``<0.11``) and later
 releases (a property since 0.11).
 
-The request context keeps the caller's deadline as an end time, so a retry through the same context
-gets only what is left of it.  Unary calls retry once after UNAUTHENTICATED; a server stream retries only
-before its first message; client and bidi streams (an iterator connectrpc consumes) are never replayed,
-but their rejection invalidates the token.  PERMISSION_DENIED while a ``proxy-authorization`` header was
+The request context keeps the caller's deadline as an end time, so the wait for the token, and a retry
+through the same context, get only what is left of it (a token not ready in time: ``deadline_exceeded``).
+Unary calls retry once after UNAUTHENTICATED; a server stream retries only before its first message;
+client and bidi streams (an iterator connectrpc consumes) are never replayed, but their rejection
+invalidates the token.  PERMISSION_DENIED while a ``proxy-authorization`` header was
 sent refreshes the proxy's token once.  Auth failures raise errors that are both the ``FlyteAuthError``
 subclass and a ``ConnectError``.
 """
@@ -80,7 +81,7 @@ class ConnectAuth:
                       can_replay: bool) -> AsyncIterator[Any]:
         attempts = _StreamAttempts(self._interceptor, ctx, can_replay)
         while True:
-            sent = await metadata_async(self._interceptor, as_connect_error)
+            sent = await metadata_async(self._interceptor, as_connect_error, _timeout(ctx))
             try:
                 async for message in call_next(request, _apply(ctx, sent)):
                     attempts.delivering(sent)
@@ -114,7 +115,7 @@ class ConnectAuthSync:
     def _stream(self, call_next: Callable[..., Any], request: Any, ctx: Any, can_replay: bool) -> Iterator[Any]:
         attempts = _StreamAttempts(self._interceptor, ctx, can_replay)
         while True:
-            sent = metadata_sync(self._interceptor, as_connect_error)
+            sent = metadata_sync(self._interceptor, as_connect_error, _timeout(ctx))
             try:
                 for message in call_next(request, _apply(ctx, sent)):
                     attempts.delivering(sent)

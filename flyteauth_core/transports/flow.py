@@ -5,8 +5,11 @@ Modelled on httpx's ``Auth.auth_flow``: :func:`auth_flow` is a generator that ho
 replayed, within what is left of the caller's deadline"), and each transport only drives it:
 
 * ``next(flow)`` gives the timeout of the first attempt (the caller's);
-* the driver fetches metadata (``interceptor.metadata()`` or ``await interceptor.metadata_async()``,
-  so one generator serves sync and async transports alike) and makes the attempt;
+* the driver fetches metadata within that timeout (``interceptor.metadata(timeout)`` or ``await
+  interceptor.metadata_async(timeout)``, so one generator serves sync and async transports alike) and
+  makes the attempt with what is left of it: the caller's deadline bounds the wait for the token too
+  (as in grpc's own model, where it covers call credentials), and a wait that outlasts it raises
+  ``TokenDeadlineError`` in the transport's deadline error type while the refresh goes on;
 * if the server accepted it, the driver drops the generator; if it rejected it, the driver calls
   :func:`after_rejection`, which hands the flow ``(sent, replayable, proxy)`` and returns the timeout
   for the retry, or :data:`STOP`;
@@ -113,13 +116,18 @@ def retry_timeout(flow: Flow, sent: Metadata, replayable: bool, error: BaseExcep
     return timeout
 
 
+def left(timeout: float | None, started: float) -> float | None:
+    """What is left of ``timeout`` (None: no deadline), ``started`` being ``time.monotonic()`` then."""
+    return None if timeout is None else timeout - (time.monotonic() - started)
+
+
 def call_sync(interceptor: Interceptor, timeout: float | None, replayable: bool,
               attempt: Callable[[Metadata, float | None], T], classify: Classify, wrap: Wrap) -> T:
     """Drive the flow for a call that returns its result or raises its rejection."""
     started = time.monotonic() if timeout is not None else 0.0
-    sent = metadata_sync(interceptor, wrap)
+    sent = metadata_sync(interceptor, wrap, timeout)
     try:
-        return attempt(sent, timeout)
+        return attempt(sent, left(timeout, started))
     except Exception as error:
         return retry_sync(interceptor, timeout, started, replayable, sent, error, attempt, classify, wrap)
 
@@ -133,9 +141,10 @@ def retry_sync(interceptor: Interceptor, timeout: float | None, started: float, 
     next(flow)
     while True:
         timeout = retry_timeout(flow, sent, replayable, error, classify, wrap)
-        sent = metadata_sync(interceptor, wrap)
+        started = time.monotonic()
+        sent = metadata_sync(interceptor, wrap, timeout)
         try:
-            result = attempt(sent, timeout)
+            result = attempt(sent, left(timeout, started))
         except Exception as exc:
             error = exc
         else:
@@ -151,9 +160,10 @@ async def call_async(interceptor: Interceptor, timeout: float | None, replayable
     timeout = next(flow)
     retried = False
     while True:
-        sent = await metadata_async(interceptor, wrap)
+        started = time.monotonic() if timeout is not None else 0.0
+        sent = await metadata_async(interceptor, wrap, timeout)
         try:
-            result = await attempt(sent, timeout)
+            result = await attempt(sent, left(timeout, started))
         except Exception as error:
             timeout = retry_timeout(flow, sent, replayable, error, classify, wrap)
             retried = True
@@ -163,17 +173,18 @@ async def call_async(interceptor: Interceptor, timeout: float | None, replayable
             return result
 
 
-def metadata_sync(interceptor: Interceptor, wrap: Wrap) -> Metadata:
-    """The interceptor's metadata; an auth failure re-raised as the transport's own error type."""
+def metadata_sync(interceptor: Interceptor, wrap: Wrap, timeout: float | None = None) -> Metadata:
+    """The interceptor's metadata, waiting at most ``timeout`` (what is left of the caller's deadline);
+    an auth failure (``TokenDeadlineError`` included) re-raised as the transport's own error type."""
     try:
-        return interceptor.metadata()
+        return interceptor.metadata(timeout)
     except FlyteAuthError as exc:
         raise wrap(exc) from exc.__cause__
 
 
-async def metadata_async(interceptor: Interceptor, wrap: Wrap) -> Metadata:
+async def metadata_async(interceptor: Interceptor, wrap: Wrap, timeout: float | None = None) -> Metadata:
     try:
-        return await interceptor.metadata_async()
+        return await interceptor.metadata_async(timeout)
     except FlyteAuthError as exc:
         raise wrap(exc) from exc.__cause__
 

@@ -42,6 +42,7 @@ from .flow import (
     after_rejection,
     auth_flow,
     call_async,
+    left,
     merge,
     metadata_async,
     replayable,
@@ -119,12 +120,15 @@ class _AioCall:
         self._reader: Any = None
 
     async def _begin(self) -> Any:
+        timeout = self._timeout  # the caller's deadline bounds the wait for the token; the call gets the rest
         try:
-            self._sent = sent = await self._interceptor.metadata_async()
+            self._sent = sent = await self._interceptor.metadata_async(timeout)
         except FlyteAuthError as exc:
             raise as_grpc_error(exc) from exc.__cause__
+        if timeout is not None:
+            timeout -= time.monotonic() - self._started
         args = () if self._write_api else (self._request,)
-        self._call = call = self._inner(*args, timeout=self._timeout, metadata=merge(self._metadata, sent),
+        self._call = call = self._inner(*args, timeout=timeout, metadata=merge(self._metadata, sent),
                                         **self._extra)
         if not self._can_replay:
             _watch(call, self._flows(), sent)
@@ -140,6 +144,7 @@ class _AioCall:
         """Ask the flow; re-raises ``error`` unless a retry was granted (then the next use restarts)."""
         self._timeout = retry_timeout(self._flows(), self._sent, self._can_replay and not delivered, error,
                                       classify, as_grpc_error)
+        self._started = time.monotonic()  # the retry's timeout is what was left at this moment
         self._call = None
 
     async def _response(self) -> Any:
@@ -338,8 +343,9 @@ class _AioAuthBase:
             return aio.ClientCallDetails(details.method, timeout, merged, details.credentials, details.wait_for_ready)
 
         if not can_replay:
-            sent = await metadata_async(self._interceptor, as_grpc_error)
-            call = await continuation(with_metadata(sent, details.timeout), request)
+            started = time.monotonic()
+            sent = await metadata_async(self._interceptor, as_grpc_error, details.timeout)
+            call = await continuation(with_metadata(sent, left(details.timeout, started)), request)
             return _watch(call, _held(self._interceptor, None), sent)
 
         async def attempt(sent: Metadata, timeout: float | None) -> Any:

@@ -29,6 +29,7 @@ from .flow import (
     accepted,
     after_rejection,
     auth_flow,
+    left,
     merge,
     metadata_sync,
     replayable,
@@ -94,8 +95,13 @@ class _Stream:
         self._can_replay = can_replay
         self._started = False
         self._retried = False  # until the retry's first message (or clean end) says the token works
-        self._sent = metadata_sync(interceptor, as_grpc_error)
-        self._call = start(self._sent, next(self._flow))
+        self._call = self._begin(next(self._flow))
+
+    def _begin(self, timeout: float | None) -> Any:
+        """Wait for the token within ``timeout``, then start the call with what is left of it."""
+        started = time.monotonic() if timeout is not None else 0.0
+        self._sent = metadata_sync(self._interceptor, as_grpc_error, timeout)
+        return self._start(self._sent, left(timeout, started))
 
     def __iter__(self) -> Iterator[Any]:
         return self
@@ -108,8 +114,7 @@ class _Stream:
             except grpc.RpcError as error:
                 timeout = retry_timeout(self._flow, self._sent, self._can_replay and not self._started, error,
                                         classify, as_grpc_error)
-                self._sent = metadata_sync(self._interceptor, as_grpc_error)
-                self._call = self._start(self._sent, timeout)
+                self._call = self._begin(timeout)
                 self._retried = True
             except StopIteration:
                 self._succeeded()
@@ -140,14 +145,16 @@ class _Multicallable:
     def _blocking(self, fn: Any, request: Any, timeout: float | None, metadata: Any, credentials: Any,
                   wait_for_ready: bool | None, compression: Any, stream: bool = False) -> Any:
         # The first attempt inline (the hot path: no closure, no generator); the flow takes over on failure.
+        # The caller's deadline bounds the wait for the token too; the call gets what is left of it.
         started = time.monotonic() if timeout is not None else 0.0
         try:
-            sent = self._interceptor.metadata()
+            sent = self._interceptor.metadata(timeout)
         except FlyteAuthError as exc:
             raise as_grpc_error(exc) from exc.__cause__
         try:
-            return fn(_feed(request) if stream else request, timeout, (*metadata, *sent) if metadata else sent,
-                      credentials, wait_for_ready, compression)
+            return fn(_feed(request) if stream else request,
+                      timeout if timeout is None else timeout - (time.monotonic() - started),
+                      (*metadata, *sent) if metadata else sent, credentials, wait_for_ready, compression)
         except grpc.RpcError as error:
             def attempt(sent: Metadata, remaining: float | None) -> Any:
                 return fn(_feed(request) if stream else request, remaining, merge(metadata, sent), credentials,
@@ -167,9 +174,10 @@ class _Multicallable:
     def _future(self, request: Any, timeout: float | None, metadata: Any, credentials: Any,
                 wait_for_ready: bool | None, compression: Any, stream: bool = False) -> Any:
         flow = auth_flow(self._interceptor, timeout)
-        sent = metadata_sync(self._interceptor, as_grpc_error)
-        future = self._inner.future(_feed(request) if stream else request, next(flow), merge(metadata, sent),
-                                    credentials, wait_for_ready, compression)
+        started = time.monotonic() if timeout is not None else 0.0
+        sent = metadata_sync(self._interceptor, as_grpc_error, next(flow))
+        future = self._inner.future(_feed(request) if stream else request, left(timeout, started),
+                                    merge(metadata, sent), credentials, wait_for_ready, compression)
         return _watch(future, flow, sent)
 
 
@@ -308,8 +316,9 @@ class AuthClientInterceptor(
         timeout = next(flow)
         retried = False
         while True:
-            sent = metadata_sync(self._interceptor, as_grpc_error)
-            outcome = continuation(_with_metadata(details, sent, timeout), _feed(request))
+            started = time.monotonic() if timeout is not None else 0.0
+            sent = metadata_sync(self._interceptor, as_grpc_error, timeout)
+            outcome = continuation(_with_metadata(details, sent, left(timeout, started)), _feed(request))
             if _held_by_caller(outcome):
                 return _watch(outcome, flow, sent)
             proxy = classify(outcome)

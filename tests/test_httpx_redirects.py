@@ -1,0 +1,225 @@
+"""HTTP never carries our headers to another origin, redirects included (issue 16, item 4).
+
+Two real HTTP servers on loopback, two origins (two ports): "Flyte" answers ``/api``, redirects
+``/away`` with a 302 to the other server (a presigned object-store URL) and ``/same`` with a 302 to its
+own ``/api``; the "object store" records every header it receives.  The session's token goes under the
+header key under test (``authorization``, which httpx2 itself strips across origins, and
+``flyte-authorization``, which it does not), and a ``proxyCommand`` adds ``proxy-authorization``.
+
+The documented way (``session.httpx_client()`` / ``httpx_async_client()``) strips our headers from every
+hop whose origin is not allowed and keeps them on a same-origin redirect.  ``auth=session.httpx_auth()``
+alone strips them from a redirect the caller follows (``response.next_request``), and says in a WARNING
+when httpx2 followed one itself with our headers (which it cannot prevent: httpx2 does not ask the auth
+flow about redirect hops).  On 0.2.0 the object store received ``flyte-authorization`` and
+``proxy-authorization``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx2
+import pytest
+
+from flyteauth_core import AuthConfig, AuthSession
+from flyteauth_core.testing import DemoTokenEndpoint
+
+SECRET = "redirect-test-secret"
+PROXY_TOKEN = "proxy-token-r3d1r3ct"
+
+
+class Recorder:
+    """An HTTP server on 127.0.0.1 that records the headers of every request; ``redirects`` maps a path to
+    the Location it answers with a 302."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, dict[str, str]]] = []
+        self.redirects: dict[str, str] = {}
+        peer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                peer.seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+                location = peer.redirects.get(self.path) or (self.command == "POST" and peer.redirects.get("POST"))
+                self.send_response(302 if location else 200)
+                if location:
+                    self.send_header("location", location)
+                self.send_header("content-length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                self.do_GET()
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True).start()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+class Peers:
+    def __init__(self) -> None:
+        self.idp = DemoTokenEndpoint("client", SECRET, ttl=300).start()
+        self.flyte = Recorder()
+        self.store = Recorder()  # another origin: same host, another port
+        self.flyte.redirects = {"/away": f"{self.store.url}/bucket/object?X-Sig=1", "/same": "/api",
+                                "POST": f"{self.store.url}/bucket/upload"}  # any POST (a Connect RPC)
+
+    def stop(self) -> None:
+        self.flyte.stop()
+        self.store.stop()
+        self.idp.stop()
+
+
+@pytest.fixture(scope="module")
+def peers() -> Iterator[Peers]:
+    p = Peers()
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+@pytest.fixture(params=["authorization", "flyte-authorization"])
+def session(request: pytest.FixtureRequest, peers: Peers) -> Iterator[AuthSession]:
+    peers.flyte.seen.clear()
+    peers.store.seen.clear()
+    config = AuthConfig(endpoint=peers.flyte.url, insecure=True, auth_type="ClientSecret", client_id="client",
+                        client_secret=SECRET, token_url=peers.idp.url, authorization_header=request.param,
+                        proxy_command=(sys.executable, "-c", f"print({PROXY_TOKEN!r})"))
+    with AuthSession(config, store="memory", interactive=False) as s:
+        yield s
+
+
+def _ours(session: AuthSession) -> dict[str, str]:
+    """The headers the session adds: the token under its key, and the proxy's."""
+    return {session.config.authorization_header or "": f"Bearer {session.get_token().access_token}",
+            "proxy-authorization": f"Bearer {PROXY_TOKEN}"}
+
+
+def _assert_kept_off(peers: Peers, session: AuthSession) -> None:
+    """The object store saw requests, and none of them carried a header we add (by key or by value)."""
+    ours = _ours(session)
+    assert peers.store.seen, "the redirect was not followed"
+    for path, headers in peers.store.seen:
+        leaked = sorted(k for k in ours if k in headers) + sorted(
+            k for k, v in headers.items() if any(secret.split()[1] in v for secret in ours.values()))
+        assert not leaked, f"{path} on another origin received {leaked}"
+
+
+def _assert_authenticated(peers: Peers, session: AuthSession, path: str) -> None:
+    ours = _ours(session)
+    hits = [headers for p, headers in peers.flyte.seen if p == path]
+    assert hits and all(headers.get(k) == v for headers in hits for k, v in ours.items()), path
+
+
+def test_httpx_client_keeps_our_headers_off_a_cross_origin_redirect(peers: Peers, session: AuthSession) -> None:
+    with session.httpx_client(follow_redirects=True) as client:
+        response = client.get(f"{peers.flyte.url}/away")
+        assert response.status_code == 200 and response.url.port != httpx2.URL(peers.flyte.url).port
+        client.get(f"{peers.store.url}/direct")  # a presigned URL fetched through the same client
+    _assert_authenticated(peers, session, "/away")  # Flyte itself got the token and the proxy's
+    _assert_kept_off(peers, session)
+
+
+def test_httpx_async_client_keeps_our_headers_off_a_cross_origin_redirect(peers: Peers,
+                                                                          session: AuthSession) -> None:
+    async def run() -> None:
+        async with session.httpx_async_client(follow_redirects=True) as client:
+            assert (await client.get(f"{peers.flyte.url}/away")).status_code == 200
+            await client.get(f"{peers.store.url}/direct")
+
+    asyncio.run(run())
+    _assert_authenticated(peers, session, "/away")
+    _assert_kept_off(peers, session)
+
+
+def test_a_same_origin_redirect_keeps_auth(peers: Peers, session: AuthSession) -> None:
+    with session.httpx_client(follow_redirects=True) as client:
+        assert client.get(f"{peers.flyte.url}/same").status_code == 200
+
+    async def run() -> None:
+        async with session.httpx_async_client(follow_redirects=True) as client:
+            assert (await client.get(f"{peers.flyte.url}/same")).status_code == 200
+
+    asyncio.run(run())
+    _assert_authenticated(peers, session, "/api")  # the redirect's target got the token, sync and async
+    assert [p for p, _ in peers.flyte.seen] == ["/same", "/api", "/same", "/api"]
+
+
+def test_httpx_auth_strips_a_redirect_the_caller_follows(peers: Peers, session: AuthSession) -> None:
+    """``auth=`` alone, httpx2's default ``follow_redirects=False``: ``response.next_request`` carries a
+    copy of our headers; sending it through the client runs the auth flow, which strips them."""
+    with httpx2.Client(auth=session.httpx_auth()) as client:
+        response = client.get(f"{peers.flyte.url}/away")
+        assert response.status_code == 302 and response.next_request is not None
+        assert client.send(response.next_request).status_code == 200
+
+    async def run() -> None:
+        async with httpx2.AsyncClient(auth=session.httpx_auth()) as client:
+            response = await client.get(f"{peers.flyte.url}/away")
+            assert response.next_request is not None
+            assert (await client.send(response.next_request)).status_code == 200
+
+    asyncio.run(run())
+    assert len(peers.store.seen) == 2
+    _assert_kept_off(peers, session)
+
+
+def test_httpx_auth_with_follow_redirects_warns_to_use_httpx_client(peers: Peers, session: AuthSession,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """What ``auth=`` alone cannot do (httpx2 follows the redirect without asking it): said in a WARNING
+    that names the safe way, rather than left to be found in an object store's access log."""
+    from flyteauth_core import logs
+
+    logs._SHOWN.clear()
+    with caplog.at_level(logging.WARNING, logger="flyteauth.httpx"), \
+            httpx2.Client(auth=session.httpx_auth(), follow_redirects=True) as client:
+        client.get(f"{peers.flyte.url}/same")  # same origin: nothing to say
+        assert not caplog.records
+        client.get(f"{peers.flyte.url}/away")
+    assert any("httpx_client()" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+
+
+def test_httpx_client_refuses_an_auth_argument(session: AuthSession) -> None:
+    with pytest.raises(TypeError, match="auth="):
+        session.httpx_client(auth=httpx2.BasicAuth("u", "p"))
+
+
+def test_a_connect_client_that_does_not_follow_redirects_keeps_our_headers_off(peers: Peers,
+                                                                              session: AuthSession) -> None:
+    """What docs/security.md tells Connect users: connectrpc's default HTTP client (pyqwest) follows
+    redirects and keeps ``flyte-authorization``; an RPC has no use for redirects, and a client that does not
+    follow them sends nothing to the other origin (the 302 is the call's error)."""
+    pyqwest = pytest.importorskip("pyqwest")
+    pytest.importorskip("connectrpc")
+    from connectrpc.client import ConnectClientSync
+    from connectrpc.errors import ConnectError
+    from flyteidl2.auth import identity_pb2
+
+    from ._connect_server import ECHO_METHODS
+
+    http = pyqwest.SyncClient(pyqwest.SyncHTTPTransport(follow_redirects=False))
+    client = ConnectClientSync(peers.flyte.url, interceptors=session.connect_interceptors_sync(), http_client=http)
+    with pytest.raises(ConnectError):
+        client.execute_unary(request=identity_pb2.UserInfoRequest(), method=ECHO_METHODS["Unary"])
+    client.close()
+    ours = _ours(session)
+    assert [headers.get(k) for _, headers in peers.flyte.seen for k in ours] == list(ours.values())
+    assert not peers.store.seen
