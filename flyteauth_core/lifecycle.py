@@ -168,7 +168,7 @@ class TokenManager:
         *,
         header_key: Callable[[], str] = lambda: "authorization",
         store: TokenStore | None = None,
-        store_key: str = "",
+        store_key: str | Callable[[], str] = "",
         policy: RefreshPolicy | None = None,
         clock: Callable[[], float] = time.time,
         on_event: Callable[[TokenEvent], None] | None = None,
@@ -180,7 +180,7 @@ class TokenManager:
         self._acquire = acquire
         self._header_key = header_key
         self._store = store
-        self._store_key = store_key
+        self._key_source = store_key
         self._store_warned = False
         self.policy = policy or RefreshPolicy()
         self.brake = brake or RejectionBrake()
@@ -554,6 +554,13 @@ class TokenManager:
                 "been rotated and is not sent a third time", endpoint=exc.endpoint,
                 hint="Check the network to the identity provider, then run `flyteauth login`",
             ) from None
+
+    @property
+    def _store_key(self) -> str:
+        """The store key: a string, or computed at each store access (the session's identity, which follows
+        a rotating platform token's ``iss``/``sub``); never on the hot path."""
+        key = self._key_source
+        return key() if callable(key) else key
 
     def _publish(self, state: _State) -> None:
         """Publish ``state`` under the lock, so a concurrent ``rejected()`` never overwrites it."""
