@@ -31,13 +31,11 @@ from flyteauth_core.testing import FlyteTestServer, LoopbackHTTPServer, send_jso
 from flyteauth_providers import platform_sources
 from flyteauth_providers.file_store import FileTokenStore
 from flyteauth_providers.redis_store import RedisTokenStore
-from flyteauth_providers.token_exchange import GRANT_TYPE
 
-from ._idp import CI_BASIC, IdpServer, _node_or_skip
+from ._idp import CI_BASIC, IdpServer
 from ._leakscan import register_secret
-from ._platform_issuer import PlatformIssuer
 from ._redis import RedisServer
-from .conftest import jwt_validator
+from .test_workload_identity import Peers, workload_peers
 
 if TYPE_CHECKING:
     from flyteauth_core.identity import CredentialIdentity
@@ -47,35 +45,17 @@ pytestmark = pytest.mark.idp
 REPO = Path(__file__).resolve().parent.parent
 
 
-@attrs.frozen
-class Peers:
-    cluster: PlatformIssuer
-    github: PlatformIssuer
-    idp: IdpServer
-    flyte: FlyteTestServer
-
-    def exchanges(self) -> int:
-        return int(self.idp.stats()["by_grant"].get(GRANT_TYPE, 0))
-
-    def token(self, name: str) -> str:
-        """A projected token of service account ``flyte:<name>`` (a new jti and exp each time)."""
-        token = self.cluster.kubernetes_token(self.idp.issuer, name=name)
-        register_secret(token, "platform token")
-        return token
+def token_of(p: Peers, name: str) -> str:
+    """A projected token of service account ``flyte:<name>`` (a new jti and exp each time)."""
+    token = p.cluster.kubernetes_token(p.idp.issuer, name=name)
+    register_secret(token, "platform token")
+    return token
 
 
 @pytest.fixture(scope="module")
 def peers() -> Iterator[Peers]:
-    _node_or_skip()
-    with PlatformIssuer("kubernetes") as cluster, PlatformIssuer("github") as github:
-        register_secret(github.request_token, "GitHub Actions request token")
-        env = {"IDP_SUBJECT_ISSUERS": f"{cluster.issuer},{github.issuer}", "IDP_FEDERATED_ISSUER": cluster.issuer}
-        with IdpServer(token_ttl=600, env=env) as idp:
-            flyte = FlyteTestServer(jwt_validator(idp), token_endpoint=idp.token_endpoint, issuer=idp.issuer).start()
-            try:
-                yield Peers(cluster, github, idp, flyte)
-            finally:
-                flyte.stop()
+    with workload_peers(token_ttl=600) as started:  # long-lived: the helper's cache stays warm
+        yield started
 
 
 @pytest.fixture
@@ -109,7 +89,7 @@ def test_pods_of_two_service_accounts_sharing_redis_each_get_their_own_token(
     monkeypatch.setenv("FLYTEAUTH_REDIS_ENCRYPTION_KEY", key)
     monkeypatch.setenv("FLYTEAUTH_TOKEN_DIR", str(tmp_path / "host-tokens"))
     projected = tmp_path / "var-run-secrets-tokens"  # the same path in every pod, as the pod spec says
-    path = p.cluster.write_projected(projected, p.token("pod-a"))
+    path = p.cluster.write_projected(projected, token_of(p, "pod-a"))
     config = AuthConfig(endpoint=p.flyte.target, insecure=True, auth_type="TokenExchange", client_id="flyte-exchange",
                         options={"platformTokenFile": str(path), "platformTokenAudience": p.idp.issuer})
 
@@ -119,12 +99,12 @@ def test_pods_of_two_service_accounts_sharing_redis_each_get_their_own_token(
 
     token_a, identity_a = pod()
     assert sub_of(token_a.access_token) == "system:serviceaccount:flyte:pod-a" and p.exchanges() == 1
-    p.cluster.write_projected(projected, p.token("pod-b"))
+    p.cluster.write_projected(projected, token_of(p, "pod-b"))
     token_b, identity_b = pod()
     assert sub_of(token_b.access_token) == "system:serviceaccount:flyte:pod-b"  # 0.2.0: pod-a's token
     assert p.exchanges() == 2 and identity_b != identity_a
     # The kubelet rotates pod A's token: same iss/sub/aud, so the same identity, and the fleet still shares.
-    p.cluster.write_projected(projected, p.token("pod-a"))
+    p.cluster.write_projected(projected, token_of(p, "pod-a"))
     token_a2, identity_a2 = pod()
     assert identity_a2 == identity_a and token_a2.access_token == token_a.access_token
     assert p.exchanges() == 2  # one token per refresh interval for the whole identity
@@ -200,7 +180,7 @@ def test_helper_on_a_persistent_runner_never_prints_another_jobs_token(p: Peers,
             env[platform_sources.GITHUB_URL_ENV] = f"{p.github.request_url}&job={name[0]}"
             env[platform_sources.GITHUB_TOKEN_ENV] = p.github.request_token
         else:
-            token = p.token(f"job-{name[0]}")
+            token = token_of(p, f"job-{name[0]}")
             token_file.write_text(token)
             env["JOB_PLATFORM_TOKEN"] = token
         run = subprocess.run([sys.executable, "-m", "flyteauth_core.cli", "token", "--config", str(config)],
