@@ -421,7 +421,8 @@ class RedisTokenStore:
     # (Fernet authenticates every record); a plaintext Redis keeps discovery in the local fallback store.
     def load_discovery(self, key: str) -> Mapping[str, Any] | None:
         if self._fernet is None:
-            return self._fallback_discovery("load_discovery", key)
+            local = self._fallback_discovery("load_discovery", key)
+            return local if isinstance(local, Mapping) else None
         raw = self._redis("load", lambda r: r.get(self.data_key(key)))
         if raw is DOWN:
             load = getattr(self.fallback(), "load_discovery", None)
