@@ -283,6 +283,15 @@ def test_a_discovery_record_in_a_world_writable_token_dir_is_not_used(
     assert attacker.received == []
 
 
+def test_a_discovery_file_others_may_write_is_not_used_even_in_a_private_directory(tmp_path: Path) -> None:
+    store = FileTokenStore(directory=tmp_path / "tokens")
+    store.save_discovery("k", {"token_endpoint": "https://idp.example.com/token"}, 60)
+    assert store.load_discovery("k") == {"token_endpoint": "https://idp.example.com/token"}
+    assert store._discovery_path("k").stat().st_mode & 0o777 == 0o600
+    store._discovery_path("k").chmod(0o666)  # planted through a hard link, or left by a careless copy
+    assert store.load_discovery("k") is None
+
+
 def test_plaintext_redis_shares_no_discovery(idp: IdpServer, flyte_server: Any, attacker: Attacker,
                                              redis_fresh: RedisServer, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
