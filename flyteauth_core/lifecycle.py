@@ -576,8 +576,9 @@ class TokenManager:
         if lock is None:
             yield
             return
+        key = self._store_key  # the identity: an unreadable platform token fails the refresh with its own error
         try:
-            held = lock(self._store_key)
+            held = lock(key)
             held.__enter__()
         except Exception as exc:
             log.warning("flyteauth: could not lock the token store (%s); refreshing without it",
@@ -650,13 +651,14 @@ class TokenManager:
     def _store_call(self, op: str, token: Token | None = None) -> Any:
         if self._store is None:
             return None
+        key = self._store_key  # outside the try: a failing identity is not a failing store
         try:
             if op == "load":
-                return self._store.load(self._store_key)
+                return self._store.load(key)
             if op == "save" and token is not None:
-                return self._store.save(self._store_key, token)
+                return self._store.save(key, token)
             if op == "delete":
-                return self._store.delete(self._store_key)
+                return self._store.delete(key)
         except Exception as exc:
             if not self._store_warned:
                 self._store_warned = True

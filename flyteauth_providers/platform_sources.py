@@ -32,6 +32,16 @@ GITHUB_TOKEN_ENV = "ACTIONS_ID_TOKEN_REQUEST_TOKEN"
 KUBERNETES_TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
 
+def _present(part: str, source: Any, config: AuthConfig) -> str:
+    """No token, no identity: nothing is loaded from or saved to a shared store under "absent".  The
+    source's own read says what is missing (the file, the variable, what ``auto`` checked)."""
+    if part == identity.ABSENT:
+        source.read(AcquireRequest(config=config))
+        raise PlatformTokenError(f"No platform token from {source.describe()}", origin=source.describe(),
+                                 hint="Provide the platform token (see admin.platformTokenSource)")
+    return part
+
+
 def github_identity() -> str:
     """GitHub Actions' part: digests of the job's two token-request variables (``absent`` when unset)."""
     url = identity.observe("env", GITHUB_URL_ENV, mode="exact")
@@ -51,6 +61,7 @@ class FileSource:
                               hint="Set admin.platformTokenFile to the projected token's path, e.g. "
                               "/var/run/secrets/tokens/flyte-token")
         self.path = str(Path(path).expanduser())
+        self._config = config
         self._stamp: tuple[int, ...] | None = None
         self._value = ""
 
@@ -62,7 +73,7 @@ class FileSource:
 
     def identity(self) -> str:
         """The file's token's ``iss``/``sub``/``aud`` (stable when the kubelet rotates it)."""
-        return identity.observe("file", self.path)
+        return _present(identity.observe("file", self.path), self, self._config)
 
     def read(self, request: AcquireRequest) -> str:
         try:
@@ -101,7 +112,11 @@ class GitHubActionsSource:
     def identity(self) -> str:
         """The job's token request (digests of both variables): its ``iss``/``sub`` would need a request to
         GitHub, and the variables are the job's own, so processes of one job share and jobs never do."""
-        return github_identity()
+        part = github_identity()
+        if identity.ABSENT in part:
+            raise PlatformTokenError(f"${GITHUB_URL_ENV} and ${GITHUB_TOKEN_ENV} must both be set",
+                                     origin=self.describe(), hint="Give the job `permissions: id-token: write`")
+        return part
 
     def describe(self) -> str:
         url = os.environ.get(GITHUB_URL_ENV, "")
@@ -195,6 +210,7 @@ class EnvSource:
 
     def __init__(self, config: AuthConfig) -> None:
         self.name = workload_options(config).env_var or ""
+        self._config = config
         if not self.name:
             raise ConfigError("platformTokenSource env needs platformTokenEnvVar",
                               hint="Set admin.platformTokenEnvVar to the name of the variable holding the token")
@@ -204,7 +220,7 @@ class EnvSource:
 
     def identity(self) -> str:
         """The variable's token's ``iss``/``sub``/``aud``."""
-        return identity.observe("env", self.name)
+        return _present(identity.observe("env", self.name), self, self._config)
 
     def read(self, request: AcquireRequest) -> str:
         value = os.environ.get(self.name, "").strip()
@@ -246,7 +262,7 @@ class AutoSource:
         github = github_identity()
         if GitHubActionsSource.available():
             return github
-        return identity.observe("file", KUBERNETES_TOKEN_PATH)
+        return _present(identity.observe("file", KUBERNETES_TOKEN_PATH), self, self._config)
 
     def describe(self) -> str:
         try:
