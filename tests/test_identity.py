@@ -113,6 +113,36 @@ def test_pods_of_two_service_accounts_sharing_redis_each_get_their_own_token(
     assert path.read_text() not in repr(identity_a2) + json.dumps(identity_a2.describe())
 
 
+def test_a_federated_client_in_redis_is_not_served_to_a_pod_of_another_service_account(
+        p: Peers, redis_fresh: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ClientSecret`` with ``federated_jwt``: the platform token is the client's credential.  The IdP trusts
+    only ``flyte:workload``; a pod of ``flyte:intruder`` with the same config is refused, not handed the
+    workload's token from Redis."""
+    from flyteauth_core.errors import InvalidClientError
+
+    audience = "api://AzureADTokenExchange"
+    monkeypatch.setenv("FLYTEAUTH_REDIS_URL", redis_fresh.url)
+    monkeypatch.setenv("FLYTEAUTH_REDIS_ENCRYPTION_KEY", Fernet.generate_key().decode())
+    monkeypatch.setenv("FLYTEAUTH_TOKEN_DIR", str(tmp_path / "host-tokens"))
+    projected = tmp_path / "tokens"
+
+    def token(name: str) -> str:
+        value = p.cluster.kubernetes_token(audience, name=name)
+        register_secret(value, "platform token")
+        return value
+
+    path = p.cluster.write_projected(projected, token("workload"))
+    config = AuthConfig(endpoint=p.flyte.target, insecure=True, auth_type="ClientSecret", client_id="flyte-federated",
+                        token_endpoint_auth_method="federated_jwt", token_url=p.idp.token_endpoint, scopes=("all",),
+                        options={"platformTokenFile": str(path), "platformTokenAudience": audience})
+    with AuthSession(config, store="redis") as workload:
+        workload.get_token()
+    p.cluster.write_projected(projected, token("intruder"))
+    with AuthSession(config, store="redis") as intruder, pytest.raises(InvalidClientError):
+        intruder.get_token()  # 0.2.0: the workload's token, from Redis
+    assert p.idp.token_request_count("flyte-federated") == 2
+
+
 @pytest.mark.skipif(not hasattr(os, "fork") or os.getuid() != 0, reason="needs root to become another OS user")
 def test_a_persons_login_in_a_shared_store_never_reaches_another_os_user(
         p: Peers, redis_fresh: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
