@@ -5,6 +5,12 @@ Every process otherwise runs the two AuthMetadataService RPCs again.  A store th
 ``discoveryCacheTTL`` (default 1 h; ``0`` turns the cache off).  The cache is filled under the store's
 ``lock()``: the first process discovers and saves, the others wait for the lock (or see the value appear)
 and read it.  Any failure of the cache falls back to plain discovery: the cache never fails a call.
+
+The answer names the token endpoint, where providers send client secrets, so a cached record decides
+where a credential goes.  It is keyed on the credential's identity (``CredentialIdentity.discovery_key``)
+and the stores vouch for what they return (``DiscoveryCache``): the encrypted Redis store authenticates
+each record (Fernet), the file store reads only from a directory that passes its token checks, and a
+plaintext Redis shares no discovery (its local fallback store does, on one host).
 """
 
 from __future__ import annotations
@@ -50,17 +56,23 @@ def from_dict(data: Mapping[str, Any]) -> ServerAuthInfo | None:
     return info if info.token_endpoint or info.client_id else None
 
 
-def shared_fill(store: Any, config: AuthConfig) -> Callable[[Discover], ServerAuthInfo] | None:
+def shared_fill(store: Any, config: AuthConfig, key: Callable[[], str] | None = None,
+                ) -> Callable[[Discover], ServerAuthInfo] | None:
     """A wrapper for ``Discovery`` that consults ``store`` first; None when the store cannot cache or the
-    cache is off."""
+    cache is off.  ``key()`` is the identity's discovery key (computed when discovery runs); without it,
+    the config's identity with no provider parts."""
     if not (callable(getattr(store, "load_discovery", None)) and callable(getattr(store, "save_discovery", None))):
         return None
     ttl: float = DISCOVERY_TTL.read(config)
     if ttl <= 0:
         return None
-    key = f"flyteauth-discovery:{config.endpoint}"
+    if key is None:
+        from .identity import CredentialIdentity
 
-    def load() -> ServerAuthInfo | None:
+        fixed = CredentialIdentity.build(config, config.resolved_auth_type).discovery_key
+        key = lambda: fixed  # noqa: E731
+
+    def load(key: str) -> ServerAuthInfo | None:
         try:
             data = store.load_discovery(key)
         except Exception as exc:
@@ -69,16 +81,21 @@ def shared_fill(store: Any, config: AuthConfig) -> Callable[[Discover], ServerAu
         return from_dict(data) if isinstance(data, Mapping) else None
 
     def fill(discover: Discover) -> ServerAuthInfo:
-        info = load()
+        try:
+            name = key()
+        except Exception as exc:  # the identity cannot be told now (an unreadable platform token): no cache
+            log.debug("flyteauth: no discovery cache without an identity (%s)", type(exc).__name__)
+            return discover()
+        info = load(name)
         if info is not None:
             return info
-        with _locked(store, key):
-            info = load()
+        with _locked(store, name):
+            info = load(name)
             if info is not None:
                 return info
             info = discover()
             try:
-                store.save_discovery(key, to_dict(info), ttl)
+                store.save_discovery(name, to_dict(info), ttl)
             except Exception as exc:
                 log.debug("flyteauth: discovery cache write failed (%s)", type(exc).__name__)
             return info

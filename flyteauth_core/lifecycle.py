@@ -169,7 +169,7 @@ class TokenManager:
         *,
         header_key: Callable[[], str] = lambda: "authorization",
         store: TokenStore | None = None,
-        store_key: str = "",
+        store_key: str | Callable[[], str] = "",
         policy: RefreshPolicy | None = None,
         clock: Callable[[], float] = time.time,
         on_event: Callable[[TokenEvent], None] | None = None,
@@ -181,7 +181,7 @@ class TokenManager:
         self._acquire = acquire
         self._header_key = header_key
         self._store = store
-        self._store_key = store_key
+        self._key_source = store_key
         self._store_warned = False
         self.policy = policy or RefreshPolicy()
         self.brake = brake or RejectionBrake()
@@ -563,6 +563,13 @@ class TokenManager:
                 hint="Check the network to the identity provider, then run `flyteauth login`",
             ) from None
 
+    @property
+    def _store_key(self) -> str:
+        """The store key: a string, or computed at each store access (the session's identity, which follows
+        a rotating platform token's ``iss``/``sub``); never on the hot path."""
+        key = self._key_source
+        return key() if callable(key) else key
+
     def _publish(self, state: _State) -> None:
         """Publish ``state`` under the lock, so a concurrent ``rejected()`` never overwrites it."""
         with self._lock:
@@ -577,8 +584,9 @@ class TokenManager:
         if lock is None:
             yield
             return
+        key = self._store_key  # the identity: an unreadable platform token fails the refresh with its own error
         try:
-            held = lock(self._store_key)
+            held = lock(key)
             held.__enter__()
         except Exception as exc:
             log.warning("flyteauth: could not lock the token store (%s); refreshing without it",
@@ -659,13 +667,14 @@ class TokenManager:
     def _store_call(self, op: str, token: Token | None = None) -> Any:
         if self._store is None:
             return None
+        key = self._store_key  # outside the try: a failing identity is not a failing store
         try:
             if op == "load":
-                return self._store.load(self._store_key)
+                return self._store.load(key)
             if op == "save" and token is not None:
-                return self._store.save(self._store_key, token)
+                return self._store.save(key, token)
             if op == "delete":
-                return self._store.delete(self._store_key)
+                return self._store.delete(key)
         except Exception as exc:
             if not self._store_warned:
                 self._store_warned = True

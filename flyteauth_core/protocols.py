@@ -27,6 +27,7 @@ __all__ = [
     "Closeable",
     "Describable",
     "DiscoveryCache",
+    "IdentitySource",
     "IdpHeaderSource",
     "Interceptor",
     "InterceptorFactory",
@@ -148,11 +149,34 @@ class IdpHeaderSource(Protocol):
 
 
 @runtime_checkable
+class IdentitySource(Protocol):
+    """An authenticator that adds to its credential's identity what the config alone does not say.
+
+    The core builds a :class:`~flyteauth_core.identity.CredentialIdentity` from the config (endpoint, token
+    endpoint, auth type, client id and method, scopes, audience) and adds these parts; every store, the
+    discovery cache and ``flyteauth token`` key on the result, so two callers share a cached token only
+    when everything that decides whose token it is agrees.  Contribute whatever else does: the claims of
+    a platform or actor token (``iss``/``sub``/``aud``, which survive rotation, never the token), the
+    ``resource``, the OS user of a person's login (``identity.os_user()``).  Values are short strings,
+    never a token or secret (use a digest).  Read anything outside the config (a file, an env var, a
+    command's output) through ``flyteauth_core.identity.observe`` so the credential helper can check it
+    again on its warm path.  Called on every store access (off the hot path): keep it local and cheap.
+    """
+
+    def identity_parts(self, request: AcquireRequest) -> Mapping[str, str]: ...
+
+
+@runtime_checkable
 class DiscoveryCache(Protocol):
     """A store that keeps AuthMetadataService results for other processes (with a TTL).
 
     A store that has these two methods (and ideally ``lock(key)``) shares discovery; see
-    ``flyteauth_core.discovery_cache``.  ``data`` is a JSON-able dict; nothing in it is secret.
+    ``flyteauth_core.discovery_cache``.  ``data`` is a JSON-able dict; nothing in it is secret, but it names
+    the token endpoint, where clients send their secrets.  So ``load_discovery`` must return only a record
+    it can vouch for: one it authenticated (the encrypted Redis store: Fernet's HMAC) or one from a place
+    that passes the same ownership and permission checks as its tokens (the file store's private
+    directory).  A store that cannot (plaintext Redis) returns None and saves nothing, or uses a local
+    store that can.
     """
 
     def load_discovery(self, key: str) -> Mapping[str, Any] | None: ...

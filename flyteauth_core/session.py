@@ -6,7 +6,6 @@ between sessions except the (read-only after load) plugin registry.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import logging
 import os
@@ -24,9 +23,10 @@ from .discovery_cache import shared_fill
 from .errors import DiscoveryError
 from .events import TokenEvent
 from .http import HttpClientFactory, RetryPolicy
+from .identity import CredentialIdentity
 from .lifecycle import EXPIRING, REPLAY, AcquireRequest, ManagerStats, TokenManager
 from .plugins import PluginRegistry, default_registry
-from .protocols import Accepting, Closeable, IdpHeaderSource, Revocable
+from .protocols import Accepting, Closeable, IdentitySource, IdpHeaderSource, Revocable
 from .token import RefreshPolicy, Token
 from .types import AcquireReason
 
@@ -54,14 +54,12 @@ def interactive_default() -> bool:
 
 
 def store_key(config: AuthConfig, auth_type: str) -> str:
-    """A key that separates credentials by endpoint, auth type, client, scopes and audience.
+    """The store key of the identity the config alone describes (no provider parts).
 
-    So a human's PKCE token is never sent by a service-account session on the same endpoint.
+    Kept for callers of 0.2.0; a session's own key is ``session.identity().store_key``, which adds what
+    the provider contributes (a platform token's ``iss``/``sub``/``aud``, the OS user of a login).
     """
-    parts = [config.endpoint, auth_type.lower(), config.client_id or "", " ".join(sorted(config.scopes)),
-             config.audience or ""]
-    digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
-    return f"flyteauth:{config.endpoint}:{auth_type.lower()}:{digest}"
+    return CredentialIdentity.build(config, auth_type).store_key
 
 
 def _refused(config: AuthConfig, anonymous: bool) -> bool:
@@ -266,7 +264,7 @@ class AuthSession:
         elif self._authenticator_arg is None:
             self._authenticator = registration.factory(config)
         store = None if self.anonymous or untrusted else self._resolve_store(self._store_arg)
-        self._discovery.fill = shared_fill(store, config)
+        self._discovery.fill = shared_fill(store, config, key=lambda: self.identity().discovery_key)
         policy = self._policy
         if policy is None and config.token_refresh_window is not None:
             policy = RefreshPolicy(window=config.token_refresh_window)
@@ -275,7 +273,7 @@ class AuthSession:
             self._acquire,
             header_key=self._header_key,
             store=store,
-            store_key=store_key(config, self.auth_type),
+            store_key=lambda: self.identity().store_key,  # computed at each store access: sources rotate
             policy=policy,
             clock=self._clock,
             on_event=self._emit,
@@ -438,6 +436,17 @@ class AuthSession:
         self._wire()  # the store may cache discovery (shared_fill): wire it before the first discovery
         return self._server_info()
 
+    def identity(self) -> CredentialIdentity:
+        """Whose token this session holds and what for: the config's part and the provider's
+        (``IdentitySource``).  Every cache keys on it.  May read a platform token file; no network for the
+        built-in providers."""
+        if "interceptor" not in self.__dict__:
+            self._wire()
+        parts = {}
+        if isinstance(self._authenticator, IdentitySource):
+            parts = dict(self._authenticator.identity_parts(self._request(None, AcquireReason.INITIAL)))
+        return CredentialIdentity.build(self.config, self.auth_type, parts)
+
     @property
     def stats(self) -> ManagerStats:
         return self.manager.stats
@@ -555,7 +564,7 @@ class AuthSession:
         revoked = False
         if revoke and isinstance(self._authenticator, Revocable) and self.store is not None:
             try:
-                stored = self.store.load(store_key(self.config, self.auth_type))
+                stored = self.store.load(self.identity().store_key)
                 if stored is not None:
                     revoked = bool(self._authenticator.revoke(self._request(stored, AcquireReason.LOGOUT), stored))
             except Exception as exc:  # best effort: logging out must work offline

@@ -114,6 +114,13 @@ class InteractiveAuthenticator:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(endpoint={self._config.endpoint!r})"
 
+    def identity_parts(self, request: AcquireRequest) -> dict[str, str]:
+        """``IdentitySource``: a person's login belongs to the OS user who ran it, so a shared store (file
+        directory, Redis) never hands it to another user with the same config."""
+        from flyteauth_core.identity import os_user
+
+        return {"os_user": os_user()}
+
     # -- configuration --------------------------------------------------------------------------------
     def refresh_client(self, request: AcquireRequest) -> PublicClient:
         """The client for a refresh: with ``tokenUrl`` and ``clientId`` configured, no discovery (a

@@ -79,6 +79,11 @@ class ClientSecretAuthenticator:
                          "subject and audience") from None
         return cap_expiry(token, platform)
 
+    def identity_parts(self, request: AcquireRequest) -> dict[str, str]:
+        """``IdentitySource``: with ``federated_jwt``, the platform token's iss/sub/aud (it is the client's
+        credential, and each workload's may name another subject)."""
+        return {} if self._platform is None else {"platform": self._platform.identity(request)}
+
     def describe(self) -> str:
         """One line (``Describable``): the client, its auth method and, with ``federated_jwt``, the platform
         token it presents (origin and claims, never the token)."""

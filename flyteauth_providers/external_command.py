@@ -151,6 +151,15 @@ class ExternalCommandAuthenticator:
     def acquire(self, request: AcquireRequest) -> Token:
         return run_token_command(self.argv, timeout=self.timeout)
 
+    def identity_parts(self, request: AcquireRequest) -> dict[str, str]:
+        """``IdentitySource``: the command (a digest of its argv) and the OS user whose environment it runs
+        in (``gcloud auth print-access-token`` prints each user's own token)."""
+        import hashlib
+
+        from flyteauth_core.identity import os_user
+
+        return {"command": hashlib.sha256("\0".join(self.argv).encode()).hexdigest()[:32], "os_user": os_user()}
+
 
 @hookimpl
 def flyteauth_register_authenticators(register: Any) -> None:

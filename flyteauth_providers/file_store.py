@@ -136,21 +136,47 @@ class FileTokenStore:
 
     # -- discovery cache (optional store capability, see flyteauth_core.discovery_cache) -------------
     def load_discovery(self, key: str) -> Any:
+        """The cached record, only from a directory and file that pass the token checks (a record names the
+        token endpoint, where the client secret goes: whoever could write it must be this user)."""
+        raw = self.read_private(self._discovery_path(key))  # TokenStoreError: the cache treats it as a miss
         try:
-            record = json.loads(self._discovery_path(key).read_bytes())
-        except (OSError, ValueError, RecursionError):
+            record = json.loads(raw) if raw is not None else None
+        except (ValueError, RecursionError):
             return None
         if not isinstance(record, dict) or record.get("key") != key or not time.time() < record.get("expires_at", 0):
             return None
         return record.get("discovery")
 
     def save_discovery(self, key: str, data: Any, ttl: float) -> None:
-        self._ensure_directory()
         record = {"version": FORMAT_VERSION, "key": key, "expires_at": time.time() + ttl, "discovery": dict(data)}
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=self.directory)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(record, fh)
-        os.replace(tmp, self._discovery_path(key))
+        self.write_private(self._discovery_path(key), json.dumps(record).encode())
+
+    def read_private(self, path: Path) -> bytes | None:
+        """A file of this store's directory, only when the directory passes the token checks
+        (``TokenStoreError`` otherwise) and the file is this user's and writable by nobody else; None
+        when absent or not private (reported once)."""
+        self._check_directory()
+        try:
+            with open(path, "rb") as fh:
+                if not _private(os.fstat(fh.fileno())):
+                    self._warn_once(path, "is not a private file of this user")
+                    return None
+                return fh.read()
+        except OSError:
+            return None
+
+    def write_private(self, path: Path, data: bytes) -> None:
+        """Write ``data`` to ``path`` in this store's directory: 0600 from creation, atomically replaced."""
+        self._ensure_directory()
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=self.directory)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     def _discovery_path(self, key: str) -> Path:
         return self.path(key).with_suffix(".discovery")  # not *.json: those are tokens
@@ -195,7 +221,10 @@ class FileTokenStore:
     # -- helpers ----------------------------------------------------------------------------------
     def _ensure_directory(self) -> None:
         if not self.directory.is_dir():
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # Every directory created on the way is private too (mkdir(parents=True) makes the parents 0755).
+            for missing in reversed([d for d in (self.directory, *self.directory.parents) if not d.exists()]):
+                with contextlib.suppress(FileExistsError):
+                    missing.mkdir(mode=0o700)
         self._check_directory()
 
     def _check_directory(self) -> None:
@@ -225,6 +254,13 @@ class FileTokenStore:
             self._warned.add(str(path))
         log.warning("flyteauth: token file %s %s; ignoring it (the next login or refresh replaces it)",
                     path, what)
+
+
+def _private(info: os.stat_result) -> bool:
+    """Owned by this user and writable by nobody else (always true where there are no POSIX owners)."""
+    if os.name != "posix":
+        return True
+    return info.st_uid == os.getuid() and not info.st_mode & 0o022
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -57,6 +57,18 @@ class PassthroughAuthenticator:
             raise ConfigError(f"tokenEnvVar names {name!r}, which is unset or empty", hint=f"Export {name}")
         return value, f"${name}"
 
+    def identity_parts(self, request: AcquireRequest) -> dict[str, str]:
+        """``IdentitySource``: the token handed in is the credential, so its digest is the identity (a new
+        token is a new identity: a shared store never serves the one it replaced)."""
+        from flyteauth_core.identity import observe, token_part
+
+        config = self._config
+        if config.token:
+            return {"token": token_part(config.token, "exact")}
+        if config.token_file_path:
+            return {"token": observe("file", config.token_file_path, mode="exact")}
+        return {"token": observe("env", config.token_env_var or "", mode="exact")}
+
     def acquire(self, request: AcquireRequest) -> Token:
         value, where = self._read()
         if not value:

@@ -17,12 +17,13 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
-from flyteauth_core import hookimpl
+from flyteauth_core import hookimpl, identity
 from flyteauth_core.config import AuthConfig, read_secret_file
-from flyteauth_core.errors import ConfigError, PlatformTokenError
+from flyteauth_core.errors import CommandError, ConfigError, PlatformTokenError
 from flyteauth_core.http import send_with_retries
 from flyteauth_core.lifecycle import AcquireRequest
 
@@ -32,6 +33,23 @@ GITHUB_URL_ENV = "ACTIONS_ID_TOKEN_REQUEST_URL"
 GITHUB_TOKEN_ENV = "ACTIONS_ID_TOKEN_REQUEST_TOKEN"
 #: Where every pod finds its service account token (the default projected volume).
 KUBERNETES_TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+
+def _present(part: str, source: Any, config: AuthConfig) -> str:
+    """No token, no identity: nothing is loaded from or saved to a shared store under "absent".  The
+    source's own read says what is missing (the file, the variable, what ``auto`` checked)."""
+    if part == identity.ABSENT:
+        source.read(AcquireRequest(config=config))
+        raise PlatformTokenError(f"No platform token from {source.describe()}", origin=source.describe(),
+                                 hint="Provide the platform token (see admin.platformTokenSource)")
+    return part
+
+
+def github_identity() -> str:
+    """GitHub Actions' part: digests of the job's two token-request variables (``absent`` when unset)."""
+    url = identity.observe("env", GITHUB_URL_ENV, mode="exact")
+    bearer = identity.observe("env", GITHUB_TOKEN_ENV, mode="exact")
+    return f"github-actions;url={url};request={bearer}"
 
 
 class FileSource:
@@ -46,6 +64,7 @@ class FileSource:
                               hint="Set admin.platformTokenFile to the projected token's path, e.g. "
                               "/var/run/secrets/tokens/flyte-token")
         self.path = str(Path(path).expanduser())
+        self._config = config
         self._stamp: tuple[int, ...] | None = None
         self._value = ""
 
@@ -54,6 +73,10 @@ class FileSource:
 
     def describe(self) -> str:
         return f"file {self.path}"
+
+    def identity(self) -> str:
+        """The file's token's ``iss``/``sub``/``aud`` (stable when the kubelet rotates it)."""
+        return _present(identity.observe("file", self.path), self, self._config)
 
     def read(self, request: AcquireRequest) -> str:
         try:
@@ -88,6 +111,15 @@ class GitHubActionsSource:
     @staticmethod
     def available() -> bool:
         return bool(os.environ.get(GITHUB_URL_ENV) and os.environ.get(GITHUB_TOKEN_ENV))
+
+    def identity(self) -> str:
+        """The job's token request (digests of both variables): its ``iss``/``sub`` would need a request to
+        GitHub, and the variables are the job's own, so processes of one job share and jobs never do."""
+        part = github_identity()
+        if identity.ABSENT in part:
+            raise PlatformTokenError(f"${GITHUB_URL_ENV} and ${GITHUB_TOKEN_ENV} must both be set",
+                                     origin=self.describe(), hint="Give the job `permissions: id-token: write`")
+        return part
 
     def describe(self) -> str:
         url = os.environ.get(GITHUB_URL_ENV, "")
@@ -183,14 +215,38 @@ class CommandSource:
             raise ConfigError("platformTokenSource command needs platformTokenCommand",
                               hint="Set admin.platformTokenCommand to an argv list that prints the token")
         self.timeout = config.command_timeout
+        self._identity: tuple[str, float] | None = None
 
     def describe(self) -> str:
         return f"command {os.path.basename(self.argv[0])}"
 
+    def identity(self) -> str:
+        """The claims of the command's output, run again at most every 30 s (the session asks at each store
+        access; ``flyteauth token`` once per process)."""
+        item = identity.Input("command", self.argv, timeout=self.timeout)
+        identity.note(item)
+        if self._identity is not None and time.monotonic() - self._identity[1] < 30:
+            return self._identity[0]
+        try:
+            part = item.part()
+        except (OSError, ValueError) as exc:  # (subprocess.TimeoutExpired is not one: it propagates as is)
+            raise PlatformTokenError(f"admin.platformTokenCommand ({os.path.basename(self.argv[0])}) failed: {exc}",
+                                     origin=self.describe(), hint="Run the command yourself to see what it needs",
+                                     ) from None
+        self._identity = (part, time.monotonic())
+        return part
+
     def read(self, request: AcquireRequest) -> str:
         from .external_command import run_token_command
 
-        return run_token_command(self.argv, timeout=self.timeout, key="admin.platformTokenCommand").access_token
+        try:
+            return run_token_command(self.argv, timeout=self.timeout, key="admin.platformTokenCommand").access_token
+        except CommandError as exc:
+            if exc.exit_code is not None or exc.transient:
+                raise
+            # It could not be started (not found, not executable): the config names a command this machine
+            # lacks; running the helper again will not help (exit 2, not "the IdP rejected it").
+            raise PlatformTokenError(exc.message, origin=self.describe(), hint=exc.hint) from None
 
 
 class EnvSource:
@@ -200,12 +256,17 @@ class EnvSource:
 
     def __init__(self, config: AuthConfig) -> None:
         self.name = workload_options(config).env_var or ""
+        self._config = config
         if not self.name:
             raise ConfigError("platformTokenSource env needs platformTokenEnvVar",
                               hint="Set admin.platformTokenEnvVar to the name of the variable holding the token")
 
     def describe(self) -> str:
         return f"${self.name}"
+
+    def identity(self) -> str:
+        """The variable's token's ``iss``/``sub``/``aud``."""
+        return _present(identity.observe("env", self.name), self, self._config)
 
     def read(self, request: AcquireRequest) -> str:
         value = os.environ.get(self.name, "").strip()
@@ -241,6 +302,13 @@ class AutoSource:
             "not found)", origin="auto",
             hint="Set admin.platformTokenSource (file, github-actions, command, env) and its key explicitly",
         )
+
+    def identity(self) -> str:
+        """The identity of the source ``auto`` would use now, reading the same things ``_choose`` does."""
+        github = github_identity()
+        if GitHubActionsSource.available():
+            return github
+        return _present(identity.observe("file", KUBERNETES_TOKEN_PATH), self, self._config)
 
     def describe(self) -> str:
         try:

@@ -104,6 +104,9 @@ class PlatformTokenSource(Protocol):
     def describe(self) -> str:
         """Where the token comes from (``file /var/run/...``, ``$VAR``, a URL), never the token."""
 
+    # Optional: ``identity() -> str``, the token's identity (its iss/sub/aud) read locally through
+    # ``flyteauth_core.identity.observe`` (see ``PlatformTokenReader.identity``).
+
 
 def utc(epoch: float) -> str:
     """``2026-11-30T04:00:00Z``; a claim no calendar holds (a forged or garbled ``exp``) says so."""
@@ -201,6 +204,19 @@ class PlatformTokenReader:
                 "admin.platformTokenAudience to the audience the IdP expects",
             )
         return token
+
+    def identity(self, request: AcquireRequest) -> str:
+        """The platform token's part of the credential's identity: ``iss``/``sub``/``aud`` (or, for GitHub
+        Actions, the job), read locally through ``flyteauth_core.identity.observe``; never the token.  A
+        third-party source without ``identity()`` is read (and its claims used), and the credential helper
+        then does not cache."""
+        from flyteauth_core import identity
+
+        own = getattr(self.source, "identity", None)
+        if callable(own):
+            return f"{self.source_name}:{own()}"
+        identity.unobservable()
+        return f"{self.source_name}:{identity.token_part(self.source.read(request))}"
 
     def describe(self) -> str:
         """One line for humans: where the platform token comes from and its claims (never the token)."""

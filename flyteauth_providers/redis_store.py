@@ -19,7 +19,8 @@ fetches and the rest read.
   most ``redisLockTTL`` (10 s).  Waiters poll the lock and the token value; when another process stores a
   new token they return at once and the manager reads it.
 * **Shared discovery.**  ``load_discovery``/``save_discovery`` keep AuthMetadataService answers for the
-  fleet (see ``flyteauth_core.discovery_cache``).
+  fleet (see ``flyteauth_core.discovery_cache``), only when encrypted: a record names the token endpoint,
+  and Fernet authenticates it.  A plaintext Redis keeps discovery in the local fallback store.
 
 Keys: ``<prefix><sha256(store key)>`` for values, ``<prefix>lock:<sha256>`` for locks.  A value's TTL is the
 token's expiry (no TTL when it carries a refresh token, which outlives the access token).
@@ -416,7 +417,12 @@ class RedisTokenStore:
             self.fallback().delete(key)
 
     # -- discovery cache (optional store capability, see flyteauth_core.discovery_cache) -------------
+    # A record names the token endpoint, where the client secret goes.  Only the encrypted store shares it
+    # (Fernet authenticates every record); a plaintext Redis keeps discovery in the local fallback store.
     def load_discovery(self, key: str) -> Mapping[str, Any] | None:
+        if self._fernet is None:
+            local = self._fallback_discovery("load_discovery", key)
+            return local if isinstance(local, Mapping) else None
         raw = self._redis("load", lambda r: r.get(self.data_key(key)))
         if raw is DOWN:
             load = getattr(self.fallback(), "load_discovery", None)
@@ -424,7 +430,15 @@ class RedisTokenStore:
         data = None if raw is None else self._decode(key, "discovery", raw)
         return data if isinstance(data, dict) else None
 
+    def _fallback_discovery(self, method: str, *args: Any) -> Any:
+        """The fallback store's discovery cache (a file store checks ownership; memory has none)."""
+        call = getattr(self.fallback(), method, None)
+        return call(*args) if call is not None else None
+
     def save_discovery(self, key: str, data: Mapping[str, Any], ttl: float) -> None:
+        if self._fernet is None:
+            self._fallback_discovery("save_discovery", key, data, ttl)
+            return
         value = self._encode(key, "discovery", dict(data))
         ms = max(int(ttl * 1000), 1)
         if self._redis("save", lambda r: r.set(self.data_key(key), value, px=ms)) is DOWN:

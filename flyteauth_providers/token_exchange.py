@@ -117,6 +117,24 @@ class TokenExchangeAuthenticator:
         cls = TokenExchangeError if exc.error in ("invalid_target", "invalid_request") else type(exc)
         return rehint(exc, hint, cls, f"Token exchange refused:{reason}")
 
+    def identity_parts(self, request: AcquireRequest) -> dict[str, str]:
+        """``IdentitySource``: the platform (and actor) token's iss/sub/aud, resource, token types and the
+        effective client auth method; never a token."""
+        from flyteauth_core.identity import observe
+
+        options = self.options
+        parts = {
+            "platform": self._platform.identity(request),
+            "auth_method": self._client_auth.method,
+            "resource": options.resource or "",
+            "requested_token_type": options.requested_token_type or "",
+            "subject_token_type": options.subject_token_type,
+        }
+        if options.actor_token_file:
+            parts["actor"] = observe("file", options.actor_token_file)
+            parts["actor_token_type"] = options.actor_token_type
+        return parts
+
     def describe(self) -> str:
         """One line (``Describable``): how the exchange authenticates and the platform token it uses."""
         client = f"client {self._config.client_id!r}, " if self._config.client_id else ""

@@ -304,7 +304,6 @@ def test_an_interactive_provider_reuses_a_stored_login(
     import httpx2
 
     from flyteauth_core import AuthSession, Token, load_config
-    from flyteauth_core.session import store_key
 
     idp = idp_factory(token_ttl=300)  # the stored login must stay fresh however slow this machine is
     server = flyte_server(client_id="flyte-native", authorization_endpoint=idp.authorization_endpoint,
@@ -318,7 +317,7 @@ def test_an_interactive_provider_reuses_a_stored_login(
                        data={"grant_type": "client_credentials", "scope": "all"}).json()
     with AuthSession(load_config(config), interactive=False) as session:
         assert session.store is not None
-        session.store.save(store_key(session.config, session.auth_type),
+        session.store.save(session.identity().store_key,
                            Token(body["access_token"], expires_at=time.time() + body["expires_in"]))
     results = run(config, monkeypatch)
     assert exit_code(results) == 0, [(r.name, r.summary) for r in results]

@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 
 from flyteauth_core import AuthConfig, AuthSession
-from flyteauth_core.session import store_key
 from flyteauth_core.testing import DemoTokenEndpoint
 from flyteauth_core.token import RefreshPolicy, Token
 from flyteauth_providers.file_store import FileTokenStore
@@ -157,7 +156,7 @@ def test_children_forked_at_every_stage_keep_calling_across_two_expiries(
         held, release = threading.Event(), threading.Event()
 
         def hold_lock() -> None:
-            with store.lock(store_key(session.config, session.auth_type)):
+            with store.lock(session.identity().store_key):
                 held.set()
                 release.wait(10)
 

@@ -26,7 +26,6 @@ from flyteauth_core.errors import (
 )
 from flyteauth_core.http import RetryPolicy
 from flyteauth_core.lifecycle import EXPIRING, TokenManager
-from flyteauth_core.session import store_key
 from flyteauth_core.testing import DemoTokenEndpoint
 from flyteauth_core.token import RefreshPolicy, Token
 from flyteauth_providers.client_credentials import ClientSecretAuthenticator
@@ -182,9 +181,11 @@ def test_a_refresh_with_token_url_and_client_id_needs_no_discovery(fake_peers: A
     from ._interactive_helpers import CLIENT_ID
 
     fake, server = fake_peers(rotate=False)
-    with session_for(server, tmp_path, browserOpener=HttpBrowser(), client_id=CLIENT_ID) as session:
+    # The same config both times: tokenUrl is part of the credential's identity (flyteauth_core.identity).
+    with session_for(server, tmp_path, browserOpener=HttpBrowser(), token_url=fake.token_endpoint,
+                     client_id=CLIENT_ID) as session:
         first = session.login()
-        store, key = session.store, store_key(session.config, session.auth_type)
+        store, key = session.store, session.identity().store_key
     assert store is not None
     store.save(key, Token(first.access_token, expires_at=time.time() - 60, refresh_token=first.refresh_token))
     with session_for(server, tmp_path, interactive=False, token_url=fake.token_endpoint,

@@ -358,7 +358,6 @@ with AuthSession(config, interactive=False) as session:
 def test_a_shared_login_rotates_its_refresh_token_once_across_hosts(redis_fresh: RedisServer, tmp_path: Path,
                                                                     fake_peers: Any) -> None:
     """A user's login in Redis, 8 processes on 4 "hosts" after expiry: one refresh, no reuse of a rotated one."""
-    from flyteauth_core.session import store_key
 
     from ._interactive_helpers import HttpBrowser, session_for
     from .test_refresh_tokens import start_processes
@@ -366,7 +365,7 @@ def test_a_shared_login_rotates_its_refresh_token_once_across_hosts(redis_fresh:
     fake, server = fake_peers()
     with session_for(server, tmp_path, browserOpener=HttpBrowser()) as session:
         login = session.login()
-        key = store_key(session.config, session.auth_type)
+        key = session.identity().store_key
     keys = [Fernet.generate_key()]
     store = make_store(redis_fresh, tmp_path / "shared", keys)
     store.save(key, Token(login.access_token, expires_at=time.time() - 60, refresh_token=login.refresh_token))

@@ -13,7 +13,6 @@ import pytest
 
 from flyteauth_core import Token
 from flyteauth_core.errors import InteractionRequired, TransientTokenError
-from flyteauth_core.session import store_key
 from flyteauth_core.testing import ECHO, FlyteTestServer
 from flyteauth_providers.file_store import FileTokenStore
 
@@ -38,7 +37,7 @@ def logged_in(fake_peers: Peers, tmp_path: Path, **fake_kwargs: object) -> tuple
     fake, server = fake_peers(**fake_kwargs)
     with session_for(server, tmp_path, browserOpener=HttpBrowser()) as session:
         session.login()
-        store, key = session.store, store_key(session.config, session.auth_type)
+        store, key = session.store, session.identity().store_key
     assert isinstance(store, FileTokenStore)
     return fake, server, store, key
 
@@ -161,7 +160,7 @@ def test_real_idp_rotating_refresh_tokens_are_used_once_by_64_threads_and_16_pro
     idp, server = native_peers(token_ttl=60)  # type: ignore[operator]
     with session_for(server, tmp_path, browserOpener=open_url_in_browser(browser)) as session:
         first = session.login()
-        store, key = session.store, store_key(session.config, session.auth_type)
+        store, key = session.store, session.identity().store_key
     assert isinstance(store, FileTokenStore) and first.expires_at is not None
     expire(store, key)
 

@@ -8,6 +8,7 @@ validates the IdP's JWTs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -63,18 +64,25 @@ class Peers:
         return int(self.idp.stats()["by_grant"].get(GRANT_TYPE, 0))
 
 
-@pytest.fixture(scope="module")
-def peers() -> Iterator[Peers]:
+@contextlib.contextmanager
+def workload_peers(token_ttl: int) -> Iterator[Peers]:
+    """Both platform issuers, the IdP trusting them (tokens live ``token_ttl`` s) and a Flyte server."""
     _node_or_skip()
     with PlatformIssuer("kubernetes") as cluster, PlatformIssuer("github") as github:
         register_secret(github.request_token, "GitHub Actions request token")
         env = {"IDP_SUBJECT_ISSUERS": f"{cluster.issuer},{github.issuer}", "IDP_FEDERATED_ISSUER": cluster.issuer}
-        with IdpServer(token_ttl=2, env=env) as idp:
+        with IdpServer(token_ttl=token_ttl, env=env) as idp:
             flyte = FlyteTestServer(jwt_validator(idp), token_endpoint=idp.token_endpoint, issuer=idp.issuer).start()
             try:
                 yield Peers(cluster, github, idp, flyte)
             finally:
                 flyte.stop()
+
+
+@pytest.fixture(scope="module")
+def peers() -> Iterator[Peers]:
+    with workload_peers(token_ttl=2) as started:
+        yield started
 
 
 @pytest.fixture

@@ -13,12 +13,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..session import store_key
-
     with open_session(args, interactive=False) as session:
         rows = [("endpoint", session.config.endpoint), ("auth type", session.auth_type),
                 ("store", store_name(session.store))]
-        token = session.store.load(store_key(session.config, session.auth_type)) if session.store else None
+        token = session.store.load(session.identity().store_key) if session.store else None
         found = session.config.trust
         if found is not None and not found.trusted:  # the session opens no store for it: say why
             from ..trust import trust_command

@@ -5,11 +5,18 @@ Those clients run the command once and again only after the server rejects the t
 be cheap on every call and hand out tokens that live long enough to be useful:
 
 * **Warm path.**  The access token is cached in a 0600 file (the file store's format and lock, under
-  ``helper/`` in ``$FLYTEAUTH_TOKEN_DIR`` or ``~/.config/flyteauth/tokens``; ``flyteauth logout`` clears it),
-  keyed by a digest of what selects the credential: the config files on the search path (their paths and
-  bytes), ``--config`` and the ``FLYTE*``/``UCTL*`` environment.  While the cached token has ``--min-valid``
-  seconds left it is printed without parsing YAML, loading plugins, or importing authlib, httpx2, grpc or
-  protobuf.
+  ``helper/`` in ``$FLYTEAUTH_TOKEN_DIR`` or ``~/.config/flyteauth/tokens``, every directory created 0700;
+  ``flyteauth logout`` clears it), keyed on the credential's identity (``flyteauth_core.identity``) in two
+  steps, so the warm path parses no config: a *selector* digests what chooses the config (the config files
+  on the search path, their paths and bytes, ``--config``, the ``FLYTE*``/``UCTL*`` environment, HOME and
+  the uid); beside it an *inputs* file lists what else the identity was read from when it was last
+  computed (a platform token file or env var, GitHub's ``ACTIONS_ID_TOKEN_REQUEST_*``, a
+  ``platformTokenCommand``).  The token's key digests the selector with what each input gives now (a
+  token's ``iss``/``sub``/``aud``: stable when it rotates, different for another job's identity), so on a
+  runner whose HOME persists, job B is never printed job A's token.  While the cached token has
+  ``--min-valid`` seconds left it is printed without parsing YAML, loading plugins, or importing authlib,
+  httpx2, grpc or protobuf; reading a token file and decoding its claims is the only extra work (a
+  ``platformTokenCommand`` is run, since only its output says whose token it is).
 * **Cold path, single flight.**  Otherwise the helper takes the cache entry's file lock, looks again (a
   concurrent invocation may have just refreshed it), and only then builds an :class:`AuthSession` and asks
   the configured provider; N concurrent invocations make one IdP request.
@@ -39,11 +46,13 @@ import math
 import os
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._display import add_config_argument, jwt_claims
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from flyteauth_providers.file_store import FileTokenStore
 
     from ..config import AuthConfig
@@ -54,7 +63,8 @@ DEFAULT_MIN_VALID = 60.0
 #: Set while the helper runs a provider: a nested ``flyteauth token`` (the config naming the helper as
 #: its own ExternalCommand, directly or through a wrapper script) fails instead of recursing.
 GUARD_ENV = "FLYTEAUTH_TOKEN_HELPER_ACTIVE"
-_KEY_PREFIX = "flyteauth-token-helper:v1:"
+_KEY_PREFIX = "flyteauth-token-helper:v2:"
+_INPUTS_VERSION = 1
 _ENV_PREFIXES = ("FLYTE", "UCTL_")
 
 
@@ -137,6 +147,7 @@ def cache_key(config_path: str | None, env: dict[str, str] | None = None) -> str
     env.pop(GUARD_ENV, None)
     digest = hashlib.sha256()
     digest.update(b"home\0" + os.path.expanduser("~").encode() + b"\0")
+    digest.update(f"uid\0{getattr(os, 'getuid', lambda: -1)()}\0".encode())
     for name in sorted(k for k in env if k.startswith(_ENV_PREFIXES)):
         digest.update(f"env\0{name}\0{env[name]}\0".encode())
     paths = [os.path.expanduser(config_path)] if config_path else [str(p) for p in default_config_paths(env)]
@@ -166,10 +177,14 @@ def clear_cache() -> int:
     import contextlib
 
     removed = 0
-    for path in _cache().directory.glob("*.json"):
+    directory = _cache().directory
+    for path in directory.glob("*.json"):
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
             removed += 1
+    for path in directory.glob("*.inputs"):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
     return removed
 
 
@@ -209,17 +224,19 @@ def get_token(config_path: str | None, *, min_valid: float = DEFAULT_MIN_VALID) 
             hint="Put the real provider in the config's flyteauth: section (authType, clientId, ...) and keep "
                  "admin.authType: ExternalCommand with command: [flyteauth, token] for the other clients",
         )
-    key = cache_key(config_path)
+    selector = cache_key(config_path)
     cache = _cache()
-    token = _cached(cache, key, min_valid)
+    key = _token_key(cache, selector)
+    token = None if key is None else _cached(cache, key, min_valid)
     if token is not None:
         return token
-    with cache.lock(key):
-        token = _cached(cache, key, min_valid)  # a concurrent invocation may have refreshed it
+    with cache.lock(selector):
+        key = _token_key(cache, selector)  # a concurrent invocation may have refreshed it
+        token = None if key is None else _cached(cache, key, min_valid)
         if token is not None:
             return token
-        token = _acquire(config_path, min_valid)
-        if token.expires_at is not None:
+        token, key = _acquire(config_path, min_valid, cache, selector)
+        if token.expires_at is not None and key is not None:
             from ..token import Token
 
             cache.save(key, Token(access_token=token.access_token, token_type=token.token_type,
@@ -227,8 +244,42 @@ def get_token(config_path: str | None, *, min_valid: float = DEFAULT_MIN_VALID) 
     return token
 
 
-def _acquire(config_path: str | None, min_valid: float) -> Token:
-    """Ask the configured provider (through an AuthSession) for a token that lives long enough."""
+# -- the identity's inputs: what the warm path reads again instead of parsing the config ---------------
+def _inputs_path(cache: FileTokenStore, selector: str) -> Path:
+    return cache.path(selector).with_suffix(".inputs")  # not *.json: those are tokens
+
+
+def _token_key(cache: FileTokenStore, selector: str) -> str | None:
+    """The cached token's key for the identity now, or None (no inputs recorded yet, or one failed)."""
+    import json
+
+    from ..identity import Input, fingerprint
+
+    record = cache.read_private(_inputs_path(cache, selector))
+    try:
+        data = json.loads(record) if record is not None else None
+        if not isinstance(data, dict) or data.get("version") != _INPUTS_VERSION or data.get("selector") != selector:
+            return None
+        inputs = [Input.from_json(item) for item in data["inputs"]]
+        return _key(selector, inputs, fingerprint(inputs))
+    except (ValueError, TypeError, KeyError, OSError, RecursionError):
+        return None
+
+
+def _key(selector: str, inputs: list[Any], print_: str) -> str:
+    import json
+
+    described = json.dumps([item.to_json() for item in inputs], sort_keys=True)
+    return selector + ":" + hashlib.sha256(f"{described}\0{print_}".encode()).hexdigest()
+
+
+def _acquire(config_path: str | None, min_valid: float, cache: FileTokenStore,
+             selector: str) -> tuple[Token, str | None]:
+    """Ask the configured provider (through an AuthSession) for a token that lives long enough, and the
+    key to cache it under (None: its identity cannot be checked again without the provider)."""
+    import json
+
+    from .. import identity
     from ..config import load_config
     from ..session import AuthSession
 
@@ -237,13 +288,30 @@ def _acquire(config_path: str | None, min_valid: float) -> Token:
     os.environ[GUARD_ENV] = "1"
     try:
         with AuthSession(config) as session:
+            with identity.recording() as seen:
+                session.identity()
+            before = _fingerprint_or_none(seen.inputs)
             now = time.time()
             token = session.get_token()
             if not good_for(token, now, min_valid, now) and token.expires_at is not None:
                 token = session.manager.refresh(reason="expiring")  # uses the refresh token, if any
-            return token
     finally:
         os.environ.pop(GUARD_ENV, None)
+    # Cache only when the identity can be checked again and did not change while the token was fetched.
+    if not seen.complete or before is None or before != _fingerprint_or_none(seen.inputs):
+        return token, None
+    cache.write_private(_inputs_path(cache, selector), json.dumps(
+        {"version": _INPUTS_VERSION, "selector": selector, "inputs": [i.to_json() for i in seen.inputs]}).encode())
+    return token, _key(selector, seen.inputs, before)
+
+
+def _fingerprint_or_none(inputs: list[Any]) -> str | None:
+    from ..identity import fingerprint
+
+    try:
+        return fingerprint(inputs)
+    except OSError:
+        return None
 
 
 def refuse_self_reference(config: AuthConfig) -> None:

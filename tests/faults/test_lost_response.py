@@ -21,7 +21,6 @@ import pytest
 
 from flyteauth_core import AuthConfig, AuthSession
 from flyteauth_core.errors import InvalidClientError, RefreshTokenRotatedError, ResponseLostError
-from flyteauth_core.session import store_key
 from flyteauth_core.testing import FlyteTestServer
 from flyteauth_core.token import Token
 from tests._idp import (
@@ -113,7 +112,7 @@ def _logged_in_then_expired(idp: IdpServer, server: FlyteTestServer, tmp_path: P
     with _native_session(idp, server, tmp_path) as session:
         first = session.login()
         assert session.store is not None and first.refresh_token
-        store, key = session.store, store_key(session.config, session.auth_type)
+        store, key = session.store, session.identity().store_key
     store.save(key, Token(first.access_token, expires_at=time.time() - 60, refresh_token=first.refresh_token))
     return store, key
 
