@@ -239,7 +239,7 @@ def test_a_waiter_returns_as_soon_as_another_process_stores_a_new_token(redis_fr
 
     keys = [Fernet.generate_key()]
     store = make_store(redis_fresh, tmp_path, keys, tokenStoreLockTimeout="10s")
-    other = make_store(redis_fresh, tmp_path, keys)
+    other = make_store(redis_fresh, tmp_path / "another-host", keys)  # same host: waits for the host lock
     store.save(KEY, token("old-token-value-1234"))
     held = threading.Event()
     done = threading.Event()
