@@ -146,14 +146,15 @@ LOCK_WAIT = Option("tokenStoreLockTimeout", parse=duration, default=30.0,
                    help="how long a process waits for another's refresh")
 OPTIONS = (URL, KEY_FILE, KEY, ALLOW_PLAINTEXT, LOCK_TTL, TIMEOUT, PREFIX, FALLBACK, CLUSTER, PASSWORD, LOCK_WAIT)
 
-#: The fenced save, the one script redis-py's ``Lock`` cannot express: write the value only while the lock key
-#: holds our token (KEYS[1] lock, KEYS[2] value; ARGV token, value, PX in ms or 0).  With an empty token it
-#: writes only while nobody holds the lock (a save by a process that did not get the fleet lock).  Both keys
-#: share a hash tag, so the script runs on one Redis Cluster slot.
+#: The fenced save, the one script redis-py's ``Lock`` cannot express (it compares a lock's token only to
+#: extend or release it): write the value only while the lock key holds our token (KEYS[1] lock, KEYS[2]
+#: value; ARGV token, value, PX in ms or 0, the "abandoned" PTTL threshold in ms).  With an empty token (a
+#: process that did not get the fleet lock) it writes only while no live holder does: no lock, or one whose
+#: TTL shows it is no longer renewed.  Both keys share a hash tag, so it runs on one Redis Cluster slot.
 _FENCED_SET = """
 local owner = redis.call('get', KEYS[1])
 if ARGV[1] == '' then
-  if owner then return 0 end
+  if owner and redis.call('pttl', KEYS[1]) >= tonumber(ARGV[4]) then return 0 end
 elseif owner ~= ARGV[1] then
   return 0
 end
@@ -371,8 +372,7 @@ class FleetHold:
         store, settings = self._store, self._store.settings
         store._forget_orphans()
         data_key, lock_key = store.data_key(self._key), store.lock_key(self._key)
-        ttl_ms = settings.lock_ttl * 1000
-        abandoned_ms = _abandoned_after(settings) * 1000
+        abandoned_pttl = store._abandoned_pttl_ms()
         seen: Any = DOWN
         delay = 0.005
 
@@ -399,7 +399,7 @@ class FleetHold:
                     seen = current
                 elif current is not None and current != seen:
                     return "stored"  # another process stored a new value: the caller reads it
-                if 0 <= expires_in < ttl_ms - abandoned_ms:
+                if 0 <= expires_in < abandoned_pttl:
                     return "abandoned"  # nobody renews it: a dead holder, or a ghost of a frozen Redis
             if time.monotonic() >= deadline:
                 raise TokenStoreError(
@@ -667,7 +667,8 @@ class RedisTokenStore:
         else:
             fenced = self._script("fenced_set", _FENCED_SET)
             done = self._redis("save", lambda r: fenced(r, [self.lock_key(key), self.data_key(key)],
-                                                        [hold.token if hold.held else "", value, ttl_ms]))
+                                                        [hold.token if hold.held else "", value, ttl_ms,
+                                                         self._abandoned_pttl_ms()]))
             if done is not DOWN and not done:
                 hold.lost = hold.lost or hold.held
                 log.warning("flyteauth: not saving the token to Redis: %s, so a newer value may be there "
@@ -747,6 +748,10 @@ class RedisTokenStore:
         finally:
             if held is not None:
                 held.__exit__(None, None, None)
+
+    def _abandoned_pttl_ms(self) -> int:
+        """A lock with less than this left (ms) has missed its renewals (see :func:`_abandoned_after`)."""
+        return int((self.settings.lock_ttl - _abandoned_after(self.settings)) * 1000)
 
     def _forget_orphans(self) -> None:
         """Release lock tokens whose fate is unknown (an acquire or release that timed out): a frozen Redis
