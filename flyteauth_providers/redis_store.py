@@ -120,9 +120,12 @@ def redis_url(key: str, value: Any) -> str | None:
         return url
     if not hosts:
         raise ConfigError(f"{key} names no host: {_masked(url)!r}", hint="For example rediss://redis.example.com:6380/0")
-    host, colon, port = hosts.rpartition(":")
-    if colon and "]" not in port:
-        _port(key, url, port)
+    for item in hosts.split(","):  # several: Cluster nodes (redisCluster: true)
+        host, colon, port = item.rpartition(":")
+        if not (host if colon else item):
+            raise ConfigError(f"{key} lists an empty address in {_masked(url)!r}")
+        if colon and "]" not in port:
+            _port(key, url, port)
     _db(key, url, parts.path.strip("/"))
     return url
 
@@ -212,6 +215,12 @@ def redis_settings(config: AuthConfig | None, env: Mapping[str, str] | None = No
         raise ConfigError(f"redisLockTTL must be at least 100ms, got {lock_ttl:g}s")
     if timeout <= 0:
         raise ConfigError("redisTimeout must be positive")
+    cluster = bool(_read(CLUSTER, config, env))
+    parts = urllib.parse.urlsplit(url)
+    if "," in parts.netloc and not cluster and not parts.scheme.endswith("+sentinel"):
+        raise ConfigError("redisURL lists several hosts, which only a Redis Cluster or Sentinel URL can",
+                          hint="Set redisCluster: true for Cluster nodes, or use redis+sentinel://h1:26379,h2:26379/"
+                          "<master>/<db>")
     fallback = str(_read(FALLBACK, config, env)).lower()
     if fallback not in ("file", "memory"):
         raise ConfigError(f"redisFallback must be file or memory, got {fallback!r}")
@@ -224,7 +233,7 @@ def redis_settings(config: AuthConfig | None, env: Mapping[str, str] | None = No
         lock_wait=_read(LOCK_WAIT, config, env),
         key_prefix=str(_read(PREFIX, config, env)),
         fallback=fallback,
-        cluster=bool(_read(CLUSTER, config, env)),
+        cluster=cluster,
         password=_read(PASSWORD, config, env),
     )
 
@@ -296,10 +305,21 @@ def make_client(settings: RedisSettings) -> Any:
                                                     "socket_connect_timeout": settings.timeout, **tls},
                             retry=Retry(NoBackoff(), 0), **common, **tls)
         return sentinel.master_for(path[0], db=int(path[1]) if len(path) > 1 else 0)
+    userinfo, _, netloc_hosts = parts.netloc.rpartition("@")
     if settings.cluster:
-        from redis.cluster import RedisCluster
+        from redis import cluster as cluster_module
 
-        return RedisCluster.from_url(settings.url, retry=Retry(NoBackoff(), 0), **common)
+        cluster_node: Any = cluster_module.ClusterNode  # untyped in redis-py
+
+        # redis://node1:6379,node2:6379/0: every listed node can bootstrap the client (one is enough; a
+        # process started while that one is down would otherwise run on the fallback until it is back)
+        listed = netloc_hosts.split(",")
+        first = urllib.parse.urlunsplit((parts.scheme, f"{userinfo}@{listed[0]}" if userinfo else listed[0],
+                                         parts.path, parts.query, ""))
+        nodes = [cluster_node(host or port, int(port) if host else 6379)
+                 for host, _, port in (item.rpartition(":") for item in listed[1:])]
+        return cluster_module.RedisCluster.from_url(first, startup_nodes=nodes or None,
+                                                    retry=Retry(NoBackoff(), 0), **common)
     return redis.Redis.from_url(settings.url, retry=Retry(NoBackoff(), 0), health_check_interval=0, **common)
 
 

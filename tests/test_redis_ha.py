@@ -156,8 +156,9 @@ def test_sentinel_master_killed_mid_run(redis_sentinel: SentinelGroup, idp_fresh
 
 def test_cluster_master_killed_mid_run(redis_cluster: RedisClusterGroup, idp_fresh: IdpServer,
                                        flyte_server: Callable[..., Any], tmp_path: Path) -> None:
-    """``redisURL`` naming any node plus ``redisCluster: true``: the README's Cluster form.  The master killed
-    is the one serving the fleet's token (and its lock: one hash tag, one slot)."""
+    """``redisURL`` naming cluster nodes (``redis://h1:p1,h2:p2/0``) plus ``redisCluster: true``: the README's
+    Cluster form.  The master killed is the one serving the fleet's token (and its lock: one hash tag, one
+    slot, so the fenced save runs as one script)."""
     server = flyte_server()
     victim: list[RedisServer] = []
 
@@ -177,6 +178,8 @@ def test_cluster_master_killed_mid_run(redis_cluster: RedisClusterGroup, idp_fre
 
         return replaced
 
-    options = {"redisURL": redis_cluster.url, "redisCluster": True, "redisAllowPlaintext": True}
+    # two of the nodes, either of which can bootstrap a client
+    url = f"redis://127.0.0.1:{redis_cluster.nodes[0].port},127.0.0.1:{redis_cluster.nodes[1].port}/0"
+    options = {"redisURL": url, "redisCluster": True, "redisAllowPlaintext": True}
     run = run_through_failover(tmp_path, idp_fresh, server.target, options, kill)
     check(run)

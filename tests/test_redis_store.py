@@ -436,7 +436,8 @@ def test_yaml_config_selects_the_redis_store_end_to_end(redis_fresh: RedisServer
 
 # -- issue 16 item 8: a malformed redisURL --------------------------------------------------------------------
 @pytest.mark.parametrize("url", ["redis://redis.internal:63a79/0", "redis://redis.internal:99999/0",
-                                 "redis+sentinel://127.0.0.1:26379,127.0.0.1:x/fleet/0", "redis://h:6379/zero"])
+                                 "redis+sentinel://127.0.0.1:26379,127.0.0.1:x/fleet/0", "redis://h:6379/zero",
+                                 "redis://h1:6379,h2:6379/0"])  # several hosts without redisCluster
 def test_a_malformed_redis_url_is_a_config_error_naming_the_key(url: str, tmp_path: Path) -> None:
     """0.2.0 accepted these, then raised an untyped ValueError at the first refresh (and the manager went on
     without the fleet lock)."""
