@@ -448,11 +448,20 @@ class FleetHold:
         """Wait for the fleet lock itself (no early return), up to ``tokenStoreLockTimeout``: for a refresh
         that must not run outside it.  After True, read the store again: the previous holder may have
         stored a newer token.  False when Redis stayed unreachable that long."""
-        if self.held and not self.lost:
-            return True
+        store = self._store
+        deadline = time.monotonic() + store.settings.lock_wait
+        while self.held and not self.lost:  # held, but Redis did not confirm it: ask until it answers
+            owned = store._redis("lock", lambda r: self._redis_lock(r).owned())
+            if owned is not DOWN:
+                if owned:
+                    return True
+                self.lost = True
+                break
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(min(max(store._down_until - time.monotonic(), 0.05), max(deadline - time.monotonic(), 0)))
         self._stop_renewing()
         self.held, self.lost = False, False
-        deadline = time.monotonic() + self._store.settings.lock_wait
         while time.monotonic() < deadline:
             self.token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(8)}"
             if self._lock is not None:
