@@ -596,7 +596,8 @@ class RedisTokenStore:
                         self._client = make_client(self.settings)
             self.commands += 1
             result = fn(self._client)
-        except (redis.RedisError, OSError) as exc:
+        # RedisClusterException ("no reachable node") is not a RedisError
+        except (redis.RedisError, redis.exceptions.RedisClusterException, OSError) as exc:
             self._down_until = time.monotonic() + RETRY_INTERVAL
             if not self._down:
                 self._down = True

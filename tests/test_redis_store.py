@@ -707,3 +707,15 @@ def test_a_rotating_refresh_token_is_not_refreshed_while_the_fleet_lock_cannot_b
         time.sleep(1.1)  # the store leaves a failed Redis alone for a second
         session.manager.refresh("expiring")
         assert fake.stats["grant:refresh_token"] == 1 and fake.reuse_detected == 0
+
+
+def test_a_cluster_with_no_reachable_node_falls_back(redis_fresh: RedisServer, tmp_path: Path) -> None:
+    """redis-py raises RedisClusterException (not a RedisError) when no listed node answers: still Redis being
+    down, so the host's fallback store serves, not an error."""
+    from ._redis import free_port
+
+    store = make_store(redis_fresh, tmp_path, redisURL=f"redis://127.0.0.1:{free_port()}/0", redisCluster=True)
+    store.save(KEY, token())
+    assert store.load(KEY).access_token == JWT  # type: ignore[union-attr]
+    with store.lock(KEY) as hold:
+        assert not hold.held
