@@ -14,14 +14,19 @@ fetches and the rest read.
   ``redisEncryptionKeyFile`` (mode 0600, one key per line: the first encrypts, all decrypt, for rotation)
   or ``FLYTEAUTH_REDIS_ENCRYPTION_KEY``.  Plaintext needs ``redisAllowPlaintext: true``.  A value that no
   key decrypts is a miss, logged once at WARNING.
-* **Fleet-wide single flight.**  ``lock(key)`` is ``SET NX PX`` with a random owner value, renewed while
-  the refresh runs and released by a compare-and-delete script; a dead holder blocks the fleet for at
-  most ``redisLockTTL`` (10 s).  Waiters poll the lock and the token value; when another process stores a
-  new token they return at once and the manager reads it.
+* **Fleet-wide single flight.**  ``lock(key)`` takes the host lock (the file fallback's ``flock``) and then
+  the fleet lock, redis-py's ``Lock`` (``SET NX PX`` with a token naming host and pid, renewed by a thread
+  that checks every answer, released by its compare-and-delete script).  Waiters poll the lock and the token
+  value; when another process stores a new token they return at once and the manager reads it.  A lock
+  nobody renews (a dead holder; a ghost ``SET NX`` a frozen Redis applied after its client gave up) is
+  treated as abandoned after about a second.  Saves under the lock are fenced (one Lua script: write only
+  while the lock holds our token), and the manager sends a refresh token only after
+  :meth:`FleetHold.exclusive` confirmed the lock with Redis: see docs/security.md.
 * **Shared discovery.**  ``load_discovery``/``save_discovery`` keep AuthMetadataService answers for the
   fleet (see ``flyteauth_core.discovery_cache``).
 
-Keys: ``<prefix><sha256(store key)>`` for values, ``<prefix>lock:<sha256>`` for locks.  A value's TTL is the
+Keys: ``<prefix>{<sha256(store key)>}`` for values, ``<prefix>lock:{<sha256>}`` for locks (one hash tag: one
+Redis Cluster slot, so the fenced save runs as one script).  A value's TTL is the
 token's expiry (no TTL when it carries a refresh token, which outlives the access token).
 """
 
