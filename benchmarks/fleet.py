@@ -18,6 +18,9 @@ Sections:
    trip), and failed calls of the survivors.
 3. *Redis outage*: Redis stopped for ``--outage`` seconds mid-run, then restarted on the same port; token
    requests per refresh interval before, during and after, and failed calls.
+   3b. *Freeze*: Redis SIGSTOPped for ``--freeze`` seconds (it accepts connections and answers nothing).
+   3c. *Failover*: a Sentinel group and a Redis Cluster (tests/_redis.py), the master SIGKILLed mid-run.
+   Every scenario reports its *longest call* (target: none over 1.5 s).
 4. *Discovery*: metadata RPCs made by ``--discovery-procs`` processes starting at once, per configuration.
 5. *Hot path*: per-call cost of ``metadata()`` with the redis store and with the memory store.
 
@@ -205,7 +208,7 @@ class Fleet:
                 "redisLockTTL": self.lock_ttl}
 
     def start(self, config: str, procs: int, hosts: int, duration: float, rate: float,
-              warmup: float = 1.5) -> tuple[list[Any], list[Any], float]:
+              warmup: float = 1.5, options: dict[str, Any] | None = None) -> tuple[list[Any], list[Any], float]:
         """Fork the fleet; returns (processes, pipes, start time).  Collect with :meth:`collect`."""
         start_at = time.time() + warmup + procs * 0.01
         processes, pipes = [], []
@@ -213,7 +216,8 @@ class Fleet:
             host_dir = self.tmp / f"host-{i % hosts}"
             host_dir.mkdir(exist_ok=True)
             spec = {"host_dir": str(host_dir), "target": self.target, "store": STORE[config],
-                    "options": self.options(config), "rate": rate, "start_at": start_at,
+                    "options": self.options(config) if options is None else options, "rate": rate,
+                    "start_at": start_at,
                     "end_at": start_at + duration}
             parent, child = FORK.Pipe()
             proc = FORK.Process(target=_worker, args=(spec, child), daemon=True)
@@ -275,6 +279,7 @@ def summarize(results: list[dict[str, Any] | None], idp_stats: dict[str, Any], s
         "failed_calls": sum(1 for c in calls if not c[2]),
         "p99_ms": round(_p99([c[1] for c in calls]) * 1000, 1),
         "p99_near_expiry_ms": round(_p99([c[1] for c in near]) * 1000, 1),
+        "longest_ms": round(max((c[1] for c in calls), default=float("nan")) * 1000, 1),
         "metadata_rpcs": sum(v for k, v in server_stats.items() if k.startswith("discovery_")),
     }
 
@@ -350,6 +355,67 @@ def run_outage(fleet: Fleet, procs: int, hosts: int, duration: float, rate: floa
     return row
 
 
+def run_freeze(fleet: Fleet, procs: int, hosts: int, duration: float, rate: float, freeze: float) -> dict[str, Any]:
+    """Redis frozen (SIGSTOP: connections accepted, nothing answered) for ``freeze`` seconds mid-run: every
+    command that reaches it costs ``redisTimeout``, and a SET NX sent just before the freeze becomes a ghost
+    lock when Redis thaws (nobody renews it)."""
+    fleet.reset()
+    processes, pipes, start_at = fleet.start("redis", procs, hosts, duration, rate)
+    down_at = start_at + (duration - freeze) / 2
+    time.sleep(max(0.0, down_at - time.time()))
+    fleet.redis.pause()
+    try:
+        time.sleep(freeze)
+    finally:
+        fleet.redis.resume()
+    results = fleet.collect(processes, pipes, timeout=duration + 60)
+    row = summarize(results, fleet.idp.stats(), fleet.server_stats(), fleet.ttl, duration)
+    row.update(frozen_s=freeze)
+    return row
+
+
+def run_failover(fleet: Fleet, procs: int, hosts: int, duration: float, rate: float, kind: str) -> dict[str, Any]:
+    """A Sentinel group (master, replica, 3 sentinels) or a 3+3 Cluster; the master holding the fleet's token
+    SIGKILLed mid-run.  Failover time is until the sentinels (or the cluster) name a new master."""
+    from tests._redis import RedisClusterGroup, SentinelGroup, _redis_cli
+
+    fleet.reset()
+    group: Any = SentinelGroup() if kind == "sentinel" else RedisClusterGroup()
+    group.start()
+    try:
+        options = {**fleet.options("redis"), "redisURL": group.url, "redisCluster": kind == "cluster"}
+        processes, pipes, start_at = fleet.start("redis", procs, hosts, duration, rate, options=options)
+        time.sleep(max(0.0, start_at + duration / 3 - time.time()))
+        if kind == "sentinel":
+            victim = group.master()
+
+            def replaced() -> bool:
+                with contextlib.suppress(StopIteration, IndexError):
+                    return group.master() is not victim
+                return False
+        else:
+            keys = [k for node in group.nodes for k in _redis_cli(node.port, "--scan", "--pattern", "flyteauth:*")
+                    .split()]
+            key = keys[0] if keys else "flyteauth:"
+            victim = group.master_of(key)
+
+            def replaced() -> bool:
+                with contextlib.suppress(RuntimeError, StopIteration, IndexError):
+                    return group.master_of(key) is not victim
+                return False
+        victim.stop()  # SIGKILL
+        killed_at = time.time()
+        while not replaced() and time.time() < killed_at + 30:
+            time.sleep(0.05)
+        failover_s = time.time() - killed_at
+        results = fleet.collect(processes, pipes, timeout=duration + 60)
+    finally:
+        group.close()
+    row = summarize(results, fleet.idp.stats(), fleet.server_stats(), fleet.ttl, duration)
+    row.update(failover_s=round(failover_s, 2))
+    return row
+
+
 def run_kill(fleet: Fleet, procs: int, hosts: int, duration: float, rate: float) -> dict[str, Any]:
     """SIGKILL the Redis lock holder while its token request is held up at the IdP."""
     import redis as redis_module
@@ -370,7 +436,7 @@ def run_kill(fleet: Fleet, procs: int, hosts: int, duration: float, rate: float)
                 owner = client.get(lock_key)
                 if owner is None:
                     continue
-                data_key = lock_key.decode().replace("lock:", "")
+                data_key = lock_key.decode().replace("lock:", "")  # flyteauth:lock:{h} -> flyteauth:{h}
                 old = client.get(data_key)
                 victim = int(owner.decode().split(":")[1])
                 os.kill(victim, signal.SIGKILL)
@@ -494,7 +560,7 @@ def _fmt(value: Any) -> str:
 
 FLEET_COLUMNS = [("token_requests", "token reqs"), ("per_refresh_interval", "per refresh interval"),
                  ("rate_limited", "429s"), ("failed_calls", "failed calls"), ("calls", "calls"),
-                 ("p99_ms", "p99 ms"), ("p99_near_expiry_ms", "p99 ms near expiry"),
+                 ("p99_ms", "p99 ms"), ("p99_near_expiry_ms", "p99 ms near expiry"), ("longest_ms", "longest call ms"),
                  ("metadata_rpcs", "metadata RPCs"), ("errors", "errors")]
 
 
@@ -509,8 +575,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--lock-ttl", type=float, default=10.0, help="redisLockTTL (s)")
     parser.add_argument("--outage", type=float, default=5.0, help="Redis outage (s) in section 3")
     parser.add_argument("--outage-run", type=float, help="run length (s) of section 3 (default: --duration)")
+    parser.add_argument("--freeze", type=float, default=2.0, help="Redis frozen (SIGSTOP) this long in section 3b")
     parser.add_argument("--discovery-procs", type=int, default=16)
-    parser.add_argument("--sections", default="fleet,limited,kill,outage,discovery,hotpath")
+    parser.add_argument("--sections", default="fleet,limited,kill,outage,freeze,failover,discovery,hotpath")
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--limit-all", action="store_true",
                         help="run every section against the rate-limited IdP (one IdP; for the short test version)")
@@ -539,7 +606,8 @@ def main(argv: list[str] | None = None) -> int:
             print(table("\n2. Lock holder SIGKILLed mid-refresh (redis; survivors only)", [("redis", row)],
                         [("killed_pid", "killed pid"), ("recovered_s", "new token after (s)"),
                          ("bound_s", "bound: lock TTL + IdP RTT (s)"), ("failed_calls", "failed calls"),
-                         ("token_requests", "token reqs"), ("p99_ms", "p99 ms")]), flush=True)
+                         ("token_requests", "token reqs"), ("p99_ms", "p99 ms"),
+                         ("longest_ms", "longest call ms")]), flush=True)
         if "outage" in sections:
             row = run_outage(fleet, args.procs, args.hosts, args.outage_run or args.duration, args.rate, args.outage)
             report["outage"] = row
@@ -547,7 +615,22 @@ def main(argv: list[str] | None = None) -> int:
                         f"{args.hosts} hosts)", [("redis", row)],
                         [("before", "before"), ("during", "during outage"), ("after", "after"),
                          ("failed_calls", "failed calls"), ("token_requests", "token reqs"),
-                         ("p99_ms", "p99 ms")]), flush=True)
+                         ("p99_ms", "p99 ms"), ("longest_ms", "longest call ms")]), flush=True)
+        if "freeze" in sections:
+            row = run_freeze(fleet, args.procs, args.hosts, args.outage_run or args.duration, args.rate, args.freeze)
+            report["freeze"] = row
+            print(table(f"\n3b. Redis frozen (SIGSTOP) for {args.freeze:g} s mid-run", [("redis", row)],
+                        [("failed_calls", "failed calls"), ("token_requests", "token reqs"), ("p99_ms", "p99 ms"),
+                         ("longest_ms", "longest call ms")]), flush=True)
+        if "failover" in sections:
+            rows = [(kind, run_failover(fleet, args.procs, args.hosts, args.duration, args.rate, kind))
+                    for kind in ("sentinel", "cluster")]
+            report["failover"] = dict(rows)
+            print(table("\n3c. Redis master SIGKILLed mid-run (Sentinel: master + replica + 3 sentinels; Cluster: "
+                        "3 masters + 3 replicas)", rows,
+                        [("failover_s", "failover s"), ("failed_calls", "failed calls"),
+                         ("per_refresh_interval", "token reqs per refresh interval"), ("p99_ms", "p99 ms"),
+                         ("longest_ms", "longest call ms")]), flush=True)
         if "discovery" in sections:
             rows = [(c, run_fleet(fleet, c, args.discovery_procs, args.hosts, 1.0, 2.0)) for c in configs]
             report["discovery"] = dict(rows)

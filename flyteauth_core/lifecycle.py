@@ -37,6 +37,7 @@ from .errors import (
     TokenDeadlineError,
     TokenRejectedError,
     TokenRequestError,
+    TokenStoreError,
     TokenTimeoutError,
 )
 from .events import TokenEvent
@@ -158,6 +159,28 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+#: What ``_store_lock`` yields when the store's lock failed: nothing may be refreshed that needs it.
+_UNLOCKED = object()
+
+
+def _exclusive(hold: object) -> bool:
+    """Whether the store's lock, as ``lock(key)`` yielded it, is held everywhere the store is shared.
+
+    A store whose lock yields an object with ``exclusive()`` (the redis store's ``FleetHold``) is asked,
+    right before a refresh token is sent; a lock that yields anything else (the file store's ``flock``)
+    is exclusive once entered."""
+    if hold is _UNLOCKED:
+        return False
+    check = getattr(hold, "exclusive", None)
+    return True if check is None else bool(check())
+
+
+def _acquire_exclusive(hold: object) -> bool:
+    """Wait for the store's lock itself (``hold.acquire_exclusive()``); False when the store cannot."""
+    wait = getattr(hold, "acquire_exclusive", None)
+    return bool(wait()) if wait is not None else False
 
 
 class TokenManager:
@@ -494,17 +517,32 @@ class TokenManager:
         without asking the IdP, and the newest stored refresh token is the one handed to the provider,
         since another process may have rotated it (reusing a rotated refresh token revokes the grant).
         """
-        with self._store_lock():
-            previous = self._state.token
-            stored = self._store_call("load") if reason != LOGIN else None
-            if stored is not None and (previous is None or stored.access_token != previous.access_token):
-                state = self._published(stored, obtained_at=self._clock(), from_store=True)
-                if self._decide(state, self._clock()) is _Action.USE:
-                    self._publish(state)
-                    self.stats.loaded_from_store += 1
-                    self._emit("loaded", expires_at=stored.expires_at, reason=reason)
-                    return state
-                previous = stored
+        with self._store_lock() as hold:
+            for _ in range(3):
+                previous = self._state.token
+                stored = self._store_call("load") if reason != LOGIN else None
+                if stored is not None and (previous is None or stored.access_token != previous.access_token):
+                    state = self._published(stored, obtained_at=self._clock(), from_store=True)
+                    if self._decide(state, self._clock()) is _Action.USE:
+                        self._publish(state)
+                        self.stats.loaded_from_store += 1
+                        self._emit("loaded", expires_at=stored.expires_at, reason=reason)
+                        return state
+                    previous = stored
+                if reason == LOGIN or previous is None or not previous.refresh_token or _exclusive(hold):
+                    break
+                # A refresh token may rotate: sending it outside the store's lock (two holders, one paused
+                # past the lock's TTL) can trip the IdP's reuse detection, which revokes the grant.  Wait
+                # for the lock itself, then read the store again (the last holder may have refreshed).
+                if not _acquire_exclusive(hold):
+                    raise TokenStoreError(
+                        f"Not refreshing the token for {self._endpoint or 'the endpoint'}: its refresh token may "
+                        "rotate, and the token store's lock cannot be held right now (is Redis reachable?)",
+                        hint="The call can be retried; a refresh token is only ever sent under the fleet lock, "
+                        "so that two processes never present it twice")
+            else:
+                raise TokenStoreError("The token store's lock was lost three times in a row during one refresh",
+                                      hint="Check redisLockTTL against how long processes get paused")
             started = self._clock()
             with self._lock:
                 self.stats.token_requests += 1
@@ -578,23 +616,24 @@ class TokenManager:
             self._state = state
 
     @contextlib.contextmanager
-    def _store_lock(self) -> Iterator[None]:
-        """The store's optional ``lock(key)`` (a context manager); a failing lock is reported, not fatal."""
+    def _store_lock(self) -> Iterator[object]:
+        """The store's optional ``lock(key)`` (a context manager), yielding what it yields (see
+        :func:`_exclusive`); a failing lock is reported, not fatal, except to a rotating refresh token."""
         lock = self._store.lock if isinstance(self._store, LockingTokenStore) else None
         if lock is None:
-            yield
+            yield None
             return
         key = self._store_key  # the identity: an unreadable platform token fails the refresh with its own error
         try:
             held = lock(key)
-            held.__enter__()
+            hold = held.__enter__()
         except Exception as exc:
             log.warning("flyteauth: could not lock the token store (%s); refreshing without it",
                         type(exc).__name__)
-            yield
+            yield _UNLOCKED
             return
         try:
-            yield
+            yield hold
         finally:
             held.__exit__(None, None, None)
 

@@ -124,7 +124,12 @@ class Closeable(Protocol):
 class LockingTokenStore(TokenStore, Protocol):
     """A store shared between processes that can serialize refreshes: while one process holds
     ``lock(key)`` and refreshes, the others wait and then read its token from the store (one IdP request
-    for a fleet).  The context manager raises ``TokenStoreError`` if the lock is not obtained in time."""
+    for a fleet).  The context manager raises ``TokenStoreError`` if the lock is not obtained in time.
+
+    A lock that can be lost or given up on (a lease in a remote store) yields an object with
+    ``exclusive() -> bool`` (held right now, asked of the store) and ``acquire_exclusive() -> bool`` (wait
+    for the lock itself): the manager sends a refresh token, which may rotate, only when ``exclusive()`` says
+    so (the redis store's ``FleetHold``).  A lock that yields anything else counts as exclusive once entered."""
 
     def lock(self, key: str) -> AbstractContextManager[object]: ...
 

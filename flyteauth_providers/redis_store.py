@@ -14,15 +14,20 @@ fetches and the rest read.
   ``redisEncryptionKeyFile`` (mode 0600, one key per line: the first encrypts, all decrypt, for rotation)
   or ``FLYTEAUTH_REDIS_ENCRYPTION_KEY``.  Plaintext needs ``redisAllowPlaintext: true``.  A value that no
   key decrypts is a miss, logged once at WARNING.
-* **Fleet-wide single flight.**  ``lock(key)`` is ``SET NX PX`` with a random owner value, renewed while
-  the refresh runs and released by a compare-and-delete script; a dead holder blocks the fleet for at
-  most ``redisLockTTL`` (10 s).  Waiters poll the lock and the token value; when another process stores a
-  new token they return at once and the manager reads it.
+* **Fleet-wide single flight.**  ``lock(key)`` takes the host lock (the file fallback's ``flock``) and then
+  the fleet lock, redis-py's ``Lock`` (``SET NX PX`` with a token naming host and pid, renewed by a thread
+  that checks every answer, released by its compare-and-delete script).  Waiters poll the lock and the token
+  value; when another process stores a new token they return at once and the manager reads it.  A lock
+  nobody renews (a dead holder; a ghost ``SET NX`` a frozen Redis applied after its client gave up) is
+  treated as abandoned after about a second.  Saves under the lock are fenced (one Lua script: write only
+  while the lock holds our token), and the manager sends a refresh token only after
+  :meth:`FleetHold.exclusive` confirmed the lock with Redis: see docs/security.md.
 * **Shared discovery.**  ``load_discovery``/``save_discovery`` keep AuthMetadataService answers for the
   fleet (see ``flyteauth_core.discovery_cache``), only when encrypted: a record names the token endpoint,
   and Fernet authenticates it.  A plaintext Redis keeps discovery in the local fallback store.
 
-Keys: ``<prefix><sha256(store key)>`` for values, ``<prefix>lock:<sha256>`` for locks.  A value's TTL is the
+Keys: ``<prefix>{<sha256(store key)>}`` for values, ``<prefix>lock:{<sha256>}`` for locks (one hash tag: one
+Redis Cluster slot, so the fenced save runs as one script).  A value's TTL is the
 token's expiry (no TTL when it carries a refresh token, which outlives the access token).
 """
 
@@ -66,7 +71,72 @@ INSTALL_HINT = "Install the extra: pip install 'flyteauth[redis]'"
 
 #: This store's config keys, declared at registration: ``flyteauth config`` validates and masks them, and
 #: ``load_config`` reads each from the ``flyteauth:``/``admin:`` section or its ``FLYTEAUTH_<KEY>`` variable.
-URL = Option("redisURL", secret=True,  # may carry a password
+SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel")
+
+
+def _masked(url: str) -> str:
+    """The URL without its password (for messages)."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def _port(key: str, url: str, text: str) -> None:
+    if text and not (text.isdigit() and 0 < int(text) < 65536):
+        raise ConfigError(f"{key} has a malformed port {text!r} in {_masked(url)!r}",
+                          hint="A port is a number from 1 to 65535: redis://host:6379/0")
+
+
+def _db(key: str, url: str, text: str) -> None:
+    if text and not text.isdigit():
+        raise ConfigError(f"{key} names database {text!r} in {_masked(url)!r}, which is not a number",
+                          hint="The path is the database number: redis://host:6379/0")
+
+
+def redis_url(key: str, value: Any) -> str | None:
+    """Parse ``redisURL`` as redis-py will, so a malformed one is a ConfigError naming the key (at
+    ``flyteauth config`` and when the store is built), not a ValueError at the first refresh that silently
+    costs the fleet its lock."""
+    if value is None or str(value).strip() == "":
+        return None
+    url = str(value).strip()
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        raise ConfigError(f"{key} is not a URL: {_masked(url)!r}") from None
+    if parts.scheme not in SCHEMES:
+        raise ConfigError(f"{key} has an unsupported scheme {parts.scheme!r}",
+                          hint="Use redis://, rediss:// (TLS), unix:// or redis+sentinel://")
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ConfigError(f"{key} names no socket path: unix:///run/redis.sock?db=0")
+        return url
+    hosts = parts.netloc.rpartition("@")[2]
+    if parts.scheme.endswith("+sentinel"):
+        path = [p for p in parts.path.split("/") if p]
+        if not path:
+            raise ConfigError(f"{key}: a redis+sentinel:// URL names the master",
+                              hint="redis+sentinel://host:26379,host2:26379/mymaster/0")
+        for item in hosts.split(","):
+            host, colon, port = item.rpartition(":")
+            if not (host if colon else item) or (colon and not host.strip("[]")):
+                raise ConfigError(f"{key} lists an empty sentinel address in {_masked(url)!r}")
+            _port(key, url, port if colon and "]" not in port else "")
+        _db(key, url, path[1] if len(path) > 1 else "")
+        return url
+    if not hosts:
+        raise ConfigError(f"{key} names no host: {_masked(url)!r}", hint="For example rediss://redis.example.com:6380/0")
+    for item in hosts.split(","):  # several: Cluster nodes (redisCluster: true)
+        host, colon, port = item.rpartition(":")
+        if not (host if colon else item):
+            raise ConfigError(f"{key} lists an empty address in {_masked(url)!r}")
+        if colon and "]" not in port:
+            _port(key, url, port)
+    _db(key, url, parts.path.strip("/"))
+    return url
+
+
+URL = Option("redisURL", parse=redis_url, secret=True,  # may carry a password
              help="redis://, rediss:// (TLS), unix:// or redis+sentinel://host:26379,.../<master>/<db>")
 KEY_FILE = Option("redisEncryptionKeyFile",
                   help="0600 file of Fernet keys, one a line: the first encrypts, all decrypt")
@@ -85,9 +155,22 @@ LOCK_WAIT = Option("tokenStoreLockTimeout", parse=duration, default=30.0,
                    help="how long a process waits for another's refresh")
 OPTIONS = (URL, KEY_FILE, KEY, ALLOW_PLAINTEXT, LOCK_TTL, TIMEOUT, PREFIX, FALLBACK, CLUSTER, PASSWORD, LOCK_WAIT)
 
-_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
-_RENEW = ("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end "
-          "return 0")
+#: The fenced save, the one script redis-py's ``Lock`` cannot express (it compares a lock's token only to
+#: extend or release it): write the value only while the lock key holds our token (KEYS[1] lock, KEYS[2]
+#: value; ARGV token, value, PX in ms or 0, the "abandoned" PTTL threshold in ms).  With an empty token (a
+#: process that did not get the fleet lock) it writes only while no live holder does: no lock, or one whose
+#: TTL shows it is no longer renewed.  Both keys share a hash tag, so it runs on one Redis Cluster slot.
+_FENCED_SET = """
+local owner = redis.call('get', KEYS[1])
+if ARGV[1] == '' then
+  if owner and redis.call('pttl', KEYS[1]) >= tonumber(ARGV[4]) then return 0 end
+elseif owner ~= ARGV[1] then
+  return 0
+end
+if tonumber(ARGV[3]) > 0 then redis.call('set', KEYS[2], ARGV[2], 'PX', ARGV[3])
+else redis.call('set', KEYS[2], ARGV[2]) end
+return 1
+"""
 
 
 @attrs.frozen
@@ -124,10 +207,6 @@ def redis_settings(config: AuthConfig | None, env: Mapping[str, str] | None = No
     if not url:
         raise ConfigError("tokenStore redis needs redisURL (or FLYTEAUTH_REDIS_URL)",
                           hint="For example redisURL: rediss://redis.example.com:6380/0")
-    scheme = urllib.parse.urlsplit(url).scheme
-    if scheme not in ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel"):
-        raise ConfigError(f"redisURL has an unsupported scheme {scheme!r}",
-                          hint="Use redis://, rediss:// (TLS), unix:// or redis+sentinel://")
     keys = _keys(_read(KEY_FILE, config, env), _read(KEY, config, env))
     allow_plaintext = bool(_read(ALLOW_PLAINTEXT, config, env))
     if not keys and not allow_plaintext:
@@ -142,6 +221,12 @@ def redis_settings(config: AuthConfig | None, env: Mapping[str, str] | None = No
         raise ConfigError(f"redisLockTTL must be at least 100ms, got {lock_ttl:g}s")
     if timeout <= 0:
         raise ConfigError("redisTimeout must be positive")
+    cluster = bool(_read(CLUSTER, config, env))
+    parts = urllib.parse.urlsplit(url)
+    if "," in parts.netloc and not cluster and not parts.scheme.endswith("+sentinel"):
+        raise ConfigError("redisURL lists several hosts, which only a Redis Cluster or Sentinel URL can",
+                          hint="Set redisCluster: true for Cluster nodes, or use redis+sentinel://h1:26379,h2:26379/"
+                          "<master>/<db>")
     fallback = str(_read(FALLBACK, config, env)).lower()
     if fallback not in ("file", "memory"):
         raise ConfigError(f"redisFallback must be file or memory, got {fallback!r}")
@@ -154,7 +239,7 @@ def redis_settings(config: AuthConfig | None, env: Mapping[str, str] | None = No
         lock_wait=_read(LOCK_WAIT, config, env),
         key_prefix=str(_read(PREFIX, config, env)),
         fallback=fallback,
-        cluster=bool(_read(CLUSTER, config, env)),
+        cluster=cluster,
         password=_read(PASSWORD, config, env),
     )
 
@@ -226,10 +311,21 @@ def make_client(settings: RedisSettings) -> Any:
                                                     "socket_connect_timeout": settings.timeout, **tls},
                             retry=Retry(NoBackoff(), 0), **common, **tls)
         return sentinel.master_for(path[0], db=int(path[1]) if len(path) > 1 else 0)
+    userinfo, _, netloc_hosts = parts.netloc.rpartition("@")
     if settings.cluster:
-        from redis.cluster import RedisCluster
+        from redis import cluster as cluster_module
 
-        return RedisCluster.from_url(settings.url, retry=Retry(NoBackoff(), 0), **common)
+        cluster_node: Any = cluster_module.ClusterNode  # untyped in redis-py
+
+        # redis://node1:6379,node2:6379/0: every listed node can bootstrap the client (one is enough; a
+        # process started while that one is down would otherwise run on the fallback until it is back)
+        listed = netloc_hosts.split(",")
+        first = urllib.parse.urlunsplit((parts.scheme, f"{userinfo}@{listed[0]}" if userinfo else listed[0],
+                                         parts.path, parts.query, ""))
+        nodes = [cluster_node(host or port, int(port) if host else 6379)
+                 for host, _, port in (item.rpartition(":") for item in listed[1:])]
+        return cluster_module.RedisCluster.from_url(first, startup_nodes=nodes or None,
+                                                    retry=Retry(NoBackoff(), 0), **common)
     return redis.Redis.from_url(settings.url, retry=Retry(NoBackoff(), 0), health_check_interval=0, **common)
 
 
@@ -241,6 +337,7 @@ _LIVE: weakref.WeakSet[RedisTokenStore] = weakref.WeakSet()
 def _after_fork_in_child() -> None:
     for store in list(_LIVE):
         store._guard = threading.Lock()
+        store._local = threading.local()  # the parent's holds are not the child's
 
 
 if hasattr(os, "register_at_fork"):
@@ -252,6 +349,190 @@ class _Down:
 
 
 DOWN = _Down()
+
+
+def _renew_interval(settings: RedisSettings) -> float:
+    """How often a holder renews the fleet lock: often enough that a waiter tells a dead holder (or a ghost
+    lock left by a frozen Redis) from a live one within about a second, whatever ``redisLockTTL`` is."""
+    return min(settings.lock_ttl / 3, 0.5)
+
+
+def _abandoned_after(settings: RedisSettings) -> float:
+    """A lock whose remaining TTL fell this far below ``redisLockTTL`` has missed its renewals: no live
+    holder renews it (same ``redisLockTTL`` fleet-wide assumed; a holder with a longer one only looks alive)."""
+    return _renew_interval(settings) + 2 * settings.timeout + 0.3
+
+
+class FleetHold:
+    """What :meth:`RedisTokenStore.lock` yields: whether this process holds the fleet lock, and the means to
+    make sure before doing what only the holder may do (refresh a rotating refresh token).
+
+    ``held``: the fleet lock was taken (and is renewed by a thread).  ``lost``: it was held, and then a
+    renewal, the ownership check or the fenced save found another token there (this process was paused
+    past ``redisLockTTL``, or Redis lost the key in a failover).
+    """
+
+    def __init__(self, store: RedisTokenStore, key: str) -> None:
+        self._store = store
+        self._key = key
+        self._lock: Any = None  # redis.lock.Lock, built with the client
+        self.token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(8)}"
+        self.held = False
+        self.lost = False
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"FleetHold(held={self.held}, lost={self.lost})"
+
+    def _redis_lock(self, client: Any) -> Any:
+        if self._lock is None:
+            self._lock = client.lock(self._store.lock_key(self._key), timeout=self._store.settings.lock_ttl,
+                                     blocking=False, thread_local=False)
+        return self._lock
+
+    def take(self, deadline: float, *, early: bool) -> str:
+        """Try for the fleet lock until ``deadline``.  ``early``: also stop waiting when another process
+        stores a new value (``"stored"``) or the holder stopped renewing (``"abandoned"``); ``"down"`` when
+        Redis does not answer, ``"held"`` once ours.  ``TokenStoreError`` at the deadline."""
+        store, settings = self._store, self._store.settings
+        store._forget_orphans()
+        data_key, lock_key = store.data_key(self._key), store.lock_key(self._key)
+        abandoned_pttl = store._abandoned_pttl_ms()
+        seen: Any = DOWN
+        delay = 0.005
+
+        def acquire(client: Any) -> bool:
+            return bool(self._redis_lock(client).acquire(blocking=False, token=self.token))
+
+        while True:
+            got = store._redis("lock", acquire)
+            if got is DOWN:
+                # the SET may still be applied by a Redis that froze after receiving it: release it later
+                store._orphaned(lock_key, self.token)
+                return "down"
+            if got:
+                self.held, self.lost = True, False
+                self._start_renewing()
+                return "held"
+            watched = store._redis("lock", lambda r: r.pipeline(transaction=False).get(data_key).pttl(lock_key)
+                                   .execute())
+            if watched is DOWN:
+                return "down"
+            current, expires_in = watched
+            if early:
+                if seen is DOWN:
+                    seen = current
+                elif current is not None and current != seen:
+                    return "stored"  # another process stored a new value: the caller reads it
+                if 0 <= expires_in < abandoned_pttl:
+                    return "abandoned"  # nobody renews it: a dead holder, or a ghost of a frozen Redis
+            if time.monotonic() >= deadline:
+                raise TokenStoreError(
+                    f"Timed out after {settings.lock_wait:g}s waiting for the Redis lock {lock_key}",
+                    hint="Another process holds it and keeps renewing it (a slow login?); raise "
+                    "tokenStoreLockTimeout, or look at the lock's value for the holder's host and pid",
+                )
+            pause = delay * (0.5 + random.random())
+            time.sleep(min(pause, expires_in / 1000) if expires_in > 0 else pause)
+            delay = min(delay * 2, 0.05)
+
+    def exclusive(self) -> bool:
+        """True when this process holds the fleet lock now, asked of Redis (one GET): call it right before
+        sending a rotating refresh token.  False when it was never taken, was lost, or Redis does not answer."""
+        if not self.held or self.lost:
+            return False
+        owned = self._store._redis("lock", lambda r: self._redis_lock(r).owned())
+        if owned is DOWN:
+            return False
+        if not owned:
+            self.lost = True
+            log.warning("flyteauth: this process lost the Redis fleet lock (paused past redisLockTTL?)")
+        return bool(owned)
+
+    def acquire_exclusive(self) -> bool:
+        """Wait for the fleet lock itself (no early return), up to ``tokenStoreLockTimeout``: for a refresh
+        that must not run outside it.  After True, read the store again: the previous holder may have
+        stored a newer token.  False when Redis stayed unreachable that long."""
+        store = self._store
+        deadline = time.monotonic() + store.settings.lock_wait
+        while self.held and not self.lost:  # held, but Redis did not confirm it: ask until it answers
+            owned = store._redis("lock", lambda r: self._redis_lock(r).owned())
+            if owned is not DOWN:
+                if owned:
+                    return True
+                self.lost = True
+                break
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(min(max(store._down_until - time.monotonic(), 0.05), max(deadline - time.monotonic(), 0)))
+        self._stop_renewing()
+        self.held, self.lost = False, False
+        while time.monotonic() < deadline:
+            self.token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(8)}"
+            if self._lock is not None:
+                self._lock.local.token = None
+            if self.take(deadline, early=False) == "held":
+                return True
+            # Redis down: try again once it may answer (the store leaves it alone RETRY_INTERVAL)
+            time.sleep(min(max(self._store._down_until - time.monotonic(), 0.05), max(deadline - time.monotonic(), 0)))
+        return False
+
+    def _start_renewing(self) -> None:
+        self._stop = threading.Event()
+        interval = _renew_interval(self._store.settings)
+        lock, store, stop = self._lock, self._store, self._stop
+
+        def renew(client: Any) -> bool:
+            from redis.exceptions import LockNotOwnedError
+
+            try:
+                return bool(lock.reacquire())  # back to the full TTL, only if the token is still ours
+            except LockNotOwnedError:
+                return False
+
+        def renewing() -> None:
+            last_ok = time.monotonic()
+            while not stop.wait(interval):
+                result = store._redis("renew", renew)
+                if result is DOWN:
+                    if time.monotonic() - last_ok > store.settings.lock_ttl:
+                        self.lost = True  # unrenewed for a whole TTL: assume it expired
+                        return
+                    continue
+                if not result:
+                    self.lost = True
+                    log.warning("flyteauth: the Redis fleet lock expired under this process (paused past "
+                                "redisLockTTL?); it will not overwrite what the next holder saves")
+                    return
+                last_ok = time.monotonic()
+
+        self._renewer = threading.Thread(target=renewing, name="flyteauth-redis-lock", daemon=True)
+        self._renewer.start()
+
+    def _stop_renewing(self) -> None:
+        self._stop.set()
+        if self._renewer is not None:
+            self._renewer.join(timeout=self._store.settings.timeout * 2)
+            self._renewer = None
+
+    def release(self) -> None:
+        self._stop_renewing()
+        if not self.held:
+            return
+        self.held = False
+        if self.lost:
+            return
+        lock = self._lock
+
+        def release(client: Any) -> None:
+            from redis.exceptions import LockError
+
+            with contextlib.suppress(LockError):
+                lock.release()
+
+        if self._store._redis("unlock", release) is DOWN:
+            self._store._orphaned(self._store.lock_key(self._key), self.token)
 
 
 class RedisTokenStore:
@@ -273,6 +554,9 @@ class RedisTokenStore:
         self._client: Any = None
         self._scripts: dict[str, Any] = {}
         self._guard = threading.Lock()
+        self._local = threading.local()  # the FleetHolds of this thread, by key (for the fenced save)
+        #: Lock tokens whose SET or DEL timed out: released on the next contact (see _forget_orphans).
+        self._orphans: list[tuple[str, str]] = []
         self._down_until = 0.0
         self._down = False
         self._warned: set[str] = set()
@@ -296,10 +580,11 @@ class RedisTokenStore:
         return hashlib.sha256(key.encode()).hexdigest()[:32]
 
     def data_key(self, key: str) -> str:
-        return self.settings.key_prefix + self._digest(key)
+        # {hash tag}: the value and its lock live in one Redis Cluster slot (the fenced save touches both)
+        return self.settings.key_prefix + "{" + self._digest(key) + "}"
 
     def lock_key(self, key: str) -> str:
-        return self.settings.key_prefix + "lock:" + self._digest(key)
+        return self.settings.key_prefix + "lock:{" + self._digest(key) + "}"
 
     # -- talking to Redis, or not -------------------------------------------------------------------
     def _redis(self, op: str, fn: Callable[[Any], Any]) -> Any:
@@ -317,7 +602,8 @@ class RedisTokenStore:
                         self._client = make_client(self.settings)
             self.commands += 1
             result = fn(self._client)
-        except (redis.RedisError, OSError) as exc:
+        # RedisClusterException ("no reachable node") is not a RedisError
+        except (redis.RedisError, redis.exceptions.RedisClusterException, OSError) as exc:
             self._down_until = time.monotonic() + RETRY_INTERVAL
             if not self._down:
                 self._down = True
@@ -404,11 +690,28 @@ class RedisTokenStore:
             return None
 
     def save(self, key: str, token: Token) -> None:
+        """Write the token; inside :meth:`lock`, only while this process still holds the fleet lock (or, when
+        it never got it, while nobody does): a holder paused past ``redisLockTTL`` never overwrites the newer
+        record its successor saved."""
         value = self._encode(key, "token", token.to_dict())
-        ttl_ms = None
+        ttl_ms = 0
         if token.expires_at is not None and token.refresh_token is None:
             ttl_ms = max(int((token.expires_at - time.time()) * 1000), 1)
-        if self._redis("save", lambda r: r.set(self.data_key(key), value, px=ttl_ms)) is DOWN:
+        hold: FleetHold | None = getattr(self._local, "holds", {}).get(key)
+        if hold is None:
+            done = self._redis("save", lambda r: r.set(self.data_key(key), value, px=ttl_ms or None))
+        else:
+            fenced = self._script("fenced_set", _FENCED_SET)
+            done = self._redis("save", lambda r: fenced(r, [self.lock_key(key), self.data_key(key)],
+                                                        [hold.token if hold.held else "", value, ttl_ms,
+                                                         self._abandoned_pttl_ms()]))
+            if done is not DOWN and not done:
+                hold.lost = hold.lost or hold.held
+                log.warning("flyteauth: not saving the token to Redis: %s, so a newer value may be there "
+                            "(this process keeps its token)", "this process lost the fleet lock (paused past "
+                            "redisLockTTL?)" if hold.held else "another process holds the fleet lock")
+                return
+        if done is DOWN:
             self.fallback().save(key, token)
 
     def delete(self, key: str) -> None:
@@ -448,70 +751,81 @@ class RedisTokenStore:
 
     # -- the fleet lock -------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def lock(self, key: str) -> Iterator[None]:
-        """Hold the fleet-wide lock for ``key`` (or return early once another process stored a new value).
+    def lock(self, key: str) -> Iterator[FleetHold]:
+        """Hold the host lock and then, if Redis answers, the fleet lock for ``key``.
 
-        ``TokenStoreError`` after ``tokenStoreLockTimeout``; while Redis is down, the fallback's lock.
+        The host lock (the file fallback's ``flock``) comes first and is kept throughout, so single flight
+        holds on a host whatever Redis does: a process on the same host waits for the holder it knows
+        of, never for a fallback lock the holder does not hold.  The fleet lock is redis-py's ``Lock``
+        (``SET NX PX`` with this process's token, renewed by a thread, released by Lua).
+
+        Yields a :class:`FleetHold`; ``hold.held`` is False when the fleet lock was not taken because
+        another process stored a new value meanwhile (read it), its holder stopped renewing it (a dead
+        holder or a ghost left by a frozen Redis), or Redis did not answer.  A caller about to refresh a
+        rotating refresh token calls ``hold.exclusive()`` first (see :class:`FleetHold`).
+        ``TokenStoreError`` after ``tokenStoreLockTimeout``.
         """
-        lock_key, data_key = self.lock_key(key), self.data_key(key)
-        owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(8)}"
-        ttl_ms = int(self.settings.lock_ttl * 1000)
-        deadline = time.monotonic() + self.settings.lock_wait
-        seen: Any = DOWN
-        delay = 0.005
-        while True:
-            got = self._redis("lock", lambda r: r.set(lock_key, owner, nx=True, px=ttl_ms))
-            # the value (did the holder store a new one?) and when the lock expires (a dead holder's
-            # lock is taken the moment it lapses), in one round trip
-            watched: Any = DOWN if got is DOWN or got else self._redis(
-                "lock", lambda r: r.pipeline(transaction=False).get(data_key).pttl(lock_key).execute())
-            current, expires_in = (DOWN, 0) if watched is DOWN else watched
-            if got is DOWN or (not got and current is DOWN):
-                with self._fallback_lock(key):
-                    yield
-                return
-            if got:
-                break
-            if seen is DOWN:
-                seen = current
-            elif current is not None and current != seen:
-                yield  # another process stored a new value: the caller reads it, no lock needed
-                return
-            if time.monotonic() >= deadline:
-                raise TokenStoreError(
-                    f"Timed out after {self.settings.lock_wait:g}s waiting for the Redis lock {lock_key}",
-                    hint="Another process holds it and keeps renewing it (a slow login?); raise "
-                    "tokenStoreLockTimeout, or look at the lock's value for the holder's host and pid",
-                )
-            pause = delay * (0.5 + random.random())
-            time.sleep(min(pause, expires_in / 1000) if expires_in > 0 else pause)
-            delay = min(delay * 2, 0.05)
-        stop = threading.Event()
-        renew = self._script("renew", _RENEW)
-        interval = self.settings.lock_ttl / 3
+        with self._host_lock(key):
+            hold = FleetHold(self, key)
+            holds: dict[str, FleetHold] = self._local.__dict__.setdefault("holds", {})
+            holds[key] = hold
+            try:
+                hold.take(time.monotonic() + self.settings.lock_wait, early=True)
+                yield hold
+            finally:
+                holds.pop(key, None)
+                hold.release()
 
-        def renewing() -> None:
-            while not stop.wait(interval):
-                self._redis("renew", lambda r: renew(r, [lock_key], [owner, ttl_ms]))
-
-        renewer = threading.Thread(target=renewing, name="flyteauth-redis-lock", daemon=True)
-        renewer.start()
+    @contextlib.contextmanager
+    def _host_lock(self, key: str) -> Iterator[None]:
+        """The fallback's lock (an ``flock`` per host with ``redisFallback: file``), held under the fleet
+        lock.  A fallback that cannot lock (no directory to write) costs the host lock, not the fleet lock."""
+        lock = getattr(self.fallback(), "lock", None)
+        held = None
+        if lock is not None:
+            try:
+                held = lock(key)
+                held.__enter__()
+            except (OSError, ConfigError) as exc:
+                held = None
+                if "host-lock" not in self._warned:
+                    self._warned.add("host-lock")
+                    log.warning("flyteauth: cannot take the host lock of the %s fallback (%s); single flight "
+                                "on this host relies on Redis alone", self.settings.fallback, exc)
         try:
             yield
         finally:
-            stop.set()
-            renewer.join(timeout=self.settings.timeout * 2)
-            release = self._script("release", _RELEASE)
-            self._redis("unlock", lambda r: release(r, [lock_key], [owner]))
+            if held is not None:
+                held.__exit__(None, None, None)
 
-    @contextlib.contextmanager
-    def _fallback_lock(self, key: str) -> Iterator[None]:
-        lock = getattr(self.fallback(), "lock", None)
-        if lock is None:
-            yield
-            return
-        with lock(key):
-            yield
+    def _abandoned_pttl_ms(self) -> int:
+        """A lock with less than this left (ms) has missed its renewals (see :func:`_abandoned_after`)."""
+        return int((self.settings.lock_ttl - _abandoned_after(self.settings)) * 1000)
+
+    def _forget_orphans(self) -> None:
+        """Release lock tokens whose fate is unknown (an acquire or release that timed out): a frozen Redis
+        may have applied the SET after the client gave up, leaving a ghost lock nobody renews.  redis-py's
+        ``Lock.release`` deletes the key only if it still holds that token."""
+        from redis.exceptions import LockError
+
+        while self._orphans:
+            lock_key, token = self._orphans[-1]
+
+            def release(client: Any, name: str = lock_key, value: str = token) -> None:
+                lock = client.lock(name, thread_local=False)
+                lock.local.token = value.encode()
+                with contextlib.suppress(LockError):
+                    lock.release()
+
+            if self._redis("unlock", release) is DOWN:
+                return
+            with contextlib.suppress(IndexError):
+                self._orphans.pop()
+
+    def _orphaned(self, lock_key: str, token: str) -> None:
+        if (lock_key, token) not in self._orphans:
+            self._orphans.append((lock_key, token))
+            del self._orphans[:-16]  # a long outage must not grow it without bound
 
     def close(self) -> None:
         client, self._client = self._client, None

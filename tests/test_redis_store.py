@@ -3,6 +3,7 @@ outages (stopped and hung Redis), configuration errors, and the shared discovery
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -239,7 +240,7 @@ def test_a_waiter_returns_as_soon_as_another_process_stores_a_new_token(redis_fr
 
     keys = [Fernet.generate_key()]
     store = make_store(redis_fresh, tmp_path, keys, tokenStoreLockTimeout="10s")
-    other = make_store(redis_fresh, tmp_path, keys)
+    other = make_store(redis_fresh, tmp_path / "another-host", keys)  # same host: waits for the host lock
     store.save(KEY, token("old-token-value-1234"))
     held = threading.Event()
     done = threading.Event()
@@ -430,3 +431,290 @@ def test_yaml_config_selects_the_redis_store_end_to_end(redis_fresh: RedisServer
     with AuthSession(load_config(str(config_file))) as other:  # another process would do the same
         assert other.get_token().access_token == first.access_token
         assert other.stats.token_requests == 0 and other.stats.loaded_from_store == 1
+
+
+# -- issue 16 item 8: a malformed redisURL --------------------------------------------------------------------
+@pytest.mark.parametrize("url", ["redis://redis.internal:63a79/0", "redis://redis.internal:99999/0",
+                                 "redis+sentinel://127.0.0.1:26379,127.0.0.1:x/fleet/0", "redis://h:6379/zero",
+                                 "redis://h1:6379,h2:6379/0"])  # several hosts without redisCluster
+def test_a_malformed_redis_url_is_a_config_error_naming_the_key(url: str, tmp_path: Path) -> None:
+    """0.2.0 accepted these, then raised an untyped ValueError at the first refresh (and the manager went on
+    without the fleet lock)."""
+    options = {"redisURL": url, "redisAllowPlaintext": True, "tokenStorePath": str(tmp_path / "tokens")}
+    with pytest.raises(ConfigError, match="redisURL"):
+        redis_settings(AuthConfig(endpoint="dns:///x", options=options))
+    session = AuthSession(AuthConfig(endpoint="dns:///x", auth_type="ClientSecret", client_id="c",
+                                     client_secret="s", store="redis", options=options))
+    with pytest.raises(ConfigError, match="redisURL"):
+        session.get_token()  # built on first use: a ConfigError, before any token request
+
+
+def test_flyteauth_config_reports_a_malformed_redis_url(tmp_path: Path) -> None:
+    from ._interactive_helpers import flyteauth
+
+    config = tmp_path / "config.yaml"
+    config.write_text("admin:\n  endpoint: dns:///flyte.example.com\n  authType: Pkce\n  clientId: c\n"
+                      "  tokenStore: redis\n  redisURL: redis://:pw-in-a-bad-url@redis.internal:63a79/0\n"
+                      "  redisAllowPlaintext: true\n")
+    result = flyteauth("config", "--config", str(config), env={"HOME": str(tmp_path)})
+    assert result.returncode != 0, result.stdout
+    errors = [line for line in result.stdout.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "redisURL" in errors[0] and "malformed port '63a79'" in errors[0], result.stdout
+    assert "pw-in-a-bad-url" not in result.stdout + result.stderr and "Traceback" not in result.stderr
+
+
+# -- issue 16 item 5: a fleet lock that holds ----------------------------------------------------------------
+def test_a_write_stall_keeps_a_waiter_on_the_host_waiting_for_the_holder(redis_fresh: RedisServer,
+                                                                        tmp_path: Path) -> None:
+    """(a) `CLIENT PAUSE 300 WRITE` while A holds the fleet lock: on 0.2.0 B's SET NX timed out and B took the
+    fallback's file lock, which A did not hold, so both refreshed at once.  Now A holds the host lock too."""
+    import threading
+
+    keys = [Fernet.generate_key()]
+    a = make_store(redis_fresh, tmp_path / "host", keys)
+    b = make_store(redis_fresh, tmp_path / "host", keys)  # another process on the same host
+    holding, released = threading.Event(), threading.Event()
+    seen: dict[str, Any] = {}
+
+    def holder() -> None:
+        with a.lock(KEY):
+            holding.set()
+            time.sleep(0.8)  # the refresh, while Redis stalls
+            a.save(KEY, token("token-saved-by-the-holder"))
+            released.set()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert holding.wait(10)
+    redis_fresh.command("CLIENT", "PAUSE", "300", "WRITE")
+    with b.lock(KEY):
+        seen["holder_done"] = released.is_set()
+        seen["token"] = b.load(KEY)
+    thread.join(10)
+    assert seen["holder_done"], "B entered while A still held the lock"
+    assert seen["token"] is not None and seen["token"].access_token == "token-saved-by-the-holder"
+
+
+def _hold_stop_then_save(url: str, key_file: str, tokens: str, ready: Any) -> None:
+    store = RedisTokenStore(AuthConfig(endpoint="dns:///x", options={
+        "redisURL": url, "redisEncryptionKeyFile": key_file, "redisLockTTL": "1s", "tokenStorePath": tokens}))
+    with store.lock(KEY):
+        ready.set()
+        os.kill(os.getpid(), signal.SIGSTOP)  # paused past redisLockTTL, between its refresh and its save
+        store.save(KEY, Token("saved-by-the-paused-holder", expires_at=time.time() + 60))
+    os._exit(0)
+
+
+def _wait_stopped(pid: int) -> None:
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
+        assert time.monotonic() < deadline, "the process did not stop"
+        time.sleep(0.01)
+
+
+def test_a_holder_paused_past_the_lock_ttl_never_overwrites_the_newer_record(redis_fresh: RedisServer,
+                                                                            tmp_path: Path) -> None:
+    """(b) SIGSTOP the holder past redisLockTTL, let another process take the lock and save, SIGCONT: the
+    fenced save refuses the stale holder's write (0.2.0 ignored its failed renewals and overwrote)."""
+    store = make_store(redis_fresh, tmp_path, redisLockTTL="1s")
+    ctx = multiprocessing.get_context("fork")
+    ready = ctx.Event()
+    proc = ctx.Process(target=_hold_stop_then_save,
+                       args=(redis_fresh.url, str(tmp_path / "redis.key"), str(tmp_path / "host-a"), ready))
+    proc.start()
+    try:
+        assert ready.wait(10)
+        assert proc.pid is not None
+        _wait_stopped(proc.pid)
+        time.sleep(1.3)  # past the lock's TTL
+        with store.lock(KEY):  # the paused holder's lock expired: this process holds it now
+            store.save(KEY, token("saved-by-the-next-holder"))
+        os.kill(proc.pid, signal.SIGCONT)
+        proc.join(10)
+        assert proc.exitcode == 0
+        assert store.load(KEY).access_token == "saved-by-the-next-holder"  # type: ignore[union-attr]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGCONT)  # type: ignore[arg-type]
+        proc.kill()
+        proc.join()
+
+
+ROTATING_SCRIPT = """
+import os, signal, sys
+from flyteauth_core import AuthConfig, AuthSession
+from flyteauth_providers.redis_store import RedisTokenStore
+if {stop!r}:
+    load = RedisTokenStore.load
+    def paused_load(self, key):
+        value = load(self, key)  # the expired record, read under the fleet lock...
+        RedisTokenStore.load = load
+        os.kill(os.getpid(), signal.SIGSTOP)  # ...and paused past redisLockTTL before refreshing it
+        return value
+    RedisTokenStore.load = paused_load
+config = AuthConfig(endpoint={target!r}, insecure=True, auth_type="Pkce", store="redis")
+with AuthSession(config, interactive=False) as session:
+    print(session.get_token().access_token[-16:], flush=True)
+"""
+
+
+@pytest.mark.idp
+def test_a_rotating_grant_is_refreshed_once_when_its_lock_holder_was_paused(
+        redis_fresh: RedisServer, tmp_path: Path, native_peers: Any) -> None:
+    """The real IdP rotates the native client's refresh tokens and revokes the grant when a used one comes
+    back.  Holder A reads the expired record under the fleet lock and is SIGSTOPped past redisLockTTL; B
+    takes over and refreshes; A, SIGCONTed, notices it lost the lock and reads B's token instead of sending
+    the used refresh token (0.2.0: a second refresh, reuse detected, grant revoked)."""
+    import subprocess
+    import sys
+    import urllib.request
+
+    from flyteauth_core.session import store_key
+
+    from ._idp import http_login
+    from ._interactive_helpers import REPO, config_for
+
+    idp, server = native_peers(token_ttl=60)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def browser(url: str) -> bool:
+        opener.open(http_login(idp, url), timeout=10).read()  # the IdP's redirect to our callback
+        return True
+
+    keys = [Fernet.generate_key()]
+    store = make_store(redis_fresh, tmp_path / "login", keys)
+    with AuthSession(config_for(server, "Pkce", browserOpener=browser), store=store, interactive=True) as session:
+        login = session.login()
+        key = store_key(session.config, session.auth_type)
+    assert login.refresh_token
+    register_secret(login.refresh_token)
+    store.save(key, Token(login.access_token, expires_at=time.time() - 60, refresh_token=login.refresh_token))
+    idp.reset()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "FLYTEAUTH_REDIS_URL": redis_fresh.url,
+           "FLYTEAUTH_REDIS_ENCRYPTION_KEY": keys[0].decode(), "FLYTEAUTH_REDIS_LOCK_TTL": "1s"}
+
+    def start(stop: bool, host: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, "-c", ROTATING_SCRIPT.format(stop=stop, target=server.target)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                                env={**env, "FLYTEAUTH_TOKEN_DIR": str(tmp_path / host)})
+
+    a = start(True, "host-a")
+    try:
+        _wait_stopped(a.pid)
+        b = start(False, "host-b")
+        out_b, err_b = b.communicate(timeout=60)
+        assert b.returncode == 0, err_b
+        assert idp.stats()["by_grant"].get("refresh_token") == 1
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(a.pid, signal.SIGCONT)
+    out_a, err_a = a.communicate(timeout=60)
+    assert a.returncode == 0, err_a
+    stats = idp.stats()
+    assert stats["by_grant"].get("refresh_token") == 1, stats  # B's; A read it from Redis
+    assert stats["refresh_reuse_detected"] == 0 and stats["grants_revoked"] == 0, stats
+    assert out_a == out_b
+
+
+# -- issue 19: a refresh never waits on a Redis that is down, frozen or holds a ghost lock ----------------------
+def test_a_ghost_lock_left_by_a_frozen_redis_costs_no_wait(redis_fresh: RedisServer, tmp_path: Path) -> None:
+    """A frozen Redis (SIGSTOP) applies, once thawed, the SET NX whose client had given up: a lock nobody
+    renews.  0.2.0's waiters sat out its TTL (10 s); now they see it is not renewed and go on at once."""
+    keys = [Fernet.generate_key()]
+    gone = make_store(redis_fresh, tmp_path / "a", keys)
+    gone.load(KEY)  # connected
+    redis_fresh.pause()
+    try:
+        with gone.lock(KEY):  # times out (redisTimeout): the host lock only
+            pass
+    finally:
+        redis_fresh.resume()
+    time.sleep(0.1)
+    ghost = redis_fresh.client().pttl(gone.lock_key(KEY))
+    assert ghost > 5000, "the frozen Redis applied the SET after its client gave up"
+    other = make_store(redis_fresh, tmp_path / "b", keys)
+    started = time.monotonic()
+    with other.lock(KEY):
+        waited = time.monotonic() - started
+    assert waited < 3.0  # 0.2.0: the ghost's whole TTL (10 s)
+    gone.load(KEY)
+    with gone.lock(KEY):  # its next lock releases the ghost it left, and takes the lock
+        owner = redis_fresh.client().get(gone.lock_key(KEY))
+        assert owner is not None and owner.decode().split(":")[1] == str(os.getpid())
+
+
+def _cc_session(server: Any, store: RedisTokenStore) -> AuthSession:
+    from ._idp import CI_BASIC
+
+    config = AuthConfig(endpoint=server.target, insecure=True, auth_type="ClientSecret", client_id=CI_BASIC[0],
+                        client_secret=CI_BASIC[1])
+    return AuthSession(config, store=store)
+
+
+@pytest.mark.parametrize("fault", ["pause-all", "sigstop", "down"])
+def test_a_refresh_falls_back_within_the_redis_timeout_and_one_idp_round_trip(
+        fault: str, redis_fresh: RedisServer, tmp_path: Path, flyte_server: Callable[..., Any]) -> None:
+    """Client credentials (an idempotent grant): with Redis paused (`CLIENT PAUSE ALL`), frozen (SIGSTOP) or
+    stopped, a refresh costs one redisTimeout and the token request, not a lock TTL."""
+    server = flyte_server()
+    store = make_store(redis_fresh, tmp_path, redisTimeout="200ms")
+    with _cc_session(server, store) as session:
+        session.get_token()  # connected, discovery done
+        started = time.monotonic()
+        session.manager.refresh("expiring")
+        round_trip = time.monotonic() - started
+        if fault == "pause-all":
+            redis_fresh.command("CLIENT", "PAUSE", "1500", "ALL")  # (it pauses CLIENT UNPAUSE too)
+            paused_until = time.monotonic() + 1.6
+        elif fault == "sigstop":
+            redis_fresh.pause()
+        else:
+            redis_fresh.stop()
+        try:
+            started = time.monotonic()
+            token = session.manager.refresh("expiring")
+            took = time.monotonic() - started
+        finally:
+            if fault == "sigstop":
+                redis_fresh.resume()
+            elif fault == "pause-all":
+                time.sleep(max(0.0, paused_until - time.monotonic()))
+        assert token.access_token
+        # redisTimeout (0.2 s) per command that reaches a stalled Redis, then the IdP; generous for CI
+        assert took < 0.2 * 3 + round_trip + 1.0, (took, round_trip)
+
+
+def test_a_rotating_refresh_token_is_not_refreshed_while_the_fleet_lock_cannot_be_held(
+        redis_fresh: RedisServer, tmp_path: Path, fake_peers: Any) -> None:
+    """Redis down: an idempotent grant falls back to the host (above), but a refresh token, which may rotate,
+    is only sent under the fleet lock.  The refresh waits up to tokenStoreLockTimeout and then fails with a
+    typed error (0.2.0 refreshed under the host's file lock, while other hosts could do the same)."""
+    from flyteauth_core.errors import TokenStoreError
+
+    from ._interactive_helpers import HttpBrowser, config_for
+
+    fake, server = fake_peers()
+    store = make_store(redis_fresh, tmp_path, tokenStoreLockTimeout="1s")
+    with AuthSession(config_for(server, "Pkce", browserOpener=HttpBrowser()), store=store,
+                     interactive=True) as session:
+        session.login()
+        redis_fresh.stop()
+        with pytest.raises(TokenStoreError, match="refresh token may rotate"):
+            session.manager.refresh("expiring")
+        assert fake.stats["grant:refresh_token"] == 0 and fake.reuse_detected == 0
+        redis_fresh.start()
+        time.sleep(1.1)  # the store leaves a failed Redis alone for a second
+        session.manager.refresh("expiring")
+        assert fake.stats["grant:refresh_token"] == 1 and fake.reuse_detected == 0
+
+
+def test_a_cluster_with_no_reachable_node_falls_back(redis_fresh: RedisServer, tmp_path: Path) -> None:
+    """redis-py raises RedisClusterException (not a RedisError) when no listed node answers: still Redis being
+    down, so the host's fallback store serves, not an error."""
+    from ._redis import free_port
+
+    store = make_store(redis_fresh, tmp_path, redisURL=f"redis://127.0.0.1:{free_port()}/0", redisCluster=True)
+    store.save(KEY, token())
+    assert store.load(KEY).access_token == JWT  # type: ignore[union-attr]
+    with store.lock(KEY) as hold:
+        assert not hold.held
