@@ -569,8 +569,6 @@ def test_a_rotating_grant_is_refreshed_once_when_its_lock_holder_was_paused(
     import sys
     import urllib.request
 
-    from flyteauth_core.session import store_key
-
     from ._idp import http_login
     from ._interactive_helpers import REPO, config_for
 
@@ -585,7 +583,7 @@ def test_a_rotating_grant_is_refreshed_once_when_its_lock_holder_was_paused(
     store = make_store(redis_fresh, tmp_path / "login", keys)
     with AuthSession(config_for(server, "Pkce", browserOpener=browser), store=store, interactive=True) as session:
         login = session.login()
-        key = store_key(session.config, session.auth_type)
+        key = session.identity().store_key
     assert login.refresh_token
     register_secret(login.refresh_token)
     store.save(key, Token(login.access_token, expires_at=time.time() - 60, refresh_token=login.refresh_token))
