@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from . import parsers
+from ._files import read_config_text as _read_text
 from .errors import ConfigError
 from .logs import warn_once
 from .options import Option, Source
@@ -44,7 +45,7 @@ from .schema import COMPAT, Setting, markdown_table, mask, setting, settings_of
 
 if TYPE_CHECKING:
     from .plugins import PluginRegistry
-    from .trust import FileTrust
+    from .trust_records import FileTrust
 
 #: The historical name, kept for plugins that import it from here.
 parse_duration = duration
@@ -524,12 +525,6 @@ def needs_trust(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     return True
 
 
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError(f"Cannot read config file {str(path)!r} ({reason})") from None
 
 
 _INI_HEADER = re.compile(r"^\s*\[[A-Za-z0-9_.\- ]+\]\s*$")
@@ -880,7 +875,7 @@ def _find_file(
     return file, parsed, searched
 
 def _assess(file: Path, text: str) -> FileTrust:
-    from .trust import assess  # only when a per-directory file is read: import flyteauth_core stays light
+    from .trust_records import assess  # only when a per-directory file is read: import flyteauth_core stays light
 
     return assess(file, text)
 

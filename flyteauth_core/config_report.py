@@ -26,9 +26,10 @@ import attrs
 
 from . import parsers
 from .config import DEFAULT_SECRET_LOCATION, SETTINGS, AuthConfig
-from .errors import ConfigError
+from .errors import ConfigError, UntrustedConfigError
 from .options import Option, Source
 from .schema import COMPAT, Setting
+from .trust_records import trust_command
 
 #: ``error`` and ``warning`` make ``flyteauth config`` exit 1; a ``note`` (a key accepted for compatibility
 #: that has no effect) does not.
@@ -293,11 +294,58 @@ def _anonymous(config: AuthConfig) -> bool:
         return False  # an unknown auth type is a problem of its own
 
 
+_COMMAND_TYPES = frozenset({"externalcommand", "external_process"})
+_LOGIN_TYPES = frozenset({"pkce", "standard", "deviceflow", "device_flow"})
+
+
+def _host(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).netloc or url
+
+
+def actions(config: AuthConfig) -> tuple[str, ...]:
+    """What an untrusted per-directory ``config`` would run and where it would send credentials, commands
+    masked as ``flyteauth config`` masks them (the program; ``****`` per argument)."""
+    host = _host(config.http_base_url)
+    kind = config.resolved_auth_type.lower()
+    token_host = _host(config.token_url) if config.token_url else f"the token endpoint {host} advertises"
+    out: list[str] = []
+    if kind in _COMMAND_TYPES:
+        out.append(f"run `{format_value('command', config.command)}` (authType {config.resolved_auth_type}) and "
+                   f"send the token it prints to {host}")
+    elif kind == "passthrough":
+        out.append(f"send the token you hand in to {host}")
+    elif kind in _LOGIN_TYPES:
+        out.append(f"send your login (authType {config.resolved_auth_type}, at {token_host}) to {host}")
+    elif kind not in ("noauth", "none", "no_auth", "anonymous"):
+        out.append(f"send credentials (authType {config.resolved_auth_type}) to {token_host} and the token to "
+                   f"{host}")
+    raw = config.options.get("platformTokenCommand")
+    if raw:  # masked like admin.command (a string form is split first)
+        out.append(f"run `{format_value('command', raw)}` (platformTokenCommand)")
+    if config.proxy_command:
+        out.append(f"run `{format_value('proxy_command', config.proxy_command)}` (proxyCommand) and send its token "
+                   f"to {host}")
+    if config.auth_origins:
+        out.append(f"send the token to {', '.join(_host(o) for o in config.auth_origins)} too (authOrigins)")
+    return tuple(out)
+
+
+def refusal(config: AuthConfig, *, anonymous: bool = False) -> UntrustedConfigError | None:
+    """The error a session built from ``config`` raises instead of authenticating; None when the config
+    may be used (no per-directory file, a trusted one, or an ``anonymous`` provider with no proxyCommand:
+    nothing is run or sent)."""
+    found = config.trust
+    if found is None or found.trusted or (anonymous and not config.proxy_command):
+        return None
+    return UntrustedConfigError(found.path, actions=actions(config), command=trust_command(found.path),
+                                changed=found.changed)
+
+
 def _check_trust(config: AuthConfig) -> list[Problem]:
     """An untrusted per-directory file: an error worded as the session's refusal (one source of the text);
     a note when the provider sends nothing anyway (NoAuth without proxyCommand)."""
-    from .trust import refusal, trust_command
-
     found = config.trust
     if found is None or found.trusted:
         return []
