@@ -33,10 +33,15 @@ What the plugin guarantees, and why:
   with ``TokenRejectedError`` for a few seconds.  Guessing success from the next call would be unsound
   (a retry rejected again is returned without a second ``refresh_credentials()``).
 * **Where the ``flyteauth:`` section comes from.**  flytekit hands the factory its ``PlatformConfig`` but
-  never the file it read.  We find the file the way flytekit does (``FLYTECTL_CONFIG`` or pyflyte's
-  ``--config``, ``./flytekit.config``, ``~/.flyte/config``, ``~/.flyte/config.yaml``), then ``UCTL_CONFIG``.
-  Code that calls ``Config.auto(config_file="x.yaml")`` must also tell us: call
-  :func:`use_config_file` with the same path (or set ``FLYTECTL_CONFIG``).
+  never the file it read.  :mod:`flyteauth_integrations.flytekit_hook` (a ``flytekit.plugins`` entry point,
+  loaded by ``import flytekit``) marks every ``PlatformConfig`` that ``PlatformConfig.auto`` /
+  ``Config.auto(config_file=...)`` returns with the file it was read from, so
+  ``FlyteRemote(Config.auto(config_file="x.yaml"))`` needs nothing else.  A ``PlatformConfig`` built by hand
+  falls back to :func:`use_config_file`, the newest file ``Config.auto`` read, then flytekit's own search
+  (``FLYTECTL_CONFIG`` or pyflyte's ``--config``, ``./flytekit.config``, ``~/.flyte/config``,
+  ``~/.flyte/config.yaml``), then ``UCTL_CONFIG``.
+* **No silent browser login.**  ``admin.authType: flyteauth`` with no ``flyteauth:`` section naming a
+  provider is a ``ConfigError`` at first use, naming the section (never a fall-back to Pkce).
 * **flytekit forces ClientSecret** whenever ``admin.clientSecretLocation`` or ``admin.clientSecretEnvVar``
   is set (``PlatformConfig.auto``), and then never calls this plugin: keep those two keys in ``flyteauth:``.
 
@@ -73,19 +78,30 @@ _explicit_config: str | None = None
 
 
 def use_config_file(path: str | os.PathLike[str] | None) -> None:
-    """Read the ``flyteauth:`` section from ``path`` (what you passed to ``Config.auto(config_file=...)``).
+    """Read the ``flyteauth:`` section from ``path`` for ``PlatformConfig`` objects built by hand.
 
-    flytekit does not tell plugins which file it read; without this call the plugin searches like flytekit.
+    Not needed for ``Config.auto(config_file=...)``: that config carries its file (see the module docstring).
     ``None`` restores the search.
     """
     global _explicit_config
     _explicit_config = None if path is None else os.fspath(path)
 
 
-def config_file() -> str | None:
-    """The file flytekit reads when given no path, else ``$UCTL_CONFIG``; None when there is none."""
+def config_file(cfg: PlatformConfig | None = None) -> str | None:
+    """The file ``cfg`` was read from (``Config.auto(config_file=...)``); else :func:`use_config_file`'s;
+    else the newest file ``Config.auto`` read; else the file flytekit reads when given no path, else
+    ``$UCTL_CONFIG``; None when there is none."""
+    from . import flytekit_hook
+
+    found_for_cfg = flytekit_hook.config_file_of(cfg) if cfg is not None else None
+    if found_for_cfg is not None:
+        return found_for_cfg
     if _explicit_config is not None:
         return _explicit_config
+    if cfg is not None and getattr(cfg, flytekit_hook.ATTRIBUTE, None) is None:
+        recent = flytekit_hook.last_config_file()  # e.g. Config.for_endpoint(..., config_file=) replaced it
+        if recent is not None:
+            return recent
     from flytekit.configuration.file import get_config_file
 
     found = get_config_file(None)  # flytekit's own search, so the two can never pick different files
@@ -124,6 +140,15 @@ def resolve_config(cfg: PlatformConfig, path: str | None) -> AuthConfig:
         config = load_config(path, **overrides)
         if not _same_endpoint(config.endpoint, cfg.endpoint):
             config = attrs.evolve(config, endpoint=cfg.endpoint)
+    elif not cfg.client_credentials_secret:
+        from flyteauth_core.errors import ConfigError
+
+        raise ConfigError(
+            f"flytekit's authType is {cfg.auth_mode!r} (flyteauth), but no config file with a flyteauth: section "
+            "was found, so no provider is chosen (it would fall back to a browser login, Pkce)",
+            hint="Pass the file to flytekit (Config.auto(config_file=path)) or set FLYTECTL_CONFIG, and give it "
+            "a flyteauth: section naming the provider (e.g. authType: ClientSecret)",
+        )
     else:
         config = AuthConfig(endpoint=cfg.endpoint, client_id=cfg.client_id or None,
                             client_secret=cfg.client_credentials_secret or None, scopes=tuple(cfg.scopes or ()),
@@ -138,7 +163,7 @@ def session_for(cfg: PlatformConfig) -> AuthSession:
     """The process-wide AuthSession for flytekit's ``cfg`` (one per endpoint and config)."""
     from flyteauth_core.commands.token import cache_key
 
-    path = config_file()
+    path = config_file(cfg)
     connection = _connection(cfg)
     key = (cfg.endpoint, cache_key(path), tuple(sorted(connection.items())), cfg.client_id,
            tuple(cfg.scopes or ()), cfg.audience)
