@@ -58,8 +58,16 @@ import threading
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from flytekit.clients.auth.authenticator import Authenticator, ClientConfigStore
-from flytekit.clients.auth.keyring import Credentials
+from flyteauth_core.errors import MissingExtraError
+
+try:
+    from flytekit.clients.auth.authenticator import Authenticator, ClientConfigStore
+    from flytekit.clients.auth.keyring import Credentials
+except ModuleNotFoundError as _missing:  # imported without flytekit: name the extra
+    if (_missing.name or "").split(".")[0] != "flytekit":
+        raise
+    raise MissingExtraError("flyteauth_integrations.flytekit (admin.authType: flyteauth)", extra="flytekit",
+                            package="flytekit") from None
 
 if TYPE_CHECKING:
     from flytekit.configuration import PlatformConfig
