@@ -356,13 +356,30 @@ class AuthConfig:
             source = self.sources.get("client_secret_location")
             key, origin = (source.key, source.origin) if isinstance(source, Source) else (
                 "client_secret_location", "argument")
-            return read_secret_file(self.client_secret_location, "the client secret file",
-                                    f"{key} is set (in {origin}) but the file it names cannot be read: fix the "
-                                    f"path or create the file (or use {_sibling(key, 'clientSecretEnvVar')} "
-                                    "instead)")
-        return read_secret_file(DEFAULT_SECRET_LOCATION, "the client secret file",
-                                "admin.clientSecretLocation is unset, so the default was tried: set "
-                                "admin.clientSecretLocation, admin.clientSecretEnvVar, or pass client_secret")
+            secret = read_secret_file(self.client_secret_location, "the client secret file",
+                                      f"{key} is set (in {origin}) but the file it names cannot be read: fix the "
+                                      f"path or create the file (or use {_sibling(key, 'clientSecretEnvVar')} "
+                                      "instead)")
+            _warn_if_shared(self.client_secret_location, key)
+            return secret
+        secret = read_secret_file(DEFAULT_SECRET_LOCATION, "the client secret file",
+                                  "admin.clientSecretLocation is unset, so the default was tried: set "
+                                  "admin.clientSecretLocation, admin.clientSecretEnvVar, or pass client_secret")
+        _warn_if_shared(DEFAULT_SECRET_LOCATION, "admin.clientSecretLocation")
+        return secret
+
+
+def _warn_if_shared(location: str, key: str) -> None:
+    """A secret file others can read is a warning (logged once), as ``flyteauth config`` and doctor say."""
+    import stat
+
+    try:
+        mode = Path(location).expanduser().stat().st_mode
+    except OSError:
+        return
+    if os.name == "posix" and mode & 0o077:
+        warn_once(log, f"flyteauth config: {location} ({key}) holds a secret but is readable by others "
+                       f"(mode {stat.S_IMODE(mode):04o}); chmod 600 {location}")
 
 
 def _sibling(key: str, name: str) -> str:

@@ -105,11 +105,14 @@ class TokenRequestError(TokenError):
         error: str | None = None,
         hint: str | None = None,
         transient: bool = False,
+        idp_message: str | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.status = status
         self.error = error
         self.transient = transient
+        #: What the IdP's body said, cut short, long opaque strings masked (doctor shows it).
+        self.idp_message = idp_message
         where = f"{endpoint} (HTTP {status})" if status is not None else endpoint
         super().__init__(f"{message} at {where}", hint=hint)
 
