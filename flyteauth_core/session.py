@@ -218,6 +218,10 @@ class AuthSession:
         else:
             registration = self._registry.authenticator(config.resolved_auth_type)
             self.auth_type = registration.name
+            if config.auth_type and config.auth_type != registration.name:
+                # Plugins see the registered name whatever the user wrote ("globex", an alias), as events do:
+                # `config.auth_type == "Globex"` holds in providers, stores, interceptors and requests.
+                config = self.config = attrs.evolve(config, auth_type=registration.name)
             self._authenticator = registration.factory(config)
             #: Registered with ``anonymous=True`` (NoAuth): sends no token, so no store and no manager use.
             self.anonymous = registration.anonymous
