@@ -453,7 +453,10 @@ def report(config: AuthConfig, *, include_defaults: bool = False, env: Mapping[s
     found = tuple(problems(config, env) if found is None else found)
     if details is None and provider and any(p.severity == "error" for p in found):
         provider = None  # its build failed on what the problems below already say (a missing file): say it once
-    return ConfigReport(config_file(config), config.resolved_auth_type, config.auth_type_reason,
+    auth_type, reason = config.resolved_auth_type, config.auth_type_reason
+    if any(p.severity == "error" and p.key.endswith(".authType") for p in found):
+        auth_type, reason = "(none chosen)", "see the error below"  # not the default it would fall back to
+    return ConfigReport(config_file(config), auth_type, reason,
                         tuple(rows(config, include_defaults=include_defaults)), found, provider, details)
 
 

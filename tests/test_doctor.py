@@ -405,3 +405,15 @@ def test_the_idps_text_is_masked() -> None:
         text = "<html><b>Bad request</b> for assertion eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl</html>"
 
     assert idp_excerpt(Body()) == "Bad request for assertion ****"
+
+
+def test_the_flytekit_hook_without_a_provider_fails_step_1_naming_the_section(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """0.2.0 went on as Pkce and stopped at step 5 asking for a browser login."""
+    config = tmp_path / "config.yaml"
+    config.write_text("admin:\n  endpoint: dns:///127.0.0.1:9\n  insecure: true\n  authType: flyteauth\n")
+    results = run(config, monkeypatch)
+    first = first_failure(results)
+    assert first.number == 1 and "no flyteauth: section" in first.summary and first.key == "admin.authType"
+    assert "flyteauth:" in (first.fix or "")
+    assert_not_run_after(results, 1)

@@ -187,7 +187,8 @@ def test_config_auto_with_a_path_needs_no_other_step(admin: FlyteAdminServer, id
 
 def test_flyteauth_hook_without_a_flyteauth_section_is_an_error(admin: FlyteAdminServer, idp_fresh: IdpServer,
                                                                  flytectl_config: Callable[..., Path],
-                                                                 tmp_path: Path) -> None:
+                                                                 tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     """``admin.authType: flyteauth`` and no ``flyteauth:`` section: a ConfigError naming the section at the
     first call (0.2.0 silently chose Pkce: "needs a browser (PKCE) login"); `flyteauth config` agrees."""
     from flyteauth_core import cli
@@ -202,6 +203,7 @@ def test_flyteauth_hook_without_a_flyteauth_section_is_an_error(admin: FlyteAdmi
         FlyteRemote(Config.auto(config_file=str(path)), default_project="p", default_domain="d").client.list_projects()
     assert idp_fresh.token_request_count() == 0
     assert cli.main(["config", "--config", str(path)]) == 1
+    assert "auth type:   (none chosen)" in capsys.readouterr().out
 
 
 def test_third_party_provider_through_flytekit(admin: FlyteAdminServer, idp_fresh: IdpServer,

@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     with open_session(args, interactive=True) as session:
         token = session.login()
         if not keeps_tokens(session.store):
-            print(f"authType {session.auth_type} needs no login: each process gets its own token from the IdP, "
+            print(f"authType {session.auth_type} needs no login: each process gets its own token, "
                   f"and nothing is kept (store: {store_name(session.store)}). Checked the credentials: a token "
                   f"for {who(token)}, expires {expiry(token)}. `flyteauth token` caches one across processes.",
                   file=sys.stderr)

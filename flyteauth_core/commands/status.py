@@ -51,8 +51,8 @@ def _unstored(session: AuthSession, args: argparse.Namespace) -> list[tuple[str,
     cached; and, with ``--check``, whether a token can be obtained now."""
     from .token import _cache, cache_key
 
-    rows = [("logged in", f"not needed: each process gets its own token from the IdP (authType "
-                          f"{session.auth_type}, nothing is kept)")]
+    rows = [("logged in", f"not needed: each process gets its own token (authType {session.auth_type}; "
+                          "nothing is kept)")]
     record = _cache().load_record(cache_key(args.config))
     if record is None:
         rows.append(("helper cache", "none (`flyteauth token` caches an access token across processes)"))
