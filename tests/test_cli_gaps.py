@@ -51,7 +51,7 @@ def test_status_login_logout_for_client_secret_say_nothing_is_kept(
 
     status = flyteauth("status", "--config", config, env=env)
     assert status.returncode == 0, status.stderr
-    assert "flyteauth login" not in status.stdout and "not needed" in status.stdout
+    assert "flyteauth login" not in status.stdout and "needs no login" in status.stdout
     assert "memory (this process only; nothing is kept)" in status.stdout
     assert "helper cache   none" in status.stdout and idp.requests == 0  # offline without --check
 

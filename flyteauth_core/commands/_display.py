@@ -72,6 +72,16 @@ def keeps_tokens(store: Any) -> bool:
     return store is not None and getattr(store, "persistent", True)
 
 
+def not_kept(session: AuthSession) -> str:
+    """Why nothing is kept, in a way that fits the provider: a service account needs no login; an interactive
+    login (a provider that asks for a persistent store by default) would be lost with the process."""
+    if getattr(session, "_default_store", None):  # Pkce, DeviceFlow: they register default_store="keyring"
+        return (f"authType {session.auth_type}'s login is not kept (store: {store_name(session.store)}), so each "
+                "process logs in again; remove tokenStore (or set it to keyring or file) to keep it")
+    return (f"authType {session.auth_type} needs no login: each process gets its own token, and nothing is kept "
+            f"(store: {store_name(session.store)})")
+
+
 def store_name(store: Any) -> str:
     if store is None:
         return "none (tokens are not kept)"

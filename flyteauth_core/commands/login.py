@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._display import add_config_argument, expiry, keeps_tokens, open_session, store_name, who
+from ._display import add_config_argument, expiry, keeps_tokens, not_kept, open_session, store_name, who
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,10 +20,8 @@ def run(args: argparse.Namespace) -> int:
     with open_session(args, interactive=True) as session:
         token = session.login()
         if not keeps_tokens(session.store):
-            print(f"authType {session.auth_type} needs no login: each process gets its own token, "
-                  f"and nothing is kept (store: {store_name(session.store)}). Checked the credentials: a token "
-                  f"for {who(token)}, expires {expiry(token)}. `flyteauth token` caches one across processes.",
-                  file=sys.stderr)
+            print(f"{not_kept(session)}. Checked the credentials: a token for {who(token)}, expires "
+                  f"{expiry(token)}. `flyteauth token` caches one across processes.", file=sys.stderr)
             return 0
         print(f"Logged in to {session.config.endpoint} as {who(token)} ({session.auth_type}); token expires "
               f"{expiry(token)}; refresh token: {'yes' if token.refresh_token else 'no'}; stored in "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from ._display import add_config_argument, expiry, keeps_tokens, open_session, store_name, who
+from ._display import add_config_argument, expiry, keeps_tokens, not_kept, open_session, store_name, who
 
 if TYPE_CHECKING:
     from ..session import AuthSession
@@ -51,8 +51,7 @@ def _unstored(session: AuthSession, args: argparse.Namespace) -> list[tuple[str,
     cached; and, with ``--check``, whether a token can be obtained now."""
     from .token import _cache, cache_key
 
-    rows = [("logged in", f"not needed: each process gets its own token (authType {session.auth_type}; "
-                          "nothing is kept)")]
+    rows = [("logged in", not_kept(session))]
     record = _cache().load_record(cache_key(args.config))
     if record is None:
         rows.append(("helper cache", "none (`flyteauth token` caches an access token across processes)"))
