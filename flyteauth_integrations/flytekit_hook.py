@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import threading
 from typing import Any
 
@@ -32,10 +33,10 @@ def _path_of(config_file: Any) -> str | None:
     """The path of what flytekit's ``get_config_file`` returned (a ``ConfigFile``, or None)."""
     if config_file is None:
         return None
-    if isinstance(config_file, str):
-        return config_file
-    location = getattr(config_file, "location", None) or getattr(config_file, "_location", None)
-    return str(location) if location else None
+    location = config_file if isinstance(config_file, str) else (
+        getattr(config_file, "location", None) or getattr(config_file, "_location", None))
+    # absolute now: the session may be built after the process changed directory
+    return os.path.abspath(os.path.expanduser(str(location))) if location else None
 
 
 def config_file_of(cfg: Any) -> str | None:

@@ -183,6 +183,8 @@ def test_config_auto_with_a_path_needs_no_other_step(admin: FlyteAdminServer, id
     # Config.for_endpoint copies the PlatformConfig (dataclasses.replace): the file is still found
     copied = Config.for_endpoint(admin.target, insecure=True, config_file=str(path)).platform
     assert plugin.session_for(copied).auth_type == "ClientSecret"
+    relative = Config.auto(config_file="config.yaml").platform  # the cwd is tmp_path: kept as an absolute path
+    assert plugin.config_file(relative) == str(path)
 
 
 def test_flyteauth_hook_without_a_flyteauth_section_is_an_error(admin: FlyteAdminServer, idp_fresh: IdpServer,
