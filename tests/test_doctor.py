@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from flyteauth_core.doctor import STEPS, Doctor, StepResult, exit_code
+from flyteauth_core.doctor import STEPS, Doctor, StepResult, exit_code, render_step
 from flyteauth_core.testing import FlyteTestServer
 
 from ._idp import CI_BASIC, IdpServer, make_test_ca
@@ -374,6 +374,8 @@ def test_a_misspelt_key_warns_and_every_network_step_still_runs(
     assert [(r.name, r.status) for r in results] == [("config", "warn")] + [(n, "ok") for n in STEPS[1:]]
     assert "admin.clientIdd" in results[0].summary and results[0].fix == "Rename admin.clientIdd to admin.clientId"
     assert exit_code(results) == 0
+    shown = render_step(results[0])  # 0.2.0 printed "explicit authType" on the summary line and again below it
+    assert shown.count("authType ClientSecret") == 1 and "explicit authType" not in shown, shown
 
 
 def test_a_token_url_other_than_the_advertised_one_is_called_out_with_the_idps_own_words(
