@@ -1,7 +1,8 @@
 """flytekit plugin: ``authType: flyteauth`` makes ``pyflyte`` and ``FlyteRemote`` authenticate through flyteauth.
 
-Install ``flyteauth[flytekit]`` (flytekit >= 1.16.24, which looks up unknown auth types in the entry-point
-group ``flytekit.auth``; we register ``flyteauth`` there) and write, in the config flytekit already reads::
+Install the ``flytekit`` extra (``pip install -e '.[flytekit]'`` from a clone; flytekit >= 1.16.24, which
+looks up unknown auth types in the entry-point group ``flytekit.auth``; we register ``flyteauth`` there) and
+write, in the config flytekit already reads::
 
     admin:
       endpoint: dns:///flyte.example.com
