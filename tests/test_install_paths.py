@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
@@ -58,6 +59,18 @@ def test_a_file_marked_in_gitattributes_may_hold_markers(repo: Path) -> None:
     (repo / ".gitattributes").write_text("fixture.txt conflict-marker-ok\n")
     _git(repo, "add", "-A")
     assert _check(repo).returncode == 0
+
+
+def test_a_checkout_owned_by_another_user_is_still_checked(repo: Path) -> None:
+    """CI runs as root on a checkout it may not own; git then refuses to work ("dubious ownership") unless told
+    the directory is safe: the check must not quietly skip."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip("needs root to hand the checkout to another user")
+    (repo / "docs.md").write_text(CONFLICT)
+    _git(repo, "add", "docs.md")
+    subprocess.run(["chown", "-R", "nobody", str(repo)], check=True)
+    result = _check(repo)
+    assert result.returncode == 1 and "docs.md" in result.stderr
 
 
 def test_outside_a_git_checkout_the_check_is_skipped(tmp_path: Path) -> None:
