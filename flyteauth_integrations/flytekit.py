@@ -100,17 +100,11 @@ def config_file(cfg: PlatformConfig | None = None) -> str | None:
     """The file ``cfg`` was read from (``Config.auto(config_file=...)``); else :func:`use_config_file`'s;
     else the newest file ``Config.auto`` read; else the file flytekit reads when given no path, else
     ``$UCTL_CONFIG``; None when there is none."""
-    from . import flytekit_hook
-
-    found_for_cfg = flytekit_hook.config_file_of(cfg) if cfg is not None else None
+    found_for_cfg = _hooked_source(cfg)
     if found_for_cfg is not None:
-        return found_for_cfg
+        return found_for_cfg[0]
     if _explicit_config is not None:
         return _explicit_config
-    if cfg is not None and getattr(cfg, flytekit_hook.ATTRIBUTE, None) is None:
-        recent = flytekit_hook.last_config_file()  # e.g. Config.for_endpoint(..., config_file=) replaced it
-        if recent is not None:
-            return recent
     from flytekit.configuration.file import get_config_file
 
     found = get_config_file(None)  # flytekit's own search, so the two can never pick different files
@@ -118,6 +112,30 @@ def config_file(cfg: PlatformConfig | None = None) -> str | None:
         return str(getattr(found, "location", None) or found._location)
     uctl = os.environ.get("UCTL_CONFIG")
     return uctl if uctl and os.path.isfile(os.path.expanduser(uctl)) else None
+
+
+def _hooked_source(cfg: PlatformConfig | None) -> tuple[str, bool] | None:
+    """``(file, named by the caller)`` the flytekit hook recorded for ``cfg`` (see flytekit_hook); for a
+    ``PlatformConfig`` it never saw (built by hand, or copied by ``Config.for_endpoint``) with no explicit
+    :func:`use_config_file`, the newest file ``Config.auto`` read."""
+    if cfg is None:
+        return None
+    from . import flytekit_hook
+
+    if getattr(cfg, flytekit_hook.ATTRIBUTE, None) is not None:
+        return flytekit_hook.source_of(cfg)  # its own mark (None: flytekit read no file for it)
+    if _explicit_config is not None:
+        return None  # use_config_file() decides for configs the hook never saw
+    return flytekit_hook.source_of(cfg) or flytekit_hook.last_source()
+
+
+def named_in_code(cfg: PlatformConfig | None) -> bool:
+    """Whether ``cfg``'s file was named by the caller (``Config.auto(config_file=...)``, ``for_endpoint``,
+    :func:`use_config_file`): the user's choice, not a file flytekit's search found in the working tree."""
+    if _explicit_config is not None:
+        return True
+    found = _hooked_source(cfg)
+    return bool(found and found[1])
 
 
 def _connection(cfg: PlatformConfig) -> dict[str, Any]:

@@ -185,6 +185,13 @@ def test_config_auto_with_a_path_needs_no_other_step(admin: FlyteAdminServer, id
     assert plugin.session_for(copied).auth_type == "ClientSecret"
     relative = Config.auto(config_file="config.yaml").platform  # the cwd is tmp_path: kept as an absolute path
     assert plugin.config_file(relative) == str(path)
+    # named in code (the user's choice), as opposed to found by flytekit's search (which per-directory trust
+    # cares about): Config.auto resolves the file before PlatformConfig.auto sees it, and the hook tells apart
+    assert plugin.named_in_code(relative) and plugin.named_in_code(PlatformConfig.auto(config_file=str(path)))
+    monkeypatch.setenv("FLYTECTL_CONFIG", str(path))
+    get_config_file.cache_clear()
+    searched = Config.auto().platform
+    assert plugin.config_file(searched) == str(path) and not plugin.named_in_code(searched)
 
 
 def test_flyteauth_hook_without_a_flyteauth_section_is_an_error(admin: FlyteAdminServer, idp_fresh: IdpServer,
