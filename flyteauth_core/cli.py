@@ -34,6 +34,29 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class _Version(argparse.Action):
+    """``--version``, looked up only when asked: ``flyteauth token`` builds this parser on every call."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        print(f"flyteauth {_version()}")
+        parser.exit()
+
+
+def _version() -> str:
+    """The installed distribution's version (what pip installed), else the package's own."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("flyteauth")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        from . import __version__
+
+        return __version__
+
+
 def _command_module(name: str) -> ModuleType:
     return import_module(f"flyteauth_core.commands.{COMMANDS[name][0]}")
 
@@ -47,6 +70,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser; with ``argv``, only the chosen subcommand's arguments are added (others: name and help)."""
     parser = argparse.ArgumentParser(prog="flyteauth", description="Authentication for Flyte clients")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG (secrets are never logged)")
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
     chosen = _chosen(argv) if argv is not None else None
     for name, (_, help_text) in COMMANDS.items():

@@ -362,13 +362,30 @@ class AuthConfig:
             source = self.sources.get("client_secret_location")
             key, origin = (source.key, source.origin) if isinstance(source, Source) else (
                 "client_secret_location", "argument")
-            return read_secret_file(self.client_secret_location, "the client secret file",
-                                    f"{key} is set (in {origin}) but the file it names cannot be read: fix the "
-                                    f"path or create the file (or use {_sibling(key, 'clientSecretEnvVar')} "
-                                    "instead)")
-        return read_secret_file(DEFAULT_SECRET_LOCATION, "the client secret file",
-                                "admin.clientSecretLocation is unset, so the default was tried: set "
-                                "admin.clientSecretLocation, admin.clientSecretEnvVar, or pass client_secret")
+            secret = read_secret_file(self.client_secret_location, "the client secret file",
+                                      f"{key} is set (in {origin}) but the file it names cannot be read: fix the "
+                                      f"path or create the file (or use {_sibling(key, 'clientSecretEnvVar')} "
+                                      "instead)")
+            _warn_if_shared(self.client_secret_location, key)
+            return secret
+        secret = read_secret_file(DEFAULT_SECRET_LOCATION, "the client secret file",
+                                  "admin.clientSecretLocation is unset, so the default was tried: set "
+                                  "admin.clientSecretLocation, admin.clientSecretEnvVar, or pass client_secret")
+        _warn_if_shared(DEFAULT_SECRET_LOCATION, "admin.clientSecretLocation")
+        return secret
+
+
+def _warn_if_shared(location: str, key: str) -> None:
+    """A secret file others can read is a warning (logged once), as ``flyteauth config`` and doctor say."""
+    import stat
+
+    try:
+        mode = Path(location).expanduser().stat().st_mode
+    except OSError:
+        return
+    if os.name == "posix" and mode & 0o077:
+        warn_once(log, f"flyteauth config: {location} ({key}) holds a secret but is readable by others "
+                       f"(mode {stat.S_IMODE(mode):04o}); chmod 600 {location}")
 
 
 def _sibling(key: str, name: str) -> str:
@@ -619,9 +636,11 @@ class _Resolver:
     #: The per-directory file read, and whether it is trusted (None: no such file).
     trust: FileTrust | None = None
 
-    def __init__(self) -> None:
+    def __init__(self, errors: list[ConfigError] | None = None) -> None:
         self.layers: dict[str, list[tuple[str, Any, Source]]] = {}  # field -> [(layer, value, source)]
         self.problems: list[str] = []
+        self.errors = errors  # None: raise the first bad value; a list: collect them all
+        self.sdk_hook: tuple[str, bool] | None = None  # (file, has a flyteauth: section) for admin.authType: flyteauth
         self.options: dict[str, Any] = {}
         self.option_sources: dict[str, Source] = {}
 
@@ -629,6 +648,17 @@ class _Resolver:
         if value is None:
             return
         self.layers.setdefault(field, []).append((layer, value, source))
+
+    def parse(self, parse: Parser, key: str, raw: Any) -> Any:
+        """``parse(key, raw)``; when collecting, a bad value is recorded and left unset (None) instead of
+        raised, so ``flyteauth config`` and doctor report every problem at once."""
+        if self.errors is None:
+            return parse(key, raw)
+        try:
+            return parse(key, raw)
+        except ConfigError as error:
+            self.errors.append(error)
+            return None
 
     def problem(self, text: str) -> None:
         if text not in self.problems:
@@ -696,9 +726,10 @@ def _read_yaml_into(resolver: _Resolver, file: Path, sections: Mapping[str, Mapp
             if name == "admin" and field == "auth_type" and str(raw).lower() in _SDK_HOOK_AUTH_TYPES:
                 continue  # the SDK's hook into us; the provider comes from flyteauth: (or is inferred)
             layer = "file:flyteauth" if name == "flyteauth" else "file"
-            resolver.put(layer, field, parse(where.key, raw), where)
+            resolver.put(layer, field, resolver.parse(parse, where.key, raw), where)
     admin = sections.get("admin", {})
     if str(admin.get("authType") or "").lower() in _SDK_HOOK_AUTH_TYPES:
+        resolver.sdk_hook = (origin, "flyteauth" in sections)
         moved = [k for k in ("clientSecretLocation", "clientSecretEnvVar") if admin.get(k) is not None]
         if moved:
             resolver.problem(
@@ -707,6 +738,19 @@ def _read_yaml_into(resolver: _Resolver, file: Path, sections: Mapping[str, Mapp
                 f"{' and '.join(moved)} into the flyteauth: section"
             )
     resolver.options.update(raw_options)
+
+
+def _hook_without_provider(origin: str, has_section: bool) -> ConfigError:
+    """``admin.authType: flyteauth`` hands authentication to flyteauth; with no provider named (and nothing
+    to infer one from) the default would be a browser login: never silently."""
+    what = ("its flyteauth: section names no authType (and no client secret or token to infer one from)"
+            if has_section else "the file has no flyteauth: section")
+    return ConfigError(
+        f"{origin}: admin.authType: flyteauth hands authentication to flyteauth, but {what}, so no provider "
+        "is chosen (it would fall back to a browser login, Pkce)",
+        hint="Add a flyteauth: section naming the provider, e.g. flyteauth: {authType: ClientSecret, clientId: "
+        "my-ci, clientSecretLocation: /etc/secrets/flyte} (or authType: Pkce for a browser login)",
+    )
 
 
 def _read_ini_into(resolver: _Resolver, file: Path, parser: Any) -> None:
@@ -722,7 +766,7 @@ def _read_ini_into(resolver: _Resolver, file: Path, parser: Any) -> None:
             if raw == "":
                 continue
             parse = _FIELD_PARSERS[field]
-            resolver.put("file", field, parse(f"[{section}] {option}", raw), where)
+            resolver.put("file", field, resolver.parse(parse, f"[{section}] {option}", raw), where)
 
 
 def _parse_ini(file: Path, text: str) -> Any:
@@ -748,7 +792,9 @@ def _read_env_into(resolver: _Resolver, env: Mapping[str, str], declared: Mappin
             raw = env.get(var)
             if raw is None or raw.strip() == "":
                 continue
-            value = _FIELD_PARSERS[field](var, raw)
+            value = resolver.parse(_FIELD_PARSERS[field], var, raw)
+            if value is None:
+                continue
             if field in seen:
                 if seen[field][1] != value:
                     resolver.problem(f"${var} disagrees with ${seen[field][0]}; ${seen[field][0]} wins")
@@ -912,6 +958,7 @@ def load_config(
     env: Mapping[str, str] | None = None,
     registry: PluginRegistry | None = None,
     found: bool = False,
+    errors: list[ConfigError] | None = None,
     **overrides: Any,
 ) -> AuthConfig:
     """Resolve an AuthConfig from a config file, environment variables and explicit overrides.
@@ -927,10 +974,15 @@ def load_config(
     trusted it; a session refuses to authenticate with an untrusted one (:mod:`flyteauth_core.trust`).
     ``path`` is the user's choice and needs no trust, unless ``found=True`` says that an SDK's own search
     found it (flytekit's ``./flytekit.config``).
+
+    ``errors``: when given a list, a value in the file or the environment that fails its parser
+    (``insecure: "maybe"``) is appended to it as a ``ConfigError`` and left unset, instead of raised, so a
+    report can show every problem at once (``flyteauth config``, doctor); what cannot be built at all (no
+    endpoint) still raises.  Without it, the first bad value raises.
     """
     env = os.environ if env is None else env
     declared = _Declared(registry)
-    resolver = _Resolver()
+    resolver = _Resolver(errors)
     file, parsed, searched = _find_file(path, env, resolver, found)
     if file is not None:
         if isinstance(parsed, dict):
@@ -962,6 +1014,11 @@ def load_config(
     sources.update({f"options.{k}": s for k, s in resolver.option_sources.items() if k in options})
     config = AuthConfig(**values, options=options, sources=sources, problems=tuple(resolver.problems),
                         trust=resolver.trust)
+    if resolver.sdk_hook is not None and config.resolved_auth_type == "Pkce" and not config.auth_type:
+        error = _hook_without_provider(*resolver.sdk_hook)
+        if errors is None:
+            raise error
+        errors.append(error)
     secret = config._secret_field()
     if config.auth_type and secret and config.auth_type.lower() in _SECRETLESS_AUTH_TYPES:
         resolver.problem(

@@ -10,6 +10,12 @@ files the config names that are missing, unreadable or empty (client secret, CA 
 token file), a secret file that others can read, an env var named by the config that is unset, a command
 that is not on ``PATH``.  Each problem names the key to fix and says whether it is *unset* or its value
 is *wrong*.  ``flyteauth doctor`` runs the same checks as its first step, before any network call.
+
+One severity per problem, the same as at runtime: an ``error`` is what makes the session raise when the
+setting is used (a bad value, a missing file; ``flyteauth config`` exits 1, doctor fails step 1); a
+``warning`` is what the runtime logs once and survives (a misspelt key, a secret file others can read;
+``flyteauth config`` exits 0 unless ``--strict``, doctor warns and runs every network step); a ``note``
+changes nothing.  :func:`check` produces the one list both commands print.
 """
 
 from __future__ import annotations
@@ -31,8 +37,8 @@ from .options import Option, Source
 from .schema import COMPAT, Setting
 from .trust_records import trust_command
 
-#: ``error`` and ``warning`` make ``flyteauth config`` exit 1; a ``note`` (a key accepted for compatibility
-#: that has no effect) does not.
+#: ``error``: the runtime raises when the setting is used (``flyteauth config`` exits 1, doctor fails step 1);
+#: ``warning``: the runtime logs it once and goes on (exit 0; 1 with ``--strict``); ``note``: no effect.
 Severity = Literal["error", "warning", "note"]
 #: ``unset``: the key has no value and needs one; ``wrong``: its value is set but does not work;
 #: ``unknown``: the key itself is not one we read; ``note``: survivable (deprecated, conflicting);
@@ -186,7 +192,8 @@ _NOTES: tuple[tuple[str, str], ...] = (  # warnings, except the last: a skipped 
 
 
 def _loader_problem(text: str) -> Problem:
-    """A problem string from ``load_config`` as a Problem (unknown keys are errors, the rest warnings)."""
+    """A problem string from ``load_config`` as a Problem: warnings (the loader logs them and goes on),
+    except a value a plugin's parser rejects (the plugin raises when it reads it)."""
     match = re.match(r"(?P<where>.*): unknown key '(?P<key>[^']*)'", text)
     compat = re.match(rf"^(\S+)(?: in .*?)?: {COMPAT}", text)
     if compat is not None:
@@ -213,7 +220,44 @@ def _loader_problem(text: str) -> Problem:
     else:
         fix = f"Remove {written}, or install the plugin that reads it"
         message = f"{written} is not a key flyteauth or an installed plugin reads, so its value is ignored"
-    return Problem("error", written, "unknown", message, fix)
+    return Problem("warning", written, "unknown", message, fix)
+
+
+def key_of_error(message: str) -> tuple[str | None, State | None]:
+    """The key a loader error names first (``admin.insecure``, ``$FLYTE_ADMIN_INSECURE``) and its state."""
+    if message.startswith("No Flyte endpoint"):
+        return "admin.endpoint", "unset"
+    match = re.match(r"(?:\S+: )?((?:admin|flyteauth)\.[\w.]+|\$?FLYTE[A-Z0-9_]*|\[\w+\] \w+)", message)
+    if match is None:
+        return None, None
+    key = match.group(1)
+    return (key if key.startswith(("admin", "flyteauth", "$", "[")) else f"${key}"), "wrong"
+
+
+def error_problem(error: ConfigError) -> Problem:
+    """A ``ConfigError`` from the loader (a value its parser rejects, no endpoint, ...) as an error Problem."""
+    key, state = key_of_error(error.message)
+    return Problem("error", key or "config", state or "wrong", error.message,
+                   error.hint or (f"Fix {key}" if key else "Fix the config named above"))
+
+
+def _ordered(found: Sequence[Problem]) -> list[Problem]:
+    return sorted(found, key=lambda p: ("error", "warning", "note").index(p.severity))
+
+
+def check(config_path: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None
+          ) -> tuple[AuthConfig | None, list[Problem]]:
+    """Load the config and list every problem found offline, errors first: what ``flyteauth config`` prints
+    and doctor's step 1 judges.  A bad value does not hide the others (``insecure: "maybe"`` is one error
+    among the rest); the config is None only when it cannot be built at all (no endpoint, invalid YAML)."""
+    from .config import load_config
+
+    collected: list[ConfigError] = []
+    try:
+        config = load_config(config_path, env=env, errors=collected)
+    except ConfigError as error:
+        return None, _ordered([error_problem(e) for e in (*collected, error)])
+    return config, _ordered([*(error_problem(e) for e in collected), *problems(config, env)])
 
 
 def _check_file(config: AuthConfig, field: str, path: str, what: str, *, secret: bool) -> list[Problem]:
@@ -406,7 +450,7 @@ def problems(config: AuthConfig, env: Mapping[str, str] | None = None) -> list[P
             key = user_key(config, field)
             found.append(Problem("note", key, "note", f"{key} is {COMPAT} ({spec.compat})",
                                  f"Remove {key} unless another client reads it"))
-    return sorted(found, key=lambda p: ("error", "warning", "note").index(p.severity))
+    return _ordered(found)
 
 
 def provider_details(config: AuthConfig) -> tuple[str | None, dict[str, Any] | None]:
@@ -448,6 +492,12 @@ class ConfigReport:
 
     @property
     def ok(self) -> bool:
+        """No error: the config works (warnings are printed, and survived at runtime too)."""
+        return not any(p.severity == "error" for p in self.problems)
+
+    @property
+    def clean(self) -> bool:
+        """Neither an error nor a warning (``--strict``)."""
         return all(p.severity == "note" for p in self.problems)
 
     def to_dict(self) -> dict[str, Any]:
@@ -470,7 +520,7 @@ class ConfigReport:
         else:
             lines.append("(nothing set)")
         lines.append("")
-        if self.ok:
+        if self.clean:
             lines.append("problems: none")
         for p in self.problems:
             lines.append(f"{p.severity}: {p.message}")
@@ -478,37 +528,47 @@ class ConfigReport:
         return "\n".join(lines)
 
 
-def report(config: AuthConfig, *, include_defaults: bool = False, env: Mapping[str, str] | None = None
-           ) -> ConfigReport:
+def report(config: AuthConfig, *, include_defaults: bool = False, env: Mapping[str, str] | None = None,
+           found: Sequence[Problem] | None = None) -> ConfigReport:
+    """``found``: the problems :func:`check` listed (default: :func:`problems` of ``config``)."""
     provider, details = provider_details(config)
-    found = tuple(problems(config, env))
+    found = tuple(problems(config, env) if found is None else found)
     if details is None and provider and any(p.severity == "error" for p in found):
         provider = None  # its build failed on what the problems below already say (a missing file): say it once
-    return ConfigReport(config_file(config), config.resolved_auth_type, config.auth_type_reason,
+    auth_type, reason = config.resolved_auth_type, config.auth_type_reason
+    if any(p.severity == "error" and p.key.endswith(".authType") for p in found):
+        auth_type, reason = "(none chosen)", "see the error below"  # not the default it would fall back to
+    return ConfigReport(config_file(config), auth_type, reason,
                         tuple(rows(config, include_defaults=include_defaults)), found, provider, details)
 
 
 def main(config_path: str | None, *, include_defaults: bool = False, as_json: bool = False,
-         out: TextIO | None = None) -> int:
-    """``flyteauth config``: exit 1 when there is any problem, so scripts and CI can gate on it."""
+         out: TextIO | None = None, strict: bool = False) -> int:
+    """``flyteauth config``: exit 1 on an error (the config will not work), so scripts and CI can gate on
+    it; warnings are printed and exit 0, as they are survived at runtime (``strict``: exit 1 on them too)."""
     import json
     import logging
     import sys
-
-    from .config import load_config
 
     out = out or sys.stdout
     logger = logging.getLogger("flyteauth.config")
     level = logger.level
     logger.setLevel(logging.ERROR)  # the report lists the loader's problems itself
     try:
-        config = load_config(config_path)
+        config, found = check(config_path)
     finally:
         logger.setLevel(level)
-    result = report(config, include_defaults=include_defaults)
+    if config is None:  # nothing to show but what is wrong
+        if as_json:
+            json.dump({"file": None, "problems": [attrs.asdict(p) for p in found], "ok": False}, out, indent=2)
+            print(file=out)
+        else:
+            print("\n".join(f"{p.severity}: {p.message}\n  fix: {p.fix}" for p in found), file=out)
+        return 1
+    result = report(config, include_defaults=include_defaults, found=found)
     if as_json:
         json.dump(result.to_dict(), out, indent=2)
         print(file=out)
     else:
         print(result.render(), file=out)
-    return 0 if result.ok else 1
+    return 0 if (result.clean if strict else result.ok) else 1

@@ -35,10 +35,9 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 import attrs
 
 from . import claims as jwt_claims
-from .config_report import Problem, canonical_key, config_file, problems, user_key
+from .config_report import Problem, canonical_key, check, config_file, user_key
 from .errors import (
     CommandError,
-    ConfigError,
     DiscoveryError,
     FlyteAuthError,
     InteractionRequired,
@@ -112,17 +111,6 @@ def _host_port(target: str, plaintext: bool) -> tuple[str, int]:
     if not sep or not port.isdigit() or (host.startswith("[") != host.endswith("]")):
         host, port = target, "80" if plaintext else "443"
     return host.strip("[]"), int(port)
-
-
-def _key_in(message: str) -> tuple[str | None, str | None]:
-    """The key a loader error names first (``admin.insecure``, ``$FLYTE_ADMIN_INSECURE``) and its state."""
-    if message.startswith("No Flyte endpoint"):
-        return "admin.endpoint", "unset"
-    match = re.match(r"((?:admin|flyteauth)\.[\w.]+|\$?FLYTE[A-Z0-9_]*|\[\w+\] \w+)", message)
-    if match is None:
-        return None, None
-    key = match.group(1)
-    return (key if key.startswith(("admin", "flyteauth", "$", "[")) else f"${key}"), "wrong"
 
 
 def _ms(seconds: float) -> str:
@@ -207,18 +195,18 @@ class Doctor:
 
     # -- 1. config --------------------------------------------------------------------------------------
     def check_config(self) -> tuple[str, dict[str, Any]]:
-        from .config import load_config
         from .http import RetryPolicy
         from .session import AuthSession
 
-        try:
-            config = load_config(self.config_path, env=self.env)
-        except ConfigError as error:
-            key, state = _key_in(error.message)
-            raise _Fail(error.message, error.hint or (f"Fix {key}" if key else "Fix the config named above"),
-                        key, state) from None
+        # The one list `flyteauth config` prints, with the same severities: an error fails this step, a
+        # warning (a misspelt key, a secret file others can read) is shown and every network step still runs.
+        config, found = check(self.config_path, env=self.env)
+        if config is None:
+            first = found[-1]  # what stopped the load; values rejected before it are listed below
+            raise _Fail(first.message + (f" (and {len(found) - 1} more below)" if len(found) > 1 else ""),
+                        first.fix, first.key, first.state,
+                        **({"problems": [attrs.asdict(p) for p in (first, *found[:-1])]} if len(found) > 1 else {}))
         self.config = config
-        found = problems(config, self.env)
         details: dict[str, Any] = {"file": config_file(config) or "(none)", "auth_type": config.resolved_auth_type,
                                    "auth_type_reason": config.auth_type_reason}
         errors = [p for p in found if p.severity == "error"]
@@ -232,7 +220,9 @@ class Doctor:
             self.session = AuthSession(config, interactive=False, retry=RetryPolicy(attempts=1))
         except FlyteAuthError as error:
             raise _Fail(error.message, error.hint or "Fix the setting named above", **details) from None
-        summary = f"{details['file']}; authType {self.session.auth_type} ({config.auth_type_reason})"
+        # "explicit authType (<file>:admin.authType)" would say authType twice on one line
+        reason = re.sub(r"^explicit authType \((.*?)\)", r"set by \1", config.auth_type_reason)
+        summary = f"{details['file']}; authType {self.session.auth_type} ({reason})"
         if found:
             details["problems"] = [attrs.asdict(p) for p in found]
         if found and found[0].severity == "warning":
@@ -450,7 +440,20 @@ class Doctor:
             raise _Warn(f"{summary}; this machine's clock differs from the IdP's by "
                         f"{details['idp_clock_offset_s']:+.0f} s", "Synchronise this machine's clock (NTP)",
                         **details)
+        differs = self._token_url_differs()
+        if differs:
+            raise _Warn(f"{summary}; {differs}", f"Remove {token_key} unless the server's advertised endpoint is "
+                        "wrong (then both should be fixed)", token_key, **details)
         return summary, details
+
+    def _token_url_differs(self) -> str:
+        """What to say when the configured token endpoint is not the one discovery returned ("" if it is)."""
+        config = self._config()
+        advertised = self.server.token_endpoint if self.server is not None else ""
+        if not config.token_url or not advertised or config.token_url.rstrip("/") == advertised.rstrip("/"):
+            return ""
+        return (f"{user_key(config, 'token_url')} ({config.token_url}) is not the token endpoint the server "
+                f"advertises ({advertised})")
 
     def _reach_idp(self, config: AuthConfig, url: str, proxy_and_key: tuple[str, str], token_key: str,
                    details: dict[str, Any]) -> Any:
@@ -515,34 +518,8 @@ class Doctor:
             raise _Skip(f"authType {session.auth_type} sends no token")
         try:
             token = session.get_token()
-        except InteractionRequired as error:
-            raise _Fail(f"authType {session.auth_type} needs a login in a browser or with a device code, and "
-                        "no stored login is usable; the doctor does not open a browser",
-                        "Run `flyteauth login`, then run `flyteauth doctor` again",
-                        error=error.message) from None
-        except InvalidClientError as error:
-            key, state = self._credential_key(config)
-            raise _Fail(f"the IdP rejected client {config.client_id!r}: {error.message}",
-                        self._with_quirks(f"Check the secret {key} provides (and {user_key(config, 'client_id')}, "
-                                          f"{user_key(config, 'token_endpoint_auth_method')} = "
-                                          f"{config.token_endpoint_auth_method})", error),
-                        key, state) from None
-        except InvalidGrantError as error:
-            raise _Fail(f"the stored login is no longer valid ({error.message})", "Run `flyteauth login`") from None
-        except TokenRequestError as error:
-            key, fix = {"invalid_scope": ("scopes", "Ask for scopes the IdP grants this client"),
-                        "invalid_target": ("audience", "Set it to an audience the IdP knows"),
-                        "unauthorized_client": ("auth_type", "This client may not use this grant at the IdP"),
-                        }.get(error.error or "", ("", error.hint or "See the IdP's message"))
-            named = user_key(config, key) if key else None
-            raise _Fail(error.message, self._with_quirks(f"{named}: {fix}" if named else fix, error), named,
-                        "wrong" if named and getattr(config, key) else ("unset" if named else None)) from None
-        except CommandError as error:
-            key = user_key(config, "command")
-            raise _Fail(error.message, error.hint or f"Run the command in {key} by hand and fix it", key,
-                        "wrong") from None
         except FlyteAuthError as error:
-            raise _Fail(error.message, error.hint or "See the message") from None
+            raise self._token_failure(error) from None
         now = time.time()
         stats = session.manager.stats
         details: dict[str, Any] = {
@@ -588,6 +565,55 @@ class Doctor:
                                    audience_in_token=(expected in details["audience"]) if jwt and expected else None)
         if quirks:
             raise _Warn(f"{summary}; {self._idp_profile().display} needs more", quirks, **details)
+
+    def _token_failure(self, error: FlyteAuthError) -> _Fail:
+        """Step 5's failure for ``error``, naming the key to change."""
+        config, session = self._config(), self._session()
+        if isinstance(error, InteractionRequired):
+            return _Fail(f"authType {session.auth_type} needs a login in a browser or with a device code, and "
+                         "no stored login is usable; the doctor does not open a browser",
+                         "Run `flyteauth login`, then run `flyteauth doctor` again",
+                         error=error.message)
+        if isinstance(error, InvalidClientError):
+            key, state = self._credential_key(config)
+            fix = (f"Check the secret {key} provides (and {user_key(config, 'client_id')}, "
+                   f"{user_key(config, 'token_endpoint_auth_method')} = {config.token_endpoint_auth_method})")
+            summary, differs = self._idp_said(f"the IdP rejected client {config.client_id!r}: {error.message}", error)
+            if differs and self.server is not None:  # the likelier cause: another IdP does not know this client
+                key, state = user_key(config, "token_url"), "wrong"
+                fix = f"Remove {key} to use the advertised {self.server.token_endpoint}; if it is right: {fix}"
+            return _Fail(summary, self._with_quirks(fix, error), key, state, **self._said_details(error))
+        if isinstance(error, InvalidGrantError):
+            return _Fail(f"the stored login is no longer valid ({error.message})", "Run `flyteauth login`")
+        if isinstance(error, TokenRequestError):
+            key, fix = {"invalid_scope": ("scopes", "Ask for scopes the IdP grants this client"),
+                         "invalid_target": ("audience", "Set it to an audience the IdP knows"),
+                         "unauthorized_client": ("auth_type", "This client may not use this grant at the IdP"),
+                         }.get(error.error or "", ("", error.hint or "See the IdP's message above"))
+            summary, differs = self._idp_said(error.message, error)
+            if differs and self.server is not None:  # the likelier cause: a token endpoint of another IdP
+                key, fix = "token_url", f"Remove it to use the advertised {self.server.token_endpoint}"
+            named = user_key(config, key) if key else None
+            return _Fail(summary, self._with_quirks(f"{named}: {fix}" if named else fix, error), named,
+                         "wrong" if named and getattr(config, key) else ("unset" if named else None),
+                         **self._said_details(error))
+        if isinstance(error, CommandError):
+            key = user_key(config, "command")
+            return _Fail(error.message, error.hint or f"Run the command in {key} by hand and fix it", key,
+                         "wrong")
+        return _Fail(error.message, error.hint or "See the message")
+
+    def _idp_said(self, summary: str, error: TokenRequestError) -> tuple[str, str]:
+        """``summary`` with the IdP's own words (masked and cut short by the provider) and, when the configured
+        token endpoint is not the advertised one, that too; and the latter alone ("" when they agree)."""
+        if error.idp_message and error.idp_message not in summary:
+            summary += f"; the IdP said: {error.idp_message}"
+        differs = self._token_url_differs()
+        return (f"{summary}; {differs}" if differs else summary), differs
+
+    @staticmethod
+    def _said_details(error: TokenRequestError) -> dict[str, Any]:
+        return {"idp_message": error.idp_message} if error.idp_message else {}
 
     def _credential_key(self, config: AuthConfig) -> tuple[str, str]:
         if config.token_endpoint_auth_method == "private_key_jwt":
@@ -749,6 +775,9 @@ def render_step(result: StepResult) -> str:
         lines.append(f"      fix: {result.fix}" + (f"  [{result.key}: {result.key_state}]"
                                                    if result.key and result.key_state else ""))
     for name, value in result.details.items():
+        if result.name == "config" and name in ("file", "auth_type", "auth_type_reason") and (
+                f"authType {result.details.get('auth_type')} (" in result.summary):
+            continue  # the summary line says them
         if name == "problems":
             for problem in value[1:] if result.status in ("fail", "warn") else value:  # the first is the summary
                 lines += [f"      {problem['severity']}: {problem['message']}", f"        fix: {problem['fix']}"]

@@ -7,6 +7,8 @@ the token lifecycle whether stored credentials must be kept (always, for transie
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class FlyteAuthError(Exception):
     """Base class of every error raised by flyteauth."""
@@ -21,6 +23,38 @@ class FlyteAuthError(Exception):
 
 class ConfigError(FlyteAuthError):
     """The configuration is missing a value, has a malformed one, or names something absent."""
+
+
+class MissingExtraError(ConfigError, ImportError):
+    """An optional dependency is not installed; says which ``flyteauth[extra]`` installs it.
+
+    Also an ``ImportError`` (code that guarded the import keeps working) and a ``ConfigError`` (what the
+    config names cannot run here).  ``extra``: the extra's name (``connect``); ``package``: the module that
+    is missing (``connectrpc``).
+    """
+
+    def __init__(self, what: str, *, extra: str, package: str) -> None:
+        self.extra = extra
+        self.package = package
+        super().__init__(
+            f"{what} needs the {package!r} package, which is not installed",
+            hint=f"Install the extra: pip install 'flyteauth[{extra}]' (from a clone of the repository: "
+            f"pip install -e '.[{extra}]')",
+        )
+        self.name = package  # ImportError's attribute: the missing module
+
+
+def import_extra(module: str, *, extra: str, package: str, what: str) -> Any:
+    """``importlib.import_module(module)``, turning "``package`` is not installed" into a
+    :class:`MissingExtraError` naming ``flyteauth[extra]`` (any other import failure propagates)."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or (exc.name != package and not exc.name.startswith(f"{package}.")):
+            raise
+        raise MissingExtraError(what, extra=extra, package=package) from None
 
 
 class UntrustedConfigError(ConfigError):
@@ -95,11 +129,14 @@ class TokenRequestError(TokenError):
         error: str | None = None,
         hint: str | None = None,
         transient: bool = False,
+        idp_message: str | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.status = status
         self.error = error
         self.transient = transient
+        #: What the IdP's body said, cut short, long opaque strings masked (doctor shows it).
+        self.idp_message = idp_message
         where = f"{endpoint} (HTTP {status})" if status is not None else endpoint
         super().__init__(f"{message} at {where}", hint=hint)
 

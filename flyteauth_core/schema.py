@@ -120,9 +120,10 @@ def mask(spec: Setting | None, value: Any) -> str:
 
 
 def markdown_table(settings: dict[str, Setting], defaults: dict[str, Any]) -> str:
-    """The README's table of keys: YAML key, INI key, environment variables, default, meaning."""
-    rows = ["| `admin:` / `flyteauth:` key | flytekit INI | environment | default | what |",
-            "| --- | --- | --- | --- | --- |"]
+    """The README's table of keys: YAML key, Python name (``AuthConfig(...)`` and ``load_config(...)``
+    keyword), INI key, environment variables, default, meaning."""
+    rows = ["| `admin:` / `flyteauth:` key | Python (`AuthConfig`) | flytekit INI | environment | default | what |",
+            "| --- | --- | --- | --- | --- | --- |"]
     for name, spec in settings.items():
         envs = [v for names in spec.env_names().values() for v in names]
         yaml = f"`{spec.yaml}`" if spec.yaml else "(not in YAML)"
@@ -133,5 +134,5 @@ def markdown_table(settings: dict[str, Setting], defaults: dict[str, Any]) -> st
         else:
             shown = "" if default in (None, (), "") else f"`{default if isinstance(default, str) else repr(default)}`"
         what = f"*{COMPAT}* ({spec.compat})" if spec.compat else spec.doc
-        rows.append(f"| {yaml} | {ini} | {', '.join(f'`{v}`' for v in envs)} | {shown} | {what} |")
+        rows.append(f"| {yaml} | `{name}=` | {ini} | {', '.join(f'`{v}`' for v in envs)} | {shown} | {what} |")
     return "\n".join(rows)

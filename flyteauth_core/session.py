@@ -254,6 +254,10 @@ class AuthSession:
         else:
             registration = self._registry.authenticator(config.resolved_auth_type)
             self.auth_type = registration.name
+            if config.auth_type and config.auth_type != registration.name:
+                # Plugins see the registered name whatever the user wrote ("globex", an alias), as events do:
+                # `config.auth_type == "Globex"` holds in providers, stores, interceptors and requests.
+                config = self.config = attrs.evolve(config, auth_type=registration.name)
             #: Registered with ``anonymous=True`` (NoAuth): sends no token, so no store and no manager use.
             self.anonymous = registration.anonymous
             self._default_store = registration.default_store
@@ -496,16 +500,13 @@ class AuthSession:
         return AioAuthChannel(channel, self.interceptor)
 
     def connect_interceptors(self) -> list[Any]:
-        """Interceptors for async ConnectRPC clients (flyte 2.x's wire): ``Client(url, interceptors=...)``."""
-        from .transports.connect import ConnectAuth
-
-        return [ConnectAuth(self.interceptor)]
+        """Interceptors for async ConnectRPC clients (flyte 2.x's wire): ``Client(url, interceptors=...)``.
+        Needs ``flyteauth[connect]`` (else :class:`~flyteauth_core.errors.MissingExtraError`)."""
+        return [_connect_transport("session.connect_interceptors()").ConnectAuth(self.interceptor)]
 
     def connect_interceptors_sync(self) -> list[Any]:
         """Interceptors for sync ConnectRPC clients (``...ClientSync(url, interceptors=...)``)."""
-        from .transports.connect import ConnectAuthSync
-
-        return [ConnectAuthSync(self.interceptor)]
+        return [_connect_transport("session.connect_interceptors_sync()").ConnectAuthSync(self.interceptor)]
 
     def httpx_auth(self) -> Any:
         """An ``httpx2.Auth`` carrying the same token to the Flyte endpoint's origin and ``authOrigins``.
@@ -597,3 +598,10 @@ class AuthSession:
     def __repr__(self) -> str:
         auth_type = self.__dict__.get("auth_type") or self.config.auth_type  # repr never wires the session
         return f"AuthSession(endpoint={self.config.endpoint!r}, auth_type={auth_type!r})"
+
+
+def _connect_transport(what: str) -> Any:
+    """``transports.connect``, or a MissingExtraError naming ``flyteauth[connect]`` without connectrpc."""
+    from .errors import import_extra
+
+    return import_extra("flyteauth_core.transports.connect", extra="connect", package="connectrpc", what=what)

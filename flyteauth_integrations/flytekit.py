@@ -1,7 +1,8 @@
 """flytekit plugin: ``authType: flyteauth`` makes ``pyflyte`` and ``FlyteRemote`` authenticate through flyteauth.
 
-Install ``flyteauth[flytekit]`` (flytekit >= 1.16.24, which looks up unknown auth types in the entry-point
-group ``flytekit.auth``; we register ``flyteauth`` there) and write, in the config flytekit already reads::
+Install the ``flytekit`` extra (``pip install -e '.[flytekit]'`` from a clone; flytekit >= 1.16.24, which
+looks up unknown auth types in the entry-point group ``flytekit.auth``; we register ``flyteauth`` there) and
+write, in the config flytekit already reads::
 
     admin:
       endpoint: dns:///flyte.example.com
@@ -33,13 +34,18 @@ What the plugin guarantees, and why:
   with ``TokenRejectedError`` for a few seconds.  Guessing success from the next call would be unsound
   (a retry rejected again is returned without a second ``refresh_credentials()``).
 * **Where the ``flyteauth:`` section comes from.**  flytekit hands the factory its ``PlatformConfig`` but
-  never the file it read.  We find the file the way flytekit does (``FLYTECTL_CONFIG`` or pyflyte's
-  ``--config``, ``./flytekit.config``, ``~/.flyte/config``, ``~/.flyte/config.yaml``), then ``UCTL_CONFIG``.
-  Code that calls ``Config.auto(config_file="x.yaml")`` must also tell us: call
-  :func:`use_config_file` with the same path (or set ``FLYTECTL_CONFIG``).  A ``./flytekit.config`` that
-  the search found in the working tree is used to authenticate only once ``flyteauth trust`` recorded it,
-  as our own search does (``flyteauth_core.trust``); a file named by ``use_config_file``, ``pyflyte
-  --config``, ``$FLYTECTL_CONFIG`` or in ``~/.flyte/`` is the user's choice.
+  never the file it read.  :mod:`flyteauth_integrations.flytekit_hook` (a ``flytekit.plugins`` entry point,
+  loaded by ``import flytekit``) marks every ``PlatformConfig`` that ``PlatformConfig.auto`` /
+  ``Config.auto(config_file=...)`` returns with the file it was read from, so
+  ``FlyteRemote(Config.auto(config_file="x.yaml"))`` needs nothing else.  A ``PlatformConfig`` built by hand
+  falls back to :func:`use_config_file`, the newest file ``Config.auto`` read, then flytekit's own search
+  (``FLYTECTL_CONFIG`` or pyflyte's ``--config``, ``./flytekit.config``, ``~/.flyte/config``,
+  ``~/.flyte/config.yaml``), then ``UCTL_CONFIG``.  A ``./flytekit.config`` that the search found in the
+  working tree is used to authenticate only once ``flyteauth trust`` recorded it, as our own search does
+  (``flyteauth_core.trust``); a file named in code (``Config.auto(config_file=...)``, ``use_config_file``),
+  by ``pyflyte --config``, ``$FLYTECTL_CONFIG`` or in ``~/.flyte/`` is the user's choice.
+* **No silent browser login.**  ``admin.authType: flyteauth`` with no ``flyteauth:`` section naming a
+  provider is a ``ConfigError`` at first use, naming the section (never a fall-back to Pkce).
 * **flytekit forces ClientSecret** whenever ``admin.clientSecretLocation`` or ``admin.clientSecretEnvVar``
   is set (``PlatformConfig.auto``), and then never calls this plugin: keep those two keys in ``flyteauth:``.
 
@@ -56,8 +62,16 @@ import threading
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from flytekit.clients.auth.authenticator import Authenticator, ClientConfigStore
-from flytekit.clients.auth.keyring import Credentials
+from flyteauth_core.errors import MissingExtraError
+
+try:
+    from flytekit.clients.auth.authenticator import Authenticator, ClientConfigStore
+    from flytekit.clients.auth.keyring import Credentials
+except ModuleNotFoundError as _missing:  # imported without flytekit: name the extra
+    if (_missing.name or "").split(".")[0] != "flytekit":
+        raise
+    raise MissingExtraError("flyteauth_integrations.flytekit (admin.authType: flyteauth)", extra="flytekit",
+                            package="flytekit") from None
 
 if TYPE_CHECKING:
     from flytekit.configuration import PlatformConfig
@@ -76,17 +90,22 @@ _explicit_config: str | None = None
 
 
 def use_config_file(path: str | os.PathLike[str] | None) -> None:
-    """Read the ``flyteauth:`` section from ``path`` (what you passed to ``Config.auto(config_file=...)``).
+    """Read the ``flyteauth:`` section from ``path`` for ``PlatformConfig`` objects built by hand.
 
-    flytekit does not tell plugins which file it read; without this call the plugin searches like flytekit.
+    Not needed for ``Config.auto(config_file=...)``: that config carries its file (see the module docstring).
     ``None`` restores the search.
     """
     global _explicit_config
     _explicit_config = None if path is None else os.fspath(path)
 
 
-def config_file() -> str | None:
-    """The file flytekit reads when given no path, else ``$UCTL_CONFIG``; None when there is none."""
+def config_file(cfg: PlatformConfig | None = None) -> str | None:
+    """The file ``cfg`` was read from (``Config.auto(config_file=...)``); else :func:`use_config_file`'s;
+    else the newest file ``Config.auto`` read; else the file flytekit reads when given no path, else
+    ``$UCTL_CONFIG``; None when there is none."""
+    found_for_cfg = _hooked_source(cfg)
+    if found_for_cfg is not None:
+        return found_for_cfg[0]
     if _explicit_config is not None:
         return _explicit_config
     from flytekit.configuration.file import get_config_file
@@ -98,15 +117,39 @@ def config_file() -> str | None:
     return uctl if uctl and os.path.isfile(os.path.expanduser(uctl)) else None
 
 
+def _hooked_source(cfg: PlatformConfig | None) -> tuple[str, bool] | None:
+    """``(file, named by the caller)`` the flytekit hook recorded for ``cfg`` (see flytekit_hook); for a
+    ``PlatformConfig`` it never saw (built by hand, or copied by ``Config.for_endpoint``) with no explicit
+    :func:`use_config_file`, the newest file ``Config.auto`` read."""
+    if cfg is None:
+        return None
+    from . import flytekit_hook
+
+    if getattr(cfg, flytekit_hook.ATTRIBUTE, None) is not None:
+        return flytekit_hook.source_of(cfg)  # its own mark (None: flytekit read no file for it)
+    if _explicit_config is not None:
+        return None  # use_config_file() decides for configs the hook never saw
+    return flytekit_hook.source_of(cfg) or flytekit_hook.last_source()
+
+
+def named_in_code(cfg: PlatformConfig | None) -> bool:
+    """Whether ``cfg``'s file was named by the caller (``Config.auto(config_file=...)``, ``for_endpoint``,
+    :func:`use_config_file`): the user's choice, not a file flytekit's search found in the working tree."""
+    if _explicit_config is not None:
+        return True
+    found = _hooked_source(cfg)
+    return bool(found and found[1])
+
+
 #: What ``pyflyte --config PATH`` sets for flytekit's search.
 _PYFLYTE_CONFIG_ENV = "_FLYTECTL_CONFIG_PYFLYTE_OVERRIDE"
 
 
-def _found_by_search(path: str) -> bool:
+def _found_by_search(path: str, cfg: PlatformConfig | None = None) -> bool:
     """Whether flytekit's search found ``path`` (``./flytekit.config``) rather than the user naming it
-    (:func:`use_config_file`, ``pyflyte --config``; ``$FLYTECTL_CONFIG`` and ``~/.flyte/`` are exempted by
-    ``load_config`` itself)."""
-    if _explicit_config is not None:
+    (``Config.auto(config_file=...)``, :func:`use_config_file`, ``pyflyte --config``; ``$FLYTECTL_CONFIG`` and
+    ``~/.flyte/`` are exempted by ``load_config`` itself)."""
+    if _explicit_config is not None or named_in_code(cfg):
         return False
     named = os.environ.get(_PYFLYTE_CONFIG_ENV)
     return not (named and os.path.realpath(os.path.expanduser(named)) == os.path.realpath(path))
@@ -140,9 +183,18 @@ def resolve_config(cfg: PlatformConfig, path: str | None) -> AuthConfig:
     if path is not None:
         # A file flytekit's search found (./flytekit.config) needs trust like ours does; one named by
         # use_config_file() is the user's choice (load_config exempts $FLYTECTL_CONFIG and ~/.flyte/ itself).
-        config = load_config(path, found=_found_by_search(path), **overrides)
+        config = load_config(path, found=_found_by_search(path, cfg), **overrides)
         if not _same_endpoint(config.endpoint, cfg.endpoint):
             config = attrs.evolve(config, endpoint=cfg.endpoint)
+    elif not cfg.client_credentials_secret:
+        from flyteauth_core.errors import ConfigError
+
+        raise ConfigError(
+            f"flytekit's authType is {cfg.auth_mode!r} (flyteauth), but no config file with a flyteauth: section "
+            "was found, so no provider is chosen (it would fall back to a browser login, Pkce)",
+            hint="Pass the file to flytekit (Config.auto(config_file=path)) or set FLYTECTL_CONFIG, and give it "
+            "a flyteauth: section naming the provider (e.g. authType: ClientSecret)",
+        )
     else:
         config = AuthConfig(endpoint=cfg.endpoint, client_id=cfg.client_id or None,
                             client_secret=cfg.client_credentials_secret or None, scopes=tuple(cfg.scopes or ()),
@@ -157,7 +209,7 @@ def session_for(cfg: PlatformConfig) -> AuthSession:
     """The process-wide AuthSession for flytekit's ``cfg`` (one per endpoint and config)."""
     from flyteauth_core.commands.token import cache_key
 
-    path = config_file()
+    path = config_file(cfg)
     connection = _connection(cfg)
     key = (cfg.endpoint, cache_key(path), tuple(sorted(connection.items())), cfg.client_id,
            tuple(cfg.scopes or ()), cfg.audience)

@@ -47,6 +47,24 @@ def idp_profile(config: AuthConfig, url: str) -> IdpProfile:
     return recognise(url, IDP_PROFILE.read(config))
 
 
+#: Long runs of token characters (access/refresh tokens, secrets, assertions) in an IdP's error text.
+_OPAQUE = re.compile(r"[A-Za-z0-9._~+=-]{24,}")
+
+
+def idp_excerpt(response: Any, limit: int = 200) -> str | None:
+    """The IdP's own words from an error response, for a human: markup dropped, whitespace collapsed, cut at
+    ``limit``, long opaque strings (a token or secret it may echo) replaced by ``****``."""
+    try:
+        text = response.text
+    except Exception:  # an undecodable body
+        return None
+    text = " ".join(re.sub(r"<[^>]*>", " ", str(text or "")).split())
+    if not text:
+        return None
+    text = _OPAQUE.sub("****", text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def raise_for_error(response: Any, endpoint: str) -> Any:
     """Return the JSON body of a successful response, or raise the typed error it means."""
     status = response.status_code
@@ -61,17 +79,18 @@ def raise_for_error(response: Any, endpoint: str) -> Any:
                                      endpoint=endpoint, status=status)
         return body
     error, text, entra = _describe(body)
+    said = idp_excerpt(response)
     if error == "invalid_client" or (status == 401 and error is None):
         raise InvalidClientError(
             f"Identity provider rejected the client credentials{text}", endpoint=endpoint, status=status,
             error=error, hint=entra or "Check the client id and secret (admin.clientId, admin.clientSecretLocation "
-            "or admin.clientSecretEnvVar) and the token endpoint auth method",
+            "or admin.clientSecretEnvVar) and the token endpoint auth method", idp_message=said,
         )
     if error == "invalid_grant":
         raise InvalidGrantError(f"The grant is no longer valid{text}", endpoint=endpoint, status=status,
-                                error=error, hint=entra or "Log in again with `flyteauth login`")
+                                error=error, hint=entra or "Log in again with `flyteauth login`", idp_message=said)
     raise TokenRequestError(f"Token request failed{text or ' with an unexpected response'}",
-                            endpoint=endpoint, status=status, error=error, hint=entra)
+                            endpoint=endpoint, status=status, error=error, hint=entra, idp_message=said)
 
 
 class TokenEndpoint:

@@ -65,7 +65,7 @@ def choose_backend() -> tuple[Any, str]:
         import keyring
         import keyring.backend
     except ImportError:
-        return None, "the keyring package is not installed"
+        return None, "the keyring package is not installed (pip install 'flyteauth[keyring]')"
     try:
         current = keyring.get_keyring()
     except Exception as exc:

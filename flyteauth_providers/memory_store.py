@@ -13,6 +13,10 @@ from flyteauth_core.token import Token
 class MemoryTokenStore:
     """Keeps tokens in a dict; nothing survives the process."""
 
+    #: Nothing is kept beyond the process: ``flyteauth login``/``status``/``logout`` say so instead of
+    #: pretending to store a login (a store without this attribute is taken as persistent).
+    persistent = False
+
     def __init__(self, config: AuthConfig | None = None) -> None:
         self._tokens: dict[str, Token] = {}
         self._lock = threading.Lock()
@@ -27,6 +31,9 @@ class MemoryTokenStore:
     def delete(self, key: str) -> None:
         with self._lock:
             self._tokens.pop(key, None)
+
+    def describe(self) -> str:
+        return "memory (this process only; nothing is kept)"
 
 
 @hookimpl

@@ -276,6 +276,16 @@ def _keys(key_file: Any, inline: str | None) -> tuple[bytes, ...]:
     return tuple(keys)
 
 
+def _require_redis() -> None:
+    """A MissingExtraError naming ``flyteauth[redis]`` when redis-py is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("redis") is None:
+        from flyteauth_core.errors import MissingExtraError
+
+        raise MissingExtraError("tokenStore: redis", extra="redis", package="redis")
+
+
 def make_client(settings: RedisSettings) -> Any:
     """A redis-py client whose every command gives up after ``settings.timeout`` (no retries).
 
@@ -540,6 +550,7 @@ class RedisTokenStore:
 
     def __init__(self, config: AuthConfig | None = None, *, settings: RedisSettings | None = None,
                  fallback: Any = None) -> None:
+        _require_redis()  # before the key checks: without the extra, installing it is the first fix
         self.settings = settings or redis_settings(config)
         self._config = config
         self._fernet: Any = None

@@ -423,7 +423,7 @@ def test_flyteauth_config_output_for_a_file_and_env_mix(tmp_path: Path) -> None:
                FLYTE_PLATFORM_INSECURE="true")
     result = subprocess.run([sys.executable, "-m", "flyteauth_core.cli", "config", "--config", str(config)],
                             capture_output=True, text=True, env=env, timeout=60, check=False)
-    assert result.returncode == 1, result.stderr  # useAuth is deprecated: a problem
+    assert result.returncode == 0, result.stderr  # useAuth is deprecated: a warning (exit 1 with --strict)
     out = result.stdout
     rows = {line.split()[0]: line for line in out.splitlines() if line.startswith(("admin.", "$"))}
     assert rows["admin.endpoint"].split() == ["admin.endpoint", "dns:///flyte.example.com:443", str(config)]
@@ -444,7 +444,8 @@ def test_flyteauth_config_reports_a_bad_boolean(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "flyteauth_core.cli", "config"], capture_output=True, text=True,
                             env=env, timeout=60, check=False, cwd=tmp_path)
     assert result.returncode == 1
-    assert "FLYTE_ADMIN_INSECURE must be a boolean" in result.stderr
+    assert "error: FLYTE_ADMIN_INSECURE must be a boolean" in result.stdout  # in the report, with the rest
+    assert "fix: Fix $FLYTE_ADMIN_INSECURE" in result.stdout
 
 
 # -- sessions built only from one SDK's env vars, against the real IdP ----------------------------------

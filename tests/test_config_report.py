@@ -52,11 +52,14 @@ def test_a_good_config_shows_the_users_keys_and_exits_0(tmp_path: Path) -> None:
     assert SECRET not in out + result.stderr
 
 
-def test_a_misspelt_key_exits_non_zero_and_names_the_right_key(tmp_path: Path) -> None:
+def test_a_misspelt_key_is_a_warning_that_names_the_right_key(tmp_path: Path) -> None:
+    """A warning, as at runtime (logged, and the session works): exit 0; 1 with --strict.  (0.2.0: an error,
+    exit 1, while the runtime only warned.)"""
     config = user_config(tmp_path, "  clientSecretLocaton: /somewhere\n")
     result = flyteauth("config", "--config", str(config))
-    assert result.returncode == 1
-    assert "admin.clientSecretLocaton is not a key flyteauth reads" in result.stdout
+    assert result.returncode == 0, result.stdout
+    assert flyteauth("config", "--strict", "--config", str(config)).returncode == 1
+    assert "warning: admin.clientSecretLocaton is not a key flyteauth reads" in result.stdout
     assert "Rename admin.clientSecretLocaton to admin.clientSecretLocation" in result.stdout
     assert "client_secret_location" not in result.stdout
     assert result.stderr.count("clientSecretLocaton") == 0  # reported in the table, not also as a log warning
@@ -81,8 +84,8 @@ def test_the_misspelt_key_and_the_missing_file_together(tmp_path: Path) -> None:
     config.write_text(f"admin:\n  endpoint: dns:///flyte.example.com\n  authType: ClientSecret\n  clientId: ci\n"
                       f"  clientSecretLocaton: /x\n  clientSecretLocation: {tmp_path / 'missing'}\n")
     data = json.loads(flyteauth("config", "--json", "--config", str(config)).stdout)
-    assert [(p["key"], p["state"]) for p in data["problems"]] == [("admin.clientSecretLocaton", "unknown"),
-                                                                  ("admin.clientSecretLocation", "wrong")]
+    assert [(p["key"], p["state"]) for p in data["problems"]] == [("admin.clientSecretLocation", "wrong"),
+                                                                  ("admin.clientSecretLocaton", "unknown")]
 
 
 def test_flyteauth_token_prints_the_warning_once_and_an_error_that_does_not_say_set_it_again(tmp_path: Path) -> None:
@@ -114,10 +117,13 @@ def test_an_unset_secret_location_is_called_unset(tmp_path: Path) -> None:
     assert "is unset" in problem.message and "/etc/secrets/client_secret" in problem.message
 
 
-def test_a_secret_file_readable_by_others_is_a_problem(tmp_path: Path) -> None:
+def test_a_secret_file_readable_by_others_is_a_warning(tmp_path: Path) -> None:
+    """One severity (a warning) in `flyteauth config`, doctor and at runtime; 0.2.0 exited 1 here while doctor
+    said WARN and the runtime said nothing."""
     config = user_config(tmp_path, "", mode=0o644)
     result = flyteauth("config", "--config", str(config))
-    assert result.returncode == 1
+    assert result.returncode == 0 and "warning: " in result.stdout
+    assert flyteauth("config", "--strict", "--config", str(config)).returncode == 1
     assert "readable by others (mode 0644)" in result.stdout and f"chmod 600 {tmp_path / 'secret'}" in result.stdout
 
 
@@ -303,3 +309,34 @@ def test_secret_errors_name_keys_in_the_section_the_user_wrote(tmp_path: Path) -
         load_config(config, env={}).resolve_client_secret()
     assert str(unset.value).startswith("flyteauth.clientSecretEnvVar names 'FLYTEAUTH_TEST_UNSET_SECRET_VAR'")
     assert "fix flyteauth.clientSecretEnvVar" in str(unset.value)
+
+
+def test_a_bad_value_does_not_hide_the_other_problems(tmp_path: Path) -> None:
+    """0.2.0 printed only ``insecure: "maybe"``'s error; now every problem is listed, errors first."""
+    config = user_config(tmp_path, '  insecure: "maybe"\n  httpTimeout: soon\n  clientIdd: x\n', secret=False)
+    result = flyteauth("config", "--json", "--config", str(config))
+    assert result.returncode == 1
+    found = [(p["severity"], p["key"]) for p in json.loads(result.stdout)["problems"]]
+    assert found == [("error", "admin.insecure"), ("error", "admin.httpTimeout"),
+                     ("error", "admin.clientSecretLocation"), ("warning", "admin.clientIdd")]
+    text = flyteauth("config", "--config", str(config)).stdout
+    assert "error: admin.insecure must be a boolean" in text and "warning: admin.clientIdd" in text
+
+
+def test_no_endpoint_is_listed_with_the_values_rejected_before_it(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("admin:\n  insecure: maybe\n")
+    result = flyteauth("config", "--config", str(config))
+    assert result.returncode == 1
+    assert "error: admin.insecure must be a boolean" in result.stdout
+    assert "error: No Flyte endpoint configured" in result.stdout
+
+
+def test_the_runtime_warns_once_about_a_secret_file_others_can_read(tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """The same severity as `flyteauth config` and doctor: a warning (0.2.0 said nothing at runtime)."""
+    config = load_config(user_config(tmp_path, "", mode=0o644), env={})
+    with caplog.at_level(logging.DEBUG, logger="flyteauth.config"):
+        assert config.resolve_client_secret() == SECRET
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING and "readable by others" in r.getMessage()]
+    assert len(warned) == 1 and "chmod 600" in warned[0].getMessage()

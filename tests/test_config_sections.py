@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from flyteauth_core.config import load_config
+from flyteauth_core.errors import ConfigError
 from flyteauth_core.options import Source
 
 ENDPOINT = "dns:///flyte.example.invalid:443"
@@ -56,9 +57,25 @@ def test_flyteauth_section_wins_over_admin_key_by_key(tmp_path: Path) -> None:
 
 
 def test_admin_auth_type_flyteauth_is_the_sdk_hook_not_a_provider(tmp_path: Path) -> None:
-    path = write(tmp_path, f"admin:\n  endpoint: {ENDPOINT}\n  authType: flyteauth\nflyteauth:\n  clientId: c\n")
+    path = write(tmp_path, f"admin:\n  endpoint: {ENDPOINT}\n  authType: flyteauth\nflyteauth:\n  clientId: c\n"
+                           "  clientSecretLocation: /run/secrets/flyte\n")
     config = load_config(path, env={})
-    assert config.auth_type is None and config.resolved_auth_type == "Pkce"
+    assert config.auth_type is None and config.resolved_auth_type == "ClientSecret"  # inferred, as without the hook
+
+
+@pytest.mark.parametrize("flyteauth_section", ["", "flyteauth:\n  clientId: c\n"])
+def test_the_sdk_hook_with_no_provider_is_an_error_never_a_silent_pkce(tmp_path: Path, flyteauth_section: str) -> None:
+    """0.2.0 resolved ``admin.authType: flyteauth`` with no ``flyteauth:`` section to Pkce without a word."""
+    path = write(tmp_path, f"admin:\n  endpoint: {ENDPOINT}\n  authType: flyteauth\n{flyteauth_section}")
+    with pytest.raises(ConfigError, match=r"admin.authType: flyteauth .* (no flyteauth: section|flyteauth: section "
+                                          r"names no authType)") as raised:
+        load_config(path, env={})
+    assert "flyteauth:" in (raised.value.hint or "")
+    errors: list[ConfigError] = []
+    assert load_config(path, env={}, errors=errors) and len(errors) == 1  # collected for `flyteauth config`
+    explicit = write(tmp_path, f"admin:\n  endpoint: {ENDPOINT}\n  authType: flyteauth\nflyteauth:\n  authType: Pkce\n")
+    assert load_config(explicit, env={}).resolved_auth_type == "Pkce"  # asked for by name: fine
+    assert load_config(path, env={"FLYTEAUTH_AUTH_TYPE": "DeviceFlow"}).resolved_auth_type == "DeviceFlow"
 
 
 def test_client_secret_keys_in_admin_beside_the_flytekit_hook_are_a_problem(tmp_path: Path) -> None:

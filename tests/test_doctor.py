@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from flyteauth_core.doctor import STEPS, Doctor, StepResult, exit_code
+from flyteauth_core.doctor import STEPS, Doctor, StepResult, exit_code, render_step
 from flyteauth_core.testing import FlyteTestServer
 
 from ._idp import CI_BASIC, IdpServer, make_test_ca
@@ -361,3 +361,60 @@ def test_cli_prints_each_step_and_exits_with_the_failing_step_number(
     assert data["steps"][4]["key"] == "admin.clientSecretLocation"
     assert all(isinstance(s["seconds"], float) for s in data["steps"])
     assert "wrong-secret-value" not in bad.stdout + bad.stderr
+
+
+def test_a_misspelt_key_warns_and_every_network_step_still_runs(
+        idp_fresh: IdpServer, flyte_server: Callable[..., FlyteTestServer], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """One severity: a warning at runtime, in `flyteauth config`, and here (0.2.0: FAIL at step 1, no
+    network step run)."""
+    server = flyte_server()
+    results = run(write_config(tmp_path, server, extra="  clientIdd: typo\n"), monkeypatch)
+    assert [(r.name, r.status) for r in results] == [("config", "warn")] + [(n, "ok") for n in STEPS[1:]]
+    assert "admin.clientIdd" in results[0].summary and results[0].fix == "Rename admin.clientIdd to admin.clientId"
+    assert exit_code(results) == 0
+    shown = render_step(results[0])  # 0.2.0 printed "explicit authType" on the summary line and again below it
+    assert shown.count("authType ClientSecret") == 1 and "explicit authType" not in shown, shown
+
+
+def test_a_token_url_other_than_the_advertised_one_is_called_out_with_the_idps_own_words(
+        idp_fresh: IdpServer, flyte_server: Callable[..., FlyteTestServer], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """tokenUrl names another IdP's token endpoint, which does not offer client_credentials: step 4 warns that
+    it is not the advertised one, step 5 shows the IdP's answer and names admin.tokenUrl (0.2.0: "See the
+    IdP's message", not shown, and nothing about the differing URL)."""
+    from ._oauth_fake import FakeOAuthServer
+
+    server = flyte_server()
+    with FakeOAuthServer() as other:
+        results = run(write_config(tmp_path, server, extra=f"  tokenUrl: {other.token_endpoint}\n"), monkeypatch)
+    by_name = {r.name: r for r in results}
+    assert by_name["idp"].status == "warn" and by_name["idp"].key == "admin.tokenUrl"
+    assert f"is not the token endpoint the server advertises ({idp_fresh.token_endpoint})" in by_name["idp"].summary
+    token = by_name["token"]
+    assert token.status == "fail" and token.key == "admin.tokenUrl" and token.key_state == "wrong"
+    assert "the IdP said: {\"error\": \"invalid_client\"" in token.summary  # the other IdP's own words
+    assert f"Remove admin.tokenUrl to use the advertised {idp_fresh.token_endpoint}" in (token.fix or "")
+    assert CI_BASIC[1] not in token.summary + (token.fix or "")
+
+
+def test_the_idps_text_is_masked() -> None:
+    """A long opaque string an IdP echoes (a token, a secret) never reaches the doctor's output."""
+    from flyteauth_providers._oauth import idp_excerpt
+
+    class Body:
+        text = "<html><b>Bad request</b> for assertion eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl</html>"
+
+    assert idp_excerpt(Body()) == "Bad request for assertion ****"
+
+
+def test_the_flytekit_hook_without_a_provider_fails_step_1_naming_the_section(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """0.2.0 went on as Pkce and stopped at step 5 asking for a browser login."""
+    config = tmp_path / "config.yaml"
+    config.write_text("admin:\n  endpoint: dns:///127.0.0.1:9\n  insecure: true\n  authType: flyteauth\n")
+    results = run(config, monkeypatch)
+    first = first_failure(results)
+    assert first.number == 1 and "no flyteauth: section" in first.summary and first.key == "admin.authType"
+    assert "flyteauth:" in (first.fix or "")
+    assert_not_run_after(results, 1)

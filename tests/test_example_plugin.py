@@ -109,3 +109,28 @@ def test_public_token_helper_calls_the_endpoint_with_our_settings(peers: tuple[D
     with pytest.raises(InvalidClientError) as info:
         request_token(request, {"grant_type": "client_credentials"}, auth=client_auth(CLIENT, "wrong-secret"))
     assert idp.url in str(info.value) and "wrong-secret" not in str(info.value)
+
+
+@needs_example
+@pytest.mark.parametrize("spelling", ["GLOBEX", "globex-corp"])
+def test_plugins_see_the_registered_name_whatever_the_user_wrote(
+        peers: tuple[DemoTokenEndpoint, FlyteTestServer], tmp_path: Path, spelling: str) -> None:
+    """docs/plugins.md's ``config.auth_type == "Globex"`` holds for any spelling or alias (0.2.0 handed plugins
+    the user's spelling: the example's tenant header was not sent for ``authType: globex-corp``)."""
+    idp, server = peers
+    path = _config_file(tmp_path, server, idp)
+    path.write_text(path.read_text().replace("authType: globex", f"authType: {spelling}"))
+    registry = PluginRegistry()
+    with AuthSession(load_config(path, env={}, registry=registry), registry=registry, store="none") as session:
+        unary: Any = session.channel().unary_unary(ECHO["unary"])
+        assert unary(b"hi", timeout=10) == b"hi"
+        assert session.config.auth_type == session.auth_type == "Globex"
+    assert dict(server.seen_metadata[-1])["x-globex-tenant"] == "blue"
+
+
+@needs_example
+def test_flyteauth_plugins_shows_the_description() -> None:
+    proc = subprocess.run([sys.executable, "-m", "flyteauth_core.cli", "plugins"], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "authenticator Globex: Globex client credentials with a tenant" in proc.stdout

@@ -167,6 +167,54 @@ def test_config_file_given_in_code_is_found(admin: FlyteAdminServer, flytectl_co
         plugin.use_config_file(None)
 
 
+def test_config_auto_with_a_path_needs_no_other_step(admin: FlyteAdminServer, idp_fresh: IdpServer,
+                                                      flytectl_config: Callable[..., Path],
+                                                      monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The README's config and ``FlyteRemote(Config.auto(config_file=path))``: no FLYTECTL_CONFIG, no
+    use_config_file().  On 0.2.0 the plugin found no file, fell back to Pkce and every call failed."""
+    path = flytectl_config(admin)
+    monkeypatch.delenv("FLYTECTL_CONFIG")
+    monkeypatch.chdir(tmp_path)
+    get_config_file.cache_clear()
+    assert plugin.config_file() is None  # nothing to find by searching: the path must come from Config.auto
+    client = FlyteRemote(Config.auto(config_file=str(path)), default_project="p", default_domain="d").client
+    assert client.list_projects().projects[0].id == "flytesnacks"
+    assert idp_fresh.token_request_count(CI_BASIC[0]) == 1 and admin.stats["unauthenticated"] == 0
+    # Config.for_endpoint copies the PlatformConfig (dataclasses.replace): the file is still found
+    copied = Config.for_endpoint(admin.target, insecure=True, config_file=str(path)).platform
+    assert plugin.session_for(copied).auth_type == "ClientSecret"
+    relative = Config.auto(config_file="config.yaml").platform  # the cwd is tmp_path: kept as an absolute path
+    assert plugin.config_file(relative) == str(path)
+    # named in code (the user's choice), as opposed to found by flytekit's search (which per-directory trust
+    # cares about): Config.auto resolves the file before PlatformConfig.auto sees it, and the hook tells apart
+    assert plugin.named_in_code(relative) and plugin.named_in_code(PlatformConfig.auto(config_file=str(path)))
+    monkeypatch.setenv("FLYTECTL_CONFIG", str(path))
+    get_config_file.cache_clear()
+    searched = Config.auto().platform
+    assert plugin.config_file(searched) == str(path) and not plugin.named_in_code(searched)
+
+
+def test_flyteauth_hook_without_a_flyteauth_section_is_an_error(admin: FlyteAdminServer, idp_fresh: IdpServer,
+                                                                 flytectl_config: Callable[..., Path],
+                                                                 tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """``admin.authType: flyteauth`` and no ``flyteauth:`` section: a ConfigError naming the section at the
+    first call (0.2.0 silently chose Pkce: "needs a browser (PKCE) login"); `flyteauth config` agrees."""
+    from flyteauth_core import cli
+    from flyteauth_core.errors import ConfigError
+
+    path = tmp_path / "hook-only.yaml"
+    path.write_text(f"admin:\n  endpoint: dns:///{admin.target}\n  insecure: true\n  authType: flyteauth\n")
+    with pytest.raises(ConfigError, match=r"no flyteauth: section") as raised:
+        plugin.session_for(PlatformConfig.auto(config_file=str(path)))
+    assert "flyteauth:" in (raised.value.hint or "") and "Pkce" in raised.value.message
+    with pytest.raises(Exception, match=r"flyteauth: section"):
+        FlyteRemote(Config.auto(config_file=str(path)), default_project="p", default_domain="d").client.list_projects()
+    assert idp_fresh.token_request_count() == 0
+    assert cli.main(["config", "--config", str(path)]) == 1
+    assert "auth type:   (none chosen)" in capsys.readouterr().out
+
+
 def test_third_party_provider_through_flytekit(admin: FlyteAdminServer, idp_fresh: IdpServer,
                                                flytectl_config: Callable[..., Path], tmp_path: Path) -> None:
     """A provider from its own distribution (tests/plugin_fixtures/idp_flyteauth.py), selected in flyteauth:,

@@ -34,6 +34,7 @@ def helper_env(tmp_path: Path) -> dict[str, str]:
 
 def write_config(tmp_path: Path, token_url: str, *, secret: str = CI_BASIC[1], body: str | None = None) -> Path:
     (tmp_path / "secret").write_text(secret + "\n")
+    (tmp_path / "secret").chmod(0o600)  # a real secret file; 0644 would be warned about (as it should)
     config = tmp_path / "config.yaml"
     config.write_text(body if body is not None else (
         "admin:\n  endpoint: dns:///127.0.0.1:9\n  insecure: true\n  authType: ClientSecret\n"

@@ -49,16 +49,37 @@ def who(token: Token) -> str:
     return str(name or sub or "unknown subject")
 
 
-def expiry(token: Token) -> str:
+def expiry(token: Token, now: float | None = None) -> str:
     import time
 
     if token.expires_at is None:
         return "unknown"
-    left = token.expires_at - time.time()
+    left = token.expires_at - (time.time() if now is None else now)
     when = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(token.expires_at))
-    span = f"{abs(left) // 3600:.0f}h{abs(left) % 3600 // 60:02.0f}m" if abs(left) >= 3600 else (
-        f"{abs(left) // 60:.0f}m{abs(left) % 60:02.0f}s")
-    return f"{when} (in {span})" if left > 0 else f"{when} (expired {span} ago)"
+    return f"{when} (in {span(left)})" if left > 0 else f"{when} (expired {span(left)} ago)"
+
+
+def span(seconds: float) -> str:
+    """``1h05m`` or ``1m59s``: rounded once, to whole seconds (119.7 s is ``2m00s``, never ``1m60s``)."""
+    whole = round(abs(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def keeps_tokens(store: Any) -> bool:
+    """Whether the session's store outlives the process (a ``memory`` store, or none, does not)."""
+    return store is not None and getattr(store, "persistent", True)
+
+
+def not_kept(session: AuthSession) -> str:
+    """Why nothing is kept, in a way that fits the provider: a service account needs no login; an interactive
+    login (a provider that asks for a persistent store by default) would be lost with the process."""
+    if getattr(session, "_default_store", None):  # Pkce, DeviceFlow: they register default_store="keyring"
+        return (f"authType {session.auth_type}'s login is not kept (store: {store_name(session.store)}), so each "
+                "process logs in again; remove tokenStore (or set it to keyring or file) to keep it")
+    return (f"authType {session.auth_type} needs no login: each process gets its own token, and nothing is kept "
+            f"(store: {store_name(session.store)})")
 
 
 def store_name(store: Any) -> str:

@@ -23,6 +23,8 @@ def run(args: argparse.Namespace) -> int:
         for item in info.registered:
             print(f"    registers {item}")
         for reg in registry.registrations(plugin=info.name):
+            if reg.description:
+                print(f"    {reg.kind} {reg.name}: {reg.description}")
             for old in registry.replaced(reg):
                 print(f"    {reg.kind} {reg.name} replaces {old.name!r} from {old.distribution} "
                       f"(entry point {old.plugin}), by replace=True")

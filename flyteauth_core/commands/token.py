@@ -68,7 +68,21 @@ _INPUTS_VERSION = 1
 _ENV_PREFIXES = ("FLYTE", "UCTL_")
 
 
+#: What ``flyteauth token --help`` says about exit codes (scripts branch on them; see the module docstring).
+EXIT_CODES_HELP = """\
+exit codes:
+  0  ok: the token is on stdout
+  1  unexpected error
+  2  configuration (a usage error, the helper named as its own provider, an expired or
+     wrong-audience platform token): fix the config
+  3  a human must log in: run `flyteauth login`
+  4  the IdP rejected the credentials or the grant
+  5  transient (IdP or network unreachable, timeout, lock wait): retry later"""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EXIT_CODES_HELP
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     add_config_argument(parser)
     parser.add_argument("--min-valid", type=_seconds, default=DEFAULT_MIN_VALID, metavar="SECONDS",
                         help="the token printed lives at least this long (default 60; capped at half the "

@@ -61,8 +61,11 @@ class TenantHeader:
 
 
 def tenant_header(config: AuthConfig) -> TenantHeader | None:
-    """Only for Globex sessions that want it; ``None`` means "not configured, skip me"."""
-    if (config.auth_type or "").lower() != "globex" or not SEND_TENANT_HEADER.read(config):
+    """Only for Globex sessions that want it; ``None`` means "not configured, skip me".
+
+    ``config.auth_type`` is the registered name (``Globex``) whether the user wrote ``globex``,
+    ``GLOBEX`` or the alias ``globex-corp``."""
+    if config.auth_type != "Globex" or not SEND_TENANT_HEADER.read(config):
         return None
     tenant = TENANT.read(config)
     return TenantHeader(tenant) if tenant else None
