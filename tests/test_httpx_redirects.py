@@ -278,3 +278,21 @@ def test_flytes_clients_built_by_flyteauth_keep_our_headers_off_a_redirect(peers
 
     asyncio.run(run())
     _assert_rpc_kept_on_flyte(peers, session, calls=2)
+
+
+def test_every_doc_block_that_builds_a_connect_client_turns_redirects_off() -> None:
+    """The Connect snippets users copy (README, docs/*.md) give each client an HTTP client that does not
+    follow redirects: an interceptor cannot (it never sees the HTTP exchange), so the construction is the
+    guarantee.  On 0.2.0 README's snippets used connectrpc's default client, which follows them."""
+    from ._docs_blocks import doc_files, extract
+
+    checked = []
+    for path in doc_files():
+        for block in extract(path):
+            built = block.code.count("interceptors=session.connect_interceptors")
+            if not built:
+                continue
+            checked.append(block.where)
+            assert block.code.count("http_client=") >= built and "follow_redirects=False" in block.code, (
+                f"{block.where} builds a Connect client that follows redirects")
+    assert len(checked) >= 2, checked  # README's quickstart and "Use it"
