@@ -10,8 +10,10 @@ The documented way (``session.httpx_client()`` / ``httpx_async_client()``) strip
 hop whose origin is not allowed and keeps them on a same-origin redirect.  ``auth=session.httpx_auth()``
 alone strips them from a redirect the caller follows (``response.next_request``), and says in a WARNING
 when httpx2 followed one itself with our headers (which it cannot prevent: httpx2 does not ask the auth
-flow about redirect hops).  On 0.2.0 the object store received ``flyte-authorization`` and
-``proxy-authorization``.
+flow about redirect hops).  ConnectRPC: every POST to "Flyte" is answered with a 302 or 307 to the object
+store; flyte 2.x's clients built by ``flyteauth_integrations.flyte`` and the documented construction for
+generated clients (``follow_redirects=False``) send it nothing.  On 0.2.0 the object store received
+``flyte-authorization`` and ``proxy-authorization``.
 """
 
 from __future__ import annotations
@@ -296,3 +298,24 @@ def test_every_doc_block_that_builds_a_connect_client_turns_redirects_off() -> N
             assert block.code.count("http_client=") >= built and "follow_redirects=False" in block.code, (
                 f"{block.where} builds a Connect client that follows redirects")
     assert len(checked) >= 2, checked  # README's quickstart and "Use it"
+
+
+def test_a_pyqwest_that_cannot_turn_off_redirects_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exact fault (a pyqwest older than ``follow_redirects``, which connectrpc's floor allows): route (b)
+    refuses with a typed error naming the fix rather than building a client that follows redirects."""
+    pytest.importorskip("flyte")
+    import pyqwest
+
+    from flyteauth_core import ConfigError
+    from flyteauth_integrations import flyte as flyteauth_flyte
+
+    def old_transport(*, tls_ca_cert: bytes | None = None, use_system_dns: bool = False,
+                      tls_include_system_certs: bool = False) -> Any:
+        raise AssertionError("not reached: the keyword is refused first")
+
+    monkeypatch.setattr(pyqwest, "HTTPTransport", old_transport)
+    config = AuthConfig(endpoint="dns:///127.0.0.1:9", insecure=True, auth_type="Passthrough", token="t")
+    with AuthSession(config, store="memory", interactive=False) as session, \
+            pytest.raises(ConfigError, match="follow_redirects|redirects") as refused:
+        asyncio.run(flyteauth_flyte.client_set(session))
+    assert "pip install -U pyqwest" in str(refused.value.hint)
