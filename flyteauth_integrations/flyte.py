@@ -19,8 +19,13 @@ same transport and auth interceptors".  So the supported seam is the constructor
 What we take from flyte, and how public it is (flyte 2.12):
 
 * ``SessionConfig`` and ``ClientSet`` (``flyte.remote._client``): constructor arguments only.  The HTTP
-  client comes from ``SessionConfig.new_http_client()``, so it is flyte's own pyqwest transport with
-  flyte's timeouts and keep-alives, trusting exactly ``caCertFilePath`` (or the system store).
+  client is a pyqwest client like flyte's (``SessionConfig.new_http_client()``: pyqwest's timeouts and
+  keep-alives, which flyte 2.12 also uses, the OS resolver, trusting exactly ``caCertFilePath`` or else
+  the system store) that does **not follow redirects**.  flyte's own follows them, and pyqwest strips
+  only a few header names (``authorization``, ``proxy-authorization``) from a hop to another origin, so
+  a 302/307 from the endpoint (an ingress, an SSO proxy) would carry a ``flyte-authorization`` token
+  there; a Connect RPC has no use for a redirect, which is now the call's error.  ``new_http_client()``
+  of the returned config builds the same non-following client (flyte calls it to replace a dead pool).
 * flyte's ``DefaultMetadataInterceptor`` (``x-request-id``) and retry interceptors (UNAVAILABLE/INTERNAL,
   ``rpc_retries``), in the order ``create_session_config`` puts them, so calls look like flyte's own.
 * :func:`init` only: ``flyte._initialize.replace_client``, the one function that puts a ClientSet into
@@ -38,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -86,19 +92,58 @@ async def session_config(session: AuthSession, *, rpc_retries: int | None = 3,
     ``rpc_retries``: flyte's transient-error retries (``flyte.init`` default 3; ``None``/0: none).
     ``cluster_auth``: flyte auth keyword arguments for per-cluster sessions flyte builds itself (module doc).
     """
-    from flyte.remote._client.auth._session import SessionConfig
-
     config = session.config
     if config.insecure_skip_verify and not config.use_plaintext:
         raise ConfigError("insecureSkipVerify is not supported for flyte clients built by flyteauth",
                           hint="Set caCertFilePath to the CA bundle of the Flyte endpoint instead")
     ca = None if config.use_plaintext else await asyncio.to_thread(_read_ca, config.ca_cert_file_path)
     before, after = _flyte_interceptors(rpc_retries)
-    # The HTTP client is flyte's own, built by the public SessionConfig.new_http_client() from tls_ca_cert.
-    bare = SessionConfig(endpoint=config.http_base_url, insecure=config.use_plaintext, insecure_skip_verify=False,
-                         interceptors=(), http_client=None, auth_kwargs=dict(cluster_auth or {}), tls_ca_cert=ca)
+    try:
+        bare = _session_config_class()(endpoint=config.http_base_url, insecure=config.use_plaintext,
+                                       insecure_skip_verify=False, interceptors=(), http_client=None,
+                                       auth_kwargs=dict(cluster_auth or {}), tls_ca_cert=ca)
+    except TypeError as exc:  # pragma: no cover - a flyte release whose SessionConfig changed its fields
+        raise ConfigError(f"This flyte release's SessionConfig does not take the fields flyteauth sets: {exc}",
+                          hint="Use a flyte release supported by flyteauth (2.12), or route (a): "
+                               "authType: ExternalCommand with command: [flyteauth, token]") from None
     return dataclasses.replace(bare, http_client=bare.new_http_client(),
                                interceptors=(*before, *session.connect_interceptors(), *after))
+
+
+def _no_redirect_http_client(tls_ca_cert: bytes | None) -> Any:
+    """A pyqwest ``Client`` for Connect calls that never follows a redirect, so the headers the session adds
+    (the token under any key, ``proxy-authorization``) reach only the origin the client was pointed at.
+
+    TLS as flyte builds it: a CA bundle means "trust exactly this", none means the system store.  The OS
+    resolver, as flyte uses by default (VPNs, split DNS).  A pyqwest without ``follow_redirects`` (or
+    ``tls_include_system_certs``) is a ``ConfigError``, not a client that silently follows.
+    """
+    import pyqwest
+
+    try:
+        transport = pyqwest.HTTPTransport(tls_ca_cert=tls_ca_cert, tls_include_system_certs=tls_ca_cert is None,
+                                          use_system_dns=True, follow_redirects=False)
+    except TypeError as exc:  # an old pyqwest: it would follow redirects, so refuse
+        raise ConfigError(f"This pyqwest release cannot turn off redirects for flyte's clients: {exc}",
+                          hint="pip install -U pyqwest (connectrpc allows releases older than this option)") from None
+    return pyqwest.Client(transport=transport)
+
+
+@functools.cache
+def _session_config_class() -> type[SessionConfig]:
+    from flyte.remote._client.auth._session import SessionConfig
+
+    class NoRedirectSessionConfig(SessionConfig):
+        """flyte's ``SessionConfig`` whose ``new_http_client()`` builds :func:`_no_redirect_http_client`.
+
+        flyte calls ``new_http_client()`` to replace a pool it believes dead; overriding it here (rather
+        than only passing ``http_client``) keeps that replacement from following redirects either.
+        """
+
+        def new_http_client(self) -> Any:
+            return _no_redirect_http_client(self.tls_ca_cert)
+
+    return NoRedirectSessionConfig
 
 
 async def client_set(session: AuthSession, *, rpc_retries: int | None = 3,

@@ -10,8 +10,10 @@ The documented way (``session.httpx_client()`` / ``httpx_async_client()``) strip
 hop whose origin is not allowed and keeps them on a same-origin redirect.  ``auth=session.httpx_auth()``
 alone strips them from a redirect the caller follows (``response.next_request``), and says in a WARNING
 when httpx2 followed one itself with our headers (which it cannot prevent: httpx2 does not ask the auth
-flow about redirect hops).  On 0.2.0 the object store received ``flyte-authorization`` and
-``proxy-authorization``.
+flow about redirect hops).  ConnectRPC: every POST to "Flyte" is answered with a 302 or 307 to the object
+store; flyte 2.x's clients built by ``flyteauth_integrations.flyte`` and the documented construction for
+generated clients (``follow_redirects=False``) send it nothing.  On 0.2.0 the object store received
+``flyte-authorization`` and ``proxy-authorization``.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class Recorder:
     def __init__(self) -> None:
         self.seen: list[tuple[str, dict[str, str]]] = []
         self.redirects: dict[str, str] = {}
+        self.post_status = 302  # the status of the redirect answering a POST (a Connect RPC): 302 or 307
         peer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -52,7 +55,8 @@ class Recorder:
             def do_GET(self) -> None:
                 peer.seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
                 location = peer.redirects.get(self.path) or (self.command == "POST" and peer.redirects.get("POST"))
-                self.send_response(302 if location else 200)
+                status = peer.post_status if self.command == "POST" else 302
+                self.send_response(status if location else 200)
                 if location:
                     self.send_header("location", location)
                 self.send_header("content-length", "2")
@@ -202,24 +206,116 @@ def test_httpx_client_refuses_an_auth_argument(session: AuthSession) -> None:
         session.httpx_client(auth=httpx2.BasicAuth("u", "p"))
 
 
-def test_a_connect_client_that_does_not_follow_redirects_keeps_our_headers_off(peers: Peers,
-                                                                              session: AuthSession) -> None:
-    """What docs/security.md tells Connect users: connectrpc's default HTTP client (pyqwest) follows
-    redirects and keeps ``flyte-authorization``; an RPC has no use for redirects, and a client that does not
-    follow them sends nothing to the other origin (the 302 is the call's error)."""
+@pytest.fixture(params=[302, 307])
+def post_redirect(request: pytest.FixtureRequest, peers: Peers) -> Iterator[int]:
+    """The Flyte server answers every POST (a Connect RPC) with this redirect to the object store: 302 (the
+    client may turn it into a GET) or 307 (the POST and its body are sent again)."""
+    peers.flyte.post_status = request.param
+    try:
+        yield request.param
+    finally:
+        peers.flyte.post_status = 302
+
+
+def _assert_rpc_kept_on_flyte(peers: Peers, session: AuthSession, calls: int) -> None:
+    """Each RPC reached Flyte with our headers, and nothing at all reached the object store."""
+    ours = _ours(session)
+    assert len(peers.flyte.seen) == calls
+    assert all(headers.get(k) == v for _, headers in peers.flyte.seen for k, v in ours.items())
+    assert not peers.store.seen, f"the other origin received {peers.store.seen}"
+
+
+def test_the_documented_connect_clients_keep_our_headers_off_a_redirect(peers: Peers, session: AuthSession,
+                                                                        post_redirect: int) -> None:
+    """What README and docs/security.md tell direct ConnectRPC users: connectrpc's default HTTP client
+    (pyqwest) follows redirects and keeps ``flyte-authorization``; an RPC has no use for redirects, and a
+    client built with ``follow_redirects=False`` sends nothing to the other origin (the redirect is the
+    call's error), sync and async alike."""
     pyqwest = pytest.importorskip("pyqwest")
     pytest.importorskip("connectrpc")
-    from connectrpc.client import ConnectClientSync
     from connectrpc.errors import ConnectError
-    from flyteidl2.auth import identity_pb2
+    from flyteidl2.auth.identity_connect import IdentityServiceClient, IdentityServiceClientSync
+    from flyteidl2.auth.identity_pb2 import UserInfoRequest
 
-    from ._connect_server import ECHO_METHODS
-
-    http = pyqwest.SyncClient(pyqwest.SyncHTTPTransport(follow_redirects=False))
-    client = ConnectClientSync(peers.flyte.url, interceptors=session.connect_interceptors_sync(), http_client=http)
+    http = pyqwest.SyncClient(pyqwest.SyncHTTPTransport(follow_redirects=False, tls_include_system_certs=True))
+    client = IdentityServiceClientSync(peers.flyte.url, interceptors=session.connect_interceptors_sync(),
+                                       http_client=http)
     with pytest.raises(ConnectError):
-        client.execute_unary(request=identity_pb2.UserInfoRequest(), method=ECHO_METHODS["Unary"])
+        client.user_info(UserInfoRequest())
     client.close()
-    ours = _ours(session)
-    assert [headers.get(k) for _, headers in peers.flyte.seen for k in ours] == list(ours.values())
-    assert not peers.store.seen
+
+    async def run() -> None:
+        http = pyqwest.Client(pyqwest.HTTPTransport(follow_redirects=False, tls_include_system_certs=True))
+        client = IdentityServiceClient(peers.flyte.url, interceptors=session.connect_interceptors(),
+                                       http_client=http)
+        with pytest.raises(ConnectError):
+            await client.user_info(UserInfoRequest())
+        await client.close()
+
+    asyncio.run(run())
+    _assert_rpc_kept_on_flyte(peers, session, calls=2)
+
+
+def test_flytes_clients_built_by_flyteauth_keep_our_headers_off_a_redirect(peers: Peers, session: AuthSession,
+                                                                           post_redirect: int) -> None:
+    """Route (b) with the real flyte package: ``flyteauth_integrations.flyte.client_set()`` and the HTTP
+    client its ``SessionConfig.new_http_client()`` builds again do not follow the endpoint's redirect, so
+    neither the token (any header key) nor ``proxy-authorization`` reaches the other origin.  Before, they
+    used flyte's own HTTP client, which followed it: the object store received ``flyte-authorization``."""
+    pytest.importorskip("flyte")
+    from connectrpc.errors import ConnectError
+    from flyteidl2.auth.identity_connect import IdentityServiceClient
+    from flyteidl2.auth.identity_pb2 import UserInfoRequest
+
+    from flyteauth_integrations import flyte as flyteauth_flyte
+
+    async def run() -> None:
+        clients = await flyteauth_flyte.client_set(session, rpc_retries=0)
+        with pytest.raises(ConnectError):
+            await clients.identity_service.user_info(UserInfoRequest())
+        config = await flyteauth_flyte.session_config(session, rpc_retries=0)
+        again = IdentityServiceClient(**{**config.connect_kwargs(), "http_client": config.new_http_client()})
+        with pytest.raises(ConnectError):
+            await again.user_info(UserInfoRequest())
+
+    asyncio.run(run())
+    _assert_rpc_kept_on_flyte(peers, session, calls=2)
+
+
+def test_every_doc_block_that_builds_a_connect_client_turns_redirects_off() -> None:
+    """The Connect snippets users copy (README, docs/*.md) give each client an HTTP client that does not
+    follow redirects: an interceptor cannot (it never sees the HTTP exchange), so the construction is the
+    guarantee.  On 0.2.0 README's snippets used connectrpc's default client, which follows them."""
+    from ._docs_blocks import doc_files, extract
+
+    checked = []
+    for path in doc_files():
+        for block in extract(path):
+            built = block.code.count("interceptors=session.connect_interceptors")
+            if not built:
+                continue
+            checked.append(block.where)
+            assert block.code.count("http_client=") >= built and "follow_redirects=False" in block.code, (
+                f"{block.where} builds a Connect client that follows redirects")
+    assert len(checked) >= 2, checked  # README's quickstart and "Use it"
+
+
+def test_a_pyqwest_that_cannot_turn_off_redirects_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exact fault (a pyqwest older than ``follow_redirects``, which connectrpc's floor allows): route (b)
+    refuses with a typed error naming the fix rather than building a client that follows redirects."""
+    pytest.importorskip("flyte")
+    import pyqwest
+
+    from flyteauth_core import ConfigError
+    from flyteauth_integrations import flyte as flyteauth_flyte
+
+    def old_transport(*, tls_ca_cert: bytes | None = None, use_system_dns: bool = False,
+                      tls_include_system_certs: bool = False) -> Any:
+        raise AssertionError("not reached: the keyword is refused first")
+
+    monkeypatch.setattr(pyqwest, "HTTPTransport", old_transport)
+    config = AuthConfig(endpoint="dns:///127.0.0.1:9", insecure=True, auth_type="Passthrough", token="t")
+    with AuthSession(config, store="memory", interactive=False) as session, \
+            pytest.raises(ConfigError, match="cannot turn off redirects") as refused:
+        asyncio.run(flyteauth_flyte.client_set(session))
+    assert "pip install -U pyqwest" in str(refused.value.hint)

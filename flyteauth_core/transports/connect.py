@@ -12,6 +12,11 @@ client and bidi streams (an iterator connectrpc consumes) are never replayed, bu
 invalidates the token.  PERMISSION_DENIED while a ``proxy-authorization`` header was
 sent refreshes the proxy's token once.  Auth failures raise errors that are both the ``FlyteAuthError``
 subclass and a ``ConnectError``.
+
+Redirects are the HTTP client's business, which an interceptor never sees (connectrpc hands it headers, not
+the exchange): connectrpc's default pyqwest client follows a 302/307 to another origin with every header but
+``authorization``/``proxy-authorization``, so a ``flyte-authorization`` token goes along.  Give each client
+``http_client=`` a pyqwest client built with ``follow_redirects=False`` (README; docs/security.md).
 """
 
 from __future__ import annotations
