@@ -16,6 +16,8 @@ CLIENTS = {
     "flyte-cc": ("confidential", "client-credentials", "flyte-cc-secret-0123456789"),
     "flyte-pkce": ("public", "authorization-code", ""),
     "flyte-device": ("public", "urn:ietf:params:oauth:grant-type:device_code", ""),
+    # the rotation proof's client: 1-second access tokens (settings.SHORT_LIVED_CLIENTS)
+    "flyte-rotate": ("public", "urn:ietf:params:oauth:grant-type:device_code", ""),
 }
 #: Loopback redirect of the PKCE client: DOT accepts any port on it (RFC 8252 §7.3).
 REDIRECT_URI = "http://127.0.0.1/callback"
