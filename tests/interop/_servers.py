@@ -92,8 +92,16 @@ class Peer:
     browser_login: Callable[[Any, str], str] | None = None
     #: Approves a device code as the user, on the server's own pages.
     device_approve: Callable[[Any, Any], str] | None = None
+    #: Client assertion clients (RFC 7523): ``{"private_key_jwt": (client_id, key file), "client_secret_jwt":
+    #: (client_id, secret)}``
+    assertion_clients: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: The scope a machine client asks for (the Flyte API's).
+    api_scope: str = "all"
     #: Flows (matrix rows) the server does not implement: row -> why.
     lacks: dict[str, str] = field(default_factory=dict)
+    #: Flows the server implements in a way flyteauth cannot complete (its limitation, not ours): row ->
+    #: the reason and the workaround (docs/idps.md).  The test checks the documented behaviour and xfails.
+    limits: dict[str, str] = field(default_factory=dict)
     #: A refresh grant is alive at the server (its newest refresh token is neither revoked nor replayed).
     grant_alive: Callable[[str], bool] | None = None
     #: How many refreshes the server served for the grant of this refresh token (its token family).
@@ -201,8 +209,8 @@ class DotServer:
             public_client="flyte-pkce", device_client="flyte-device", scopes=("openid", "all"),
             redirect_uri="http://127.0.0.1:0/callback", user=USER, validate=self.introspect,
             browser_login=dot_browser_login, device_approve=dot_device_approve,
-            lacks={"client credentials, private_key_jwt": "DOT authenticates clients by secret only",
-                   "client credentials, client_secret_jwt": "DOT authenticates clients by secret only"},
+            lacks={"client credentials, private_key_jwt": "DOT authenticates clients by secret (basic, post) only",
+                   "client credentials, client_secret_jwt": "DOT authenticates clients by secret (basic, post) only"},
             grant_alive=self.grant_alive, refresh_count=self.refresh_count,
         )
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from .._idp import CI_BASIC, CI_POST, IdpServer, _truthy_env
+from .._idp import CI_BASIC, CI_PKJWT_ID, CI_PKJWT_KEY_PATH, CI_POST, IdpServer, _truthy_env
 from .._leakscan import register_secret
 from ._servers import DotServer, Peer, ServerUnavailable
 
@@ -89,6 +89,7 @@ def _oidc_provider_peer(idp: IdpServer) -> Peer:
         authorization_endpoint=idp.authorization_endpoint,
         device_authorization_endpoint=idp.device_authorization_endpoint,
         secret_clients={"client_secret_basic": CI_BASIC, "client_secret_post": CI_POST},
+        assertion_clients={"private_key_jwt": (CI_PKJWT_ID, str(CI_PKJWT_KEY_PATH))},
         public_client=NATIVE_CLIENT_ID, device_client=NATIVE_CLIENT_ID, scopes=("openid", "offline_access", "all"),
         redirect_uri=native_redirect_uri(free_port()), user=("alice", "pw"), validate=validate,
         browser_login=complete_login, device_approve=device,
@@ -126,7 +127,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     cell = flow_of(item)
     if cell is None or (report.when != "call" and report.passed):
         return
-    if report.skipped:
+    if report.skipped and hasattr(report, "wasxfail"):
+        result, reason = "server", str(report.wasxfail).removeprefix("reason: ").removeprefix("server: ")
+    elif report.skipped:
         reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
         reason = reason.removeprefix("Skipped: ")
         result = "n/a" if reason.startswith("n/a") else "skipped"
