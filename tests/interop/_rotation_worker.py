@@ -22,7 +22,11 @@ def main() -> None:
                         client_id=spec["client_id"], token_url=spec["token_url"], options=spec["options"])
     seen: list[str] = []
     errors: list[str] = []
-    stop = Path(spec["stop_file"])
+    stop, start = Path(spec["stop_file"]), Path(spec["start_file"])
+    while not start.exists():  # started before the login, to overlap the interpreter's start with it
+        if stop.exists():
+            return
+        time.sleep(0.05)
     with AuthSession(config, store=spec["store"], interactive=False) as session:
         while not stop.exists():
             try:

@@ -57,22 +57,46 @@ def _login(dot_server: DotServer, server: FlyteTestServer, browser: Any, store: 
     return token
 
 
-def _run_fleet(dot_server: DotServer, server: FlyteTestServer, store: str, hosts: list[dict[str, Any]],
-               first_refresh_token: str, tmp_path: Path) -> list[dict[str, Any]]:
-    """PROCS workers, spread over ``hosts`` (one options dict each), until the grant was refreshed
-    REFRESHES times at the IdP; returns each worker's report."""
+def _start_fleet(dot_server: DotServer, server: FlyteTestServer, store: str, hosts: list[dict[str, Any]],
+                 tmp_path: Path) -> list[tuple[subprocess.Popen[bytes], Path]]:
+    """PROCS workers, spread over ``hosts`` (one options dict each), waiting for the start file."""
     peer = dot_server.peer()
-    stop = tmp_path / "stop"
     procs: list[tuple[subprocess.Popen[bytes], Path]] = []
     for i in range(PROCS):
         spec = {"endpoint": server.target, "client_id": ROTATE_CLIENT, "token_url": peer.token_endpoint,
-                "store": store, "options": hosts[i % len(hosts)], "stop_file": str(stop)}
+                "store": store, "options": hosts[i % len(hosts)], "stop_file": str(tmp_path / "stop"),
+                "start_file": str(tmp_path / "start")}
         spec_path, out = tmp_path / f"worker-{i}.json", tmp_path / f"worker-{i}.out.json"
         spec_path.write_text(json.dumps(spec))
         proc = subprocess.Popen([sys.executable, "-m", "tests.interop._rotation_worker", str(spec_path), str(out)],
                                 cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
         procs.append((proc, out))
+    return procs
+
+
+def _stop_fleet(procs: list[tuple[subprocess.Popen[bytes], Path]], tmp_path: Path) -> None:
+    (tmp_path / "stop").touch()
+    for proc, _ in procs:
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def _login_for(procs: list[tuple[subprocess.Popen[bytes], Path]], tmp_path: Path, *args: Any) -> Any:
+    try:
+        return _login(*args)
+    except BaseException:
+        _stop_fleet(procs, tmp_path)
+        raise
+
+
+def _run_fleet(dot_server: DotServer, procs: list[tuple[subprocess.Popen[bytes], Path]],
+               first_refresh_token: str, tmp_path: Path) -> list[dict[str, Any]]:
+    """Let the workers go until the grant was refreshed REFRESHES times at the IdP; their reports."""
+    (tmp_path / "start").touch()
     started = time.monotonic()
     try:
         deadline = time.monotonic() + 90
@@ -84,15 +108,9 @@ def _run_fleet(dot_server: DotServer, server: FlyteTestServer, store: str, hosts
             assert time.monotonic() < deadline, f"only {dot_server.refresh_count(first_refresh_token)} refreshes"
             assert all(p.poll() is None for p, _ in procs), "a worker died"
             time.sleep(0.2)
-        print(f"{store}: {REFRESHES} refreshes by {PROCS} processes in {time.monotonic() - started:.1f} s")
+        print(f"{REFRESHES} refreshes by {PROCS} processes in {time.monotonic() - started:.1f} s")
     finally:
-        stop.touch()
-        for proc, _ in procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        _stop_fleet(procs, tmp_path)
     reports = []
     for proc, out in procs:
         assert proc.returncode == 0, proc.stderr.read().decode()[-2000:] if proc.stderr else proc.returncode
@@ -127,10 +145,9 @@ def test_eight_processes_sharing_a_file_store_never_replay(dot_server: DotServer
                                                            browser: Any, tmp_path: Path,
                                                            request: pytest.FixtureRequest) -> None:
     options = store_options("file", tmp_path, request)
-    started = time.monotonic()
-    token = _login(dot_server, device_server, browser, "file", options)
-    print(f"device login in {time.monotonic() - started:.1f} s")
-    reports = _run_fleet(dot_server, device_server, "file", [options], token.refresh_token, tmp_path)
+    procs = _start_fleet(dot_server, device_server, "file", [options], tmp_path)
+    token = _login_for(procs, tmp_path, dot_server, device_server, browser, "file", options)
+    reports = _run_fleet(dot_server, procs, token.refresh_token, tmp_path)
     _assert_never_replayed(dot_server, token.refresh_token, reports)
     _control_replay_is_detected(dot_server, token.refresh_token)
 
@@ -139,6 +156,7 @@ def test_eight_processes_sharing_a_file_store_never_replay(dot_server: DotServer
 def test_two_hosts_sharing_redis_never_replay(dot_server: DotServer, device_server: FlyteTestServer, browser: Any,
                                               tmp_path: Path, request: pytest.FixtureRequest) -> None:
     hosts = [store_options("redis", tmp_path, request, host=name) for name in ("host-a", "host-b")]
-    token = _login(dot_server, device_server, browser, "redis", hosts[0])
-    reports = _run_fleet(dot_server, device_server, "redis", hosts, token.refresh_token, tmp_path)
+    procs = _start_fleet(dot_server, device_server, "redis", hosts, tmp_path)
+    token = _login_for(procs, tmp_path, dot_server, device_server, browser, "redis", hosts[0])
+    reports = _run_fleet(dot_server, procs, token.refresh_token, tmp_path)
     _assert_never_replayed(dot_server, token.refresh_token, reports)
