@@ -20,6 +20,8 @@ from .._idp import CI_BASIC, CI_PKJWT_ID, CI_PKJWT_KEY_PATH, CI_POST, IdpServer,
 from .._leakscan import register_secret
 from ._servers import DotServer, Peer, ServerUnavailable
 
+#: tests/idp's client_secret_jwt client (server.mjs)
+CI_SECRET_JWT = ("ci-secret-jwt", "ci-secret-jwt-secret-value-0123456789abcdef")
 #: The matrix columns, in order: our own test IdP first, for reference.
 PEERS = ("oidc-provider", "django-oauth-toolkit", "glewlwyd")
 _RESULTS: list[dict[str, Any]] = []
@@ -60,11 +62,15 @@ def dot_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DotServer]:
 def glewlwyd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from ._glewlwyd import GlewlwydServer
 
+    from ._glewlwyd import CLIENT_SECRET, USER
+
     server = GlewlwydServer(tmp_path_factory.mktemp("glewlwyd"))
     try:
         server.start()
     except ServerUnavailable as exc:
         unavailable(str(exc))
+    register_secret(CLIENT_SECRET, "glewlwyd client secret")
+    register_secret(USER[1], "glewlwyd user password")
     try:
         yield server
     finally:
@@ -75,6 +81,8 @@ def _oidc_provider_peer(idp: IdpServer) -> Peer:
     from .._browser import complete_device_login, complete_login
     from .._idp import NATIVE_CLIENT_ID, native_redirect_uri
     from ._servers import free_port
+
+    register_secret(CI_SECRET_JWT[1], "oidc-provider client_secret_jwt secret")
 
     def validate(token: str) -> str | None:
         from ..conftest import jwt_validator
@@ -89,11 +97,11 @@ def _oidc_provider_peer(idp: IdpServer) -> Peer:
         authorization_endpoint=idp.authorization_endpoint,
         device_authorization_endpoint=idp.device_authorization_endpoint,
         secret_clients={"client_secret_basic": CI_BASIC, "client_secret_post": CI_POST},
-        assertion_clients={"private_key_jwt": (CI_PKJWT_ID, str(CI_PKJWT_KEY_PATH))},
+        assertion_clients={"private_key_jwt": (CI_PKJWT_ID, str(CI_PKJWT_KEY_PATH)),
+                           "client_secret_jwt": CI_SECRET_JWT},
         public_client=NATIVE_CLIENT_ID, device_client=NATIVE_CLIENT_ID, scopes=("openid", "offline_access", "all"),
         redirect_uri=native_redirect_uri(free_port()), user=("alice", "pw"), validate=validate,
         browser_login=complete_login, device_approve=device,
-        lacks={"client credentials, client_secret_jwt": "not configured in tests/idp"},
     )
 
 
