@@ -60,9 +60,7 @@ def dot_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DotServer]:
 
 @pytest.fixture(scope="session")
 def glewlwyd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from ._glewlwyd import GlewlwydServer
-
-    from ._glewlwyd import CLIENT_SECRET, USER
+    from ._glewlwyd import CLIENT_SECRET, USER, GlewlwydServer
 
     server = GlewlwydServer(tmp_path_factory.mktemp("glewlwyd"))
     try:
