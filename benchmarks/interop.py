@@ -57,8 +57,8 @@ def cell(outcomes: list[dict[str, Any]]) -> str:
         params = re.search(r"\[(.*)\]$", first["test"])
         where = f" ({params.group(1)})" if params else ""
         return f"✗ {first['reason']}{where}"
-    if by_result["server"]:
-        return f"✗ server: {by_result['server'][0]['reason']}"
+    if by_result["xfail"]:  # a known limitation: the server's (workaround in docs/idps.md) or being fixed
+        return f"✗ {by_result['xfail'][0]['reason']}"
     if by_result["skipped"]:
         return f"✗ {by_result['skipped'][0]['reason']}"
     if by_result["n/a"] and not by_result["passed"]:

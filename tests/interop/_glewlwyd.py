@@ -35,6 +35,9 @@ SQL_PATHS = (
 ADMIN = ("admin", "password")  # the package's initial administrator (init SQL), changed nowhere else
 USER = ("flyte-user", "interop-password-2")
 PLUGIN = "oidc"
+#: A second instance of the plugin issuing 1-second access tokens, for the rotation proof.
+ROTATE_PLUGIN = "oidc-rotate"
+ROTATE_CLIENT = "flyte-rotate"
 SCOPES = ("openid", "flyte")
 CLIENTS = {
     # client_id: (auth methods, grant types, confidential)
@@ -43,6 +46,7 @@ CLIENTS = {
     "flyte-secret-jwt": (["client_secret_jwt"], ["client_credentials"], True),
     "flyte-pkjwt": (["private_key_jwt"], ["client_credentials"], True),
     "flyte-public": (["none"], ["code", "refresh_token", "device_authorization"], False),
+    ROTATE_CLIENT: (["none"], ["refresh_token", "device_authorization"], False),
 }
 CLIENT_SECRET = "glewlwyd-client-secret-0123456789abcdef"
 
@@ -107,6 +111,7 @@ class GlewlwydServer:
         self._tail: collections.deque[str] = collections.deque(maxlen=100)
         self.client_key_file = directory / "client-key.pem"
         self._keys: Any = None
+        self._mark = 0
 
     @property
     def base(self) -> str:
@@ -194,23 +199,8 @@ class GlewlwydServer:
             "username": USER[0], "name": "Flyte user", "password": USER[1], "scope": list(SCOPES),
             "enabled": True})
         key, cert = _rsa_pem()
-        admin.ok("POST", f"{self.api}/mod/plugin/", {
-            "module": "oidc", "name": PLUGIN, "display_name": "OIDC for flyteauth interop", "enabled": True,
-            "parameters": {
-                "iss": self.issuer, "jwt-type": "rsa", "jwt-key-size": "256", "key": key, "cert": cert,
-                "access-token-duration": self.access_token_seconds, "refresh-token-duration": 3600,
-                "code-duration": 600, "refresh-token-rolling": True, "refresh-token-one-use": "always",
-                "allow-non-oidc": True, "auth-type-client-enabled": True, "auth-type-code-enabled": True,
-                "auth-type-code-revoke-replayed": True, "auth-type-refresh-enabled": True,
-                "auth-type-device-enabled": True, "auth-type-token-enabled": False,
-                "auth-type-password-enabled": False,
-                "device-authorization-expiration": 600, "device-authorization-interval": 1,
-                "pkce-allowed": True, "pkce-method-plain-allowed": False,
-                "introspection-revocation-allowed": True, "introspection-revocation-allow-target-client": True,
-                "request-parameter-allow": True, "request-maximum-exp": 3600,
-                "client-pubkey-parameter": "pubkey", "client-jwks-parameter": "jwks",
-                "oauth-dpop-allowed": True, "oauth-dpop-iat-duration": 60,
-            }})
+        for name, seconds in ((PLUGIN, self.access_token_seconds), (ROTATE_PLUGIN, 1)):
+            admin.ok("POST", f"{self.api}/mod/plugin/", self._plugin(name, seconds, key, cert))
         client_key, client_pub = _rsa_pem()
         self.client_key_file.write_text(client_key)
         self.client_key_file.chmod(0o600)
@@ -225,6 +215,26 @@ class GlewlwydServer:
                 client["pubkey"] = client_pub
             admin.ok("POST", f"{self.api}/client/", client)
 
+    def _plugin(self, name: str, seconds: int, key: str, cert: str) -> dict[str, Any]:
+        """An ``oidc`` plugin instance (its documented parameters; names as in glewlwyd's OIDC.md)."""
+        return {
+            "module": "oidc", "name": name, "display_name": f"OIDC for flyteauth interop ({name})", "enabled": True,
+            "parameters": {
+                "iss": f"{self.api}/{name}", "jwt-type": "rsa", "jwt-key-size": "256", "key": key, "cert": cert,
+                "access-token-duration": seconds, "refresh-token-duration": 3600,
+                "code-duration": 600, "refresh-token-rolling": True, "refresh-token-one-use": "always",
+                "allow-non-oidc": True, "auth-type-client-enabled": True, "auth-type-code-enabled": True,
+                "auth-type-code-revoke-replayed": True, "auth-type-refresh-enabled": True,
+                "auth-type-device-enabled": True, "auth-type-token-enabled": False,
+                "auth-type-password-enabled": False,
+                "device-authorization-expiration": 600, "device-authorization-interval": 1,
+                "pkce-allowed": True, "pkce-method-plain-allowed": False,
+                "introspection-revocation-allowed": True, "introspection-revocation-allow-target-client": True,
+                "request-parameter-allow": True, "request-maximum-exp": 3600,
+                "client-pubkey-parameter": "pubkey", "client-jwks-parameter": "jwks",
+                "oauth-dpop-allowed": True, "oauth-dpop-iat-duration": 60,
+            }}
+
     # -- the user, on glewlwyd's login and grant API --------------------------------------------------
     def _user_session(self, client_id: str) -> UserAgent:
         agent = UserAgent()
@@ -232,10 +242,11 @@ class GlewlwydServer:
         agent.ok("PUT", f"{self.api}/auth/grant/{client_id}", {"scope": " ".join(SCOPES)})
         return agent
 
-    def approve_device(self, _driver: Any, code: Any) -> str:
-        agent = self._user_session("flyte-public")
+    def approve_device(self, _driver: Any, code: Any, client_id: str = "flyte-public",
+                       plugin: str = PLUGIN) -> str:
+        agent = self._user_session(client_id)
         status, _, headers = agent.request(
-            "GET", f"{self.issuer}/device?code={urllib.parse.quote(code.user_code)}&g_continue")
+            "GET", f"{self.api}/{plugin}/device?code={urllib.parse.quote(code.user_code)}&g_continue")
         location = headers.get("Location", "")
         if status != 302 or "prompt=deviceComplete" not in location:
             raise AssertionError(f"glewlwyd did not complete the device approval: {status} {location}")
@@ -249,6 +260,32 @@ class GlewlwydServer:
             raise AssertionError(f"glewlwyd did not redirect to the client: {status} {location} {str(body)[:200]}")
         http("GET", location)  # what the browser does next: deliver the code to the loopback listener
         return location
+
+    # -- the rotation proof's detector: glewlwyd's one-use refresh tokens ------------------------------
+    def _rows(self, after: int) -> list[tuple[Any, ...]]:
+        with contextlib.closing(sqlite3.connect(f"file:{self.directory / 'glewlwyd.sqlite3'}?mode=ro", uri=True,
+                                                timeout=30)) as db:
+            return list(db.execute("SELECT gpor_id, gpor_enabled FROM gpo_refresh_token WHERE gpor_client_id = ? "
+                                   "AND gpor_plugin_name = ? AND gpor_id > ? ORDER BY gpor_id",
+                                   (ROTATE_CLIENT, ROTATE_PLUGIN, after)))
+
+    def rotation_mark(self) -> None:
+        """Before a login of the rotation client: the chain it starts is what follows."""
+        rows = self._rows(0)
+        self._mark = rows[-1][0] if rows else 0
+
+    def _chain(self) -> list[tuple[Any, ...]]:
+        """The rotation client's refresh tokens since :meth:`rotation_mark` (one login: one chain)."""
+        return [(enabled,) for _, enabled in self._rows(self._mark)]
+
+    def rotation_refresh_count(self) -> int:
+        return max(len(self._chain()) - 1, 0)
+
+    def rotation_grant_alive(self) -> bool:
+        """One-use refresh tokens: each refresh disables the one it used; a token used twice breaks the
+        chain and glewlwyd disables its newest token, leaving none enabled."""
+        chain = self._chain()
+        return bool(chain) and [row[0] for row in chain].count(1) == 1 and chain[-1][0] == 1
 
     def validate(self, token: str) -> str | None:
         """As glewlwyd's docs tell resource servers: check the JWT's signature (JWKS) and expiry.  (Its

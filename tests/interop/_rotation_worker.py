@@ -33,6 +33,8 @@ def main() -> None:
                 token = session.get_token().access_token
             except Exception as exc:
                 errors.append(f"{type(exc).__name__}: {exc}"[:300])
+                if len(errors) >= 5:
+                    break  # the grant is gone; nothing more to learn
                 time.sleep(0.2)
                 continue
             if not seen or seen[-1] != token:

@@ -134,7 +134,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if cell is None or (report.when != "call" and report.passed):
         return
     if report.skipped and hasattr(report, "wasxfail"):
-        result, reason = "server", str(report.wasxfail).removeprefix("reason: ").removeprefix("server: ")
+        result, reason = "xfail", str(report.wasxfail).removeprefix("reason: ")
     elif report.skipped:
         reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
         reason = reason.removeprefix("Skipped: ")
