@@ -100,9 +100,9 @@ def _rsa_pem() -> tuple[str, str]:
 
 class GlewlwydServer:
     """One glewlwyd process.  Its token times are whole seconds (``exp`` may be less than
-    ``expires_in`` after issue), so access tokens live 4 s, not the 2 s of the other servers."""
+    ``expires_in`` after issue), so access tokens live 3 s, not the 2 s of the other servers."""
 
-    def __init__(self, directory: Path, *, access_token_seconds: int = 4) -> None:
+    def __init__(self, directory: Path, *, access_token_seconds: int = 3) -> None:
         self.directory = directory
         self.access_token_seconds = access_token_seconds
         self.port = 0

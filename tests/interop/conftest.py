@@ -27,10 +27,27 @@ PEERS = ("oidc-provider", "django-oauth-toolkit", "glewlwyd")
 _RESULTS: list[dict[str, Any]] = []
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+#: The reference column's interactive logins run with the file store only: its stores are covered by the
+#: main suite (tests/test_pkce.py, test_device_flow.py, test_redis_store.py), and each login costs seconds.
+_REFERENCE_ONLY_FILE = ("test_pkce_login_in_the_browser_then_refresh", "test_device_login_then_refresh")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    keep, drop = [], []
     for item in items:
-        if "tests/interop/" in item.nodeid.replace("\\", "/"):
-            item.add_marker(pytest.mark.interop)
+        if "tests/interop/" not in item.nodeid.replace("\\", "/"):
+            keep.append(item)
+            continue
+        item.add_marker(pytest.mark.interop)
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if (getattr(item, "originalname", "") in _REFERENCE_ONLY_FILE and params.get("peer") == "oidc-provider"
+                and params.get("store") != "file"):
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 def unavailable(reason: str) -> None:
