@@ -38,9 +38,7 @@ pytestmark = pytest.mark.timeout(180)
 #: Remove when the redis lane's fleet lock lands (then these must pass every time).
 REDIS_LOCK_RACE = pytest.mark.xfail(strict=False, reason=(
     "fixed by redis lane: RedisTokenStore.lock() returns without the fleet lock once another process stored a "
-    "new value, and a caller that finds that value already stale refreshes unlocked, racing the holder with "
-    "the same refresh token (1-s tokens make it likely; glewlwyd's whole-second ones are stale on arrival; "
-    "issue 16 item 5)"))
+    "token; a caller that finds it already stale refreshes unlocked and replays (issue 16 item 5)"))
 
 
 @dataclass
