@@ -1,6 +1,6 @@
 """The interop matrix: run ``tests/interop`` and print its outcomes, rows flows, columns identity providers.
 
-    .venv/bin/python benchmarks/interop.py                 # run the suite (~1.5 min), print the matrix
+    .venv/bin/python benchmarks/interop.py                 # run the suite (~2 min), print the matrix
     .venv/bin/python benchmarks/interop.py --write-docs    # ... and put it into docs/idps.md
     .venv/bin/python benchmarks/interop.py -- -k glewlwyd  # extra pytest arguments after --
 
