@@ -58,7 +58,8 @@ _SECRETLESS_AUTH_TYPES = frozenset({"pkce", "standard", "deviceflow", "device_fl
                                     "external_process", "passthrough", "noauth", "none", "no_auth", "anonymous"})
 #: Token endpoint client authentication methods the ClientSecret provider supports (``none``: a public
 #: client, for TokenExchange; ``federated_jwt``: the platform token as an RFC 7523 client assertion).
-AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none", "federated_jwt")
+AUTH_METHODS = ("client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt", "none",
+                "federated_jwt")
 
 
 def _strings(value: Any) -> tuple[str, ...]:

@@ -301,7 +301,8 @@ def form_encoded_basic(client: Any, method: str, uri: str, headers: Any, body: A
 class ClientAuthentication:
     """How a client authenticates at the token endpoint, chosen once from the config; shared by every grant.
 
-    ``client_secret_basic``/``client_secret_post``: the resolved secret.  ``private_key_jwt`` (RFC 7523,
+    ``client_secret_basic``/``client_secret_post``: the resolved secret; ``client_secret_jwt`` (RFC 7523): an
+    HS256 assertion signed with it (glewlwyd, Keycloak, Okta accept it).  ``private_key_jwt`` (RFC 7523,
     authlib's ``PrivateKeyJWT``): the PEM key from ``admin.clientKeyFilePath`` (RSA signs RS256, EC by curve,
     Ed25519 EdDSA; ``admin.clientKeyId`` sets ``kid``); the assertion's audience is the token endpoint URL.
     ``none``: only ``client_id`` (nothing when there is none).  ``federated_jwt``: the platform token,
@@ -320,7 +321,7 @@ class ClientAuthentication:
             cert_path = CLIENT_CERT.read(config)
             if cert_path:
                 self._thumbprints = certificate_thumbprints(str(cert_path), self._credential)
-        elif self.method in ("client_secret_basic", "client_secret_post"):
+        elif self.method in ("client_secret_basic", "client_secret_post", "client_secret_jwt"):
             self._credential = config.resolve_client_secret()
         self._auth: Any = None
 
@@ -343,6 +344,10 @@ class ClientAuthentication:
                 kid = self._key_id
                 headers = {**({"kid": str(kid)} if kid else {}), **self._thumbprints}
                 method = PrivateKeyJWT(alg=_alg(self._credential), headers=headers or None)
+            elif method == "client_secret_jwt":
+                from authlib.oauth2.rfc7523 import ClientSecretJWT
+
+                method = ClientSecretJWT()  # HS256 over the secret, audience the token endpoint (RFC 7523)
             elif method == "client_secret_basic":
                 method = form_encoded_basic
             self._auth = ClientAuth(self.client_id, self._credential, method)

@@ -248,6 +248,10 @@ class PkceAuthenticator(InteractiveAuthenticator):
             ]
             if client.audience and idp_profile(self._config, client.authorization_endpoint).takes_audience:
                 params.append(("audience", client.audience))
+            if "openid" in client.scopes:
+                # OIDC makes the nonce optional for the code flow, some IdPs require it (glewlwyd: "nonce
+                # required"); we never use the ID token, so it is sent, not checked.
+                params.append(("nonce", generate_token(32)))
             url = add_params_to_uri(client.authorization_endpoint, [(k, v) for k, v in params if v])
             if not self._open(url, request.browser_opener):
                 print(f"To log in to {self._config.endpoint}, open this URL in a browser on this machine:\n"

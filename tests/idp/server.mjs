@@ -118,6 +118,17 @@ const CLIENTS = [
     scope: RESOURCE_SCOPE,
   },
   {
+    // RFC 7523 HS256 assertion over the secret (the interop matrix's client_secret_jwt row)
+    client_id: 'ci-secret-jwt',
+    client_secret: 'ci-secret-jwt-secret-value-0123456789abcdef',
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+    token_endpoint_auth_method: 'client_secret_jwt',
+    token_endpoint_auth_signing_alg: 'HS256',
+    scope: RESOURCE_SCOPE,
+  },
+  {
     client_id: 'ci-pkjwt',
     grant_types: ['client_credentials'],
     response_types: [],
