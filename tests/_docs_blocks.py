@@ -113,7 +113,6 @@ def block_env(base: dict[str, str], *, config: Path, ca: Path, home: Path) -> di
     env = {k: v for k, v in base.items() if not k.startswith(("FLYTE", "UCTL_"))}
     env.update(
         FLYTEAUTH_CONFIG=str(config),
-        FLYTECTL_CONFIG=str(config),  # until firstrun lands (flytekit's Config.auto(config_file=...))
         GRPC_DEFAULT_SSL_ROOTS_FILE_PATH=str(ca), SSL_CERT_FILE=str(ca),
         HOME=str(home), FLYTEAUTH_TOKEN_DIR=str(home / "tokens"), FLYTEAUTH_INTERACTIVE="0",
         PYTHONPATH=os.pathsep.join(p for p in (str(HERE), base.get("PYTHONPATH", "")) if p),

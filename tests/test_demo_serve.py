@@ -99,8 +99,7 @@ def run_python(tmp_path: Path, code: str, *, env: dict[str, str] | None = None) 
 
 
 def test_flytekit_lists_projects(served: Served, tmp_path: Path) -> None:
-    env = sdk_env(tmp_path)
-    env["FLYTECTL_CONFIG"] = str(served.config)  # until firstrun lands
+    env = sdk_env(tmp_path)  # no FLYTECTL_CONFIG: Config.auto(config_file=...) alone must be enough
     out = run_python(tmp_path, f"""
         from flytekit.configuration import Config
         from flytekit.remote import FlyteRemote
