@@ -168,6 +168,10 @@ def test_authsession_and_files(served: Served) -> None:
     with AuthSession(load_config(served.config)) as session:
         projects = session.channel().unary_unary(ADMIN["list_projects"], response_deserializer=Projects.FromString)
         answer = projects(b"", timeout=30)
+        # REST through httpx_client() trusts caCertFilePath as gRPC does: no SSL_CERT_FILE needed
+        with session.httpx_client() as http:
+            rest = http.get(f"https://127.0.0.1:{served.port}/api/v1/projects", timeout=30)
+        assert rest.raise_for_status().json()["projects"][0]["id"] == "flytesnacks"
     assert [(p.id, [d.id for d in p.domains]) for p in answer.projects] == [
         ("flytesnacks", ["development", "staging", "production"])]
     secret = served.config.with_name("client_secret")
