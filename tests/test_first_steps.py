@@ -97,3 +97,17 @@ def test_doctor_says_an_unreachable_token_url_is_not_the_advertised_one(tmp_path
     assert idp_step.name == "idp" and idp_step.status == "fail", [(r.name, r.status) for r in results]
     assert f"is not the token endpoint the server advertises ({idp.url})" in idp_step.summary
     assert idp_step.key == "admin.tokenUrl" and "Remove admin.tokenUrl" in (idp_step.fix or "")
+
+
+def test_token_help_lists_every_exit_code_the_readme_does() -> None:
+    """README's command table: exit 2 includes an untrusted per-directory config file (`flyteauth trust`)."""
+    import subprocess
+
+    result = subprocess.run([sys.executable, "-m", "flyteauth_core.cli", "token", "--help"], capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    for code in ("0 ok", "1 unexpected", "2 configuration", "3 a human must log in", "4 the IdP rejected",
+                 "5 transient"):
+        assert code in text, text
+    assert "untrusted per-directory config file: `flyteauth trust`" in text
