@@ -353,7 +353,7 @@ def actions(config: AuthConfig) -> tuple[str, ...]:
     masked as ``flyteauth config`` masks them (the program; ``****`` per argument)."""
     host = _host(config.http_base_url)
     kind = config.resolved_auth_type.lower()
-    token_host = _host(config.token_url) if config.token_url else f"the token endpoint {host} advertises"
+    token_host = _host(config.token_url) if config.token_url else f"the token endpoint that {host} advertises"
     out: list[str] = []
     if kind in _COMMAND_TYPES:
         out.append(f"run `{format_value('command', config.command)}` (authType {config.resolved_auth_type}) and "
@@ -401,6 +401,26 @@ def _check_trust(config: AuthConfig) -> list[Problem]:
     return [Problem("error", error.path, "untrusted", error.message, error.hint or "")]
 
 
+#: Token stores whose package comes with an extra: name -> (module, extra).  The store itself raises
+#: MissingExtraError when first used; listing it here lets `flyteauth config` and doctor's step 1 say so
+#: offline, with the same words (a name only: nothing here imports the provider).
+_STORE_EXTRAS = {"redis": ("redis", "redis")}
+
+
+def _check_store_extra(config: AuthConfig) -> list[Problem]:
+    import importlib.util
+
+    from .errors import MissingExtraError
+
+    name = (config.store or "").lower()
+    if name not in _STORE_EXTRAS or importlib.util.find_spec(_STORE_EXTRAS[name][0]) is not None:
+        return []
+    module, extra = _STORE_EXTRAS[name]
+    key = user_key(config, "store")
+    error = MissingExtraError(f"{key}: {config.store}", extra=extra, package=module)
+    return [Problem("error", key, "wrong", error.message, error.hint or f"pip install -e '.[{extra}]'")]
+
+
 def problems(config: AuthConfig, env: Mapping[str, str] | None = None) -> list[Problem]:
     """Every problem that can be found without a network call, errors first."""
     env = os.environ if env is None else env
@@ -445,6 +465,7 @@ def problems(config: AuthConfig, env: Mapping[str, str] | None = None) -> list[P
                                  "Set admin.command to the argv that prints a token"))
         found += _check_command(config, "command")
     found += _check_command(config, "proxy_command")
+    found += _check_store_extra(config)
     for field, spec in SETTINGS.items():
         if spec.compat and field in config.sources:
             key = user_key(config, field)
@@ -476,6 +497,18 @@ def provider_details(config: AuthConfig) -> tuple[str | None, dict[str, Any] | N
         return (str(describe()) if callable(describe) else None), details
     except Exception as exc:
         return f"cannot describe the provider offline: {exc}", None
+
+
+def _canonical_auth_type(auth_type: str, reason: str) -> tuple[str, str]:
+    """The registered name a plugin and the events see (``Initech`` for ``authType: initech-corp``), with the
+    user's spelling kept in the reason; unchanged when no plugin registers it (that is a problem of its own)."""
+    from .plugins import default_registry
+
+    try:
+        name = default_registry().authenticator(auth_type).name
+    except Exception:
+        return auth_type, reason
+    return (name, reason) if name == auth_type else (name, f"authType {auth_type}; {reason}")
 
 
 @attrs.frozen
@@ -538,6 +571,8 @@ def report(config: AuthConfig, *, include_defaults: bool = False, env: Mapping[s
     auth_type, reason = config.resolved_auth_type, config.auth_type_reason
     if any(p.severity == "error" and p.key.endswith(".authType") for p in found):
         auth_type, reason = "(none chosen)", "see the error below"  # not the default it would fall back to
+    else:
+        auth_type, reason = _canonical_auth_type(auth_type, reason)
     return ConfigReport(config_file(config), auth_type, reason,
                         tuple(rows(config, include_defaults=include_defaults)), found, provider, details)
 
@@ -553,9 +588,11 @@ def main(config_path: str | None, *, include_defaults: bool = False, as_json: bo
     out = out or sys.stdout
     logger = logging.getLogger("flyteauth.config")
     level = logger.level
-    logger.setLevel(logging.ERROR)  # the report lists the loader's problems itself
+    logger.setLevel(logging.ERROR)  # the report lists the loader's problems itself, each once
     try:
         config, found = check(config_path)
+        # building the provider (report's provider line) reads the secret file, which warns about its mode
+        result = report(config, include_defaults=include_defaults, found=found) if config is not None else None
     finally:
         logger.setLevel(level)
     if config is None:  # nothing to show but what is wrong
@@ -565,7 +602,7 @@ def main(config_path: str | None, *, include_defaults: bool = False, as_json: bo
         else:
             print("\n".join(f"{p.severity}: {p.message}\n  fix: {p.fix}" for p in found), file=out)
         return 1
-    result = report(config, include_defaults=include_defaults, found=found)
+    assert result is not None
     if as_json:
         json.dump(result.to_dict(), out, indent=2)
         print(file=out)

@@ -9,6 +9,7 @@ server-side revocation.  Exit status 0 when every check held.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import threading
 import time
@@ -33,7 +34,9 @@ def run_demo(*, seconds: float = 6.0, ttl: float = 2.0, out: TextIO) -> int:
             DemoTokenEndpoint(CLIENT_ID, secret, ttl=ttl) as idp, \
             FlyteTestServer(idp.validate, token_endpoint=idp.url) as server:
         secret_file = Path(tmp, "client_secret")
-        secret_file.write_text(secret + "\n")
+        # 0600 from the start: a secret file others can read is a config warning the demo must not trigger
+        with os.fdopen(os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(secret + "\n")
         config_file = Path(tmp, "config.yaml")
         config_file.write_text(
             "admin:\n"

@@ -248,7 +248,7 @@ def serve(*, directory: Path | None, port: int, ttl: float, out: TextIO,
             say(f"  Flyte endpoint  {demo.endpoint}  (TLS, CA {demo.ca_path})")
             say("    gRPC: AuthMetadataService, IdentityService, AdminService ListProjects/GetVersion (flytekit)")
             say("    Connect: AuthMetadataService, IdentityService (flyte 2.x)" if demo.connect else
-                "    Connect: not served (no connectrpc; `pip install 'flyteauth[connect]'` for flyte 2.x)")
+                "    Connect: not served (no connectrpc; `pip install -e '.[connect]'` in the clone, for flyte 2.x)")
             say(f"  token endpoint  {demo.idp.url}  (client {CLIENT_ID}, secret in {demo.secret_path}, "
                 f"tokens live {ttl:g}s)")
             say(f"  checked: {', '.join(checked)}")

@@ -55,6 +55,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("flyteauth.doctor")
 Status = Literal["ok", "warn", "fail", "skipped", "not run"]
 STEPS = ("config", "endpoint", "discovery", "idp", "token", "call")
+#: The ALPN protocols that mean HTTP/2 to a gRPC client: grpcio and grpc-core offer "grpc-exp" before "h2".
+_GRPC_ALPN = ("grpc-exp", "h2")
+
 #: Auth types whose token does not come from an OAuth2 token endpoint (no IdP step).
 _NO_IDP = frozenset({"externalcommand", "passthrough", "noauth"})
 _IDP_TYPES = frozenset({"clientsecret", "pkce", "deviceflow"})
@@ -218,11 +221,12 @@ class Doctor:
         try:
             # No interactive flows; one attempt per IdP call: the doctor reports, it does not wait out outages.
             self.session = AuthSession(config, interactive=False, retry=RetryPolicy(attempts=1))
+            auth_type = self.session.auth_type  # wires the provider and the store (a missing extra fails here)
         except FlyteAuthError as error:
             raise _Fail(error.message, error.hint or "Fix the setting named above", **details) from None
         # "explicit authType (<file>:admin.authType)" would say authType twice on one line
         reason = re.sub(r"^explicit authType \((.*?)\)", r"set by \1", config.auth_type_reason)
-        summary = f"{details['file']}; authType {self.session.auth_type} ({reason})"
+        summary = f"{details['file']}; authType {auth_type} ({reason})"
         if found:
             details["problems"] = [attrs.asdict(p) for p in found]
         if found and found[0].severity == "warning":
@@ -296,7 +300,9 @@ class Doctor:
                 key = user_key(config, "ca_cert_file_path")
                 raise _Fail(f"{key} cannot be loaded as CA certificates ({type(exc).__name__})",
                             f"Point {key} at a PEM file of CA certificates", key, "wrong", **details) from None
-        context.set_alpn_protocols(["h2", "http/1.1"])  # so a web port is named, not just refused
+        # what grpcio offers ("grpc-exp" first), so a front door that routes gRPC by ALPN (an ingress, the
+        # demo) answers as it would answer a gRPC client; "http/1.1" last, so a web port is named, not refused
+        context.set_alpn_protocols([*_GRPC_ALPN, "http/1.1"])
         sock.settimeout(self.timeout)
         try:
             with context.wrap_socket(sock, server_hostname=host) as tls:
@@ -329,7 +335,7 @@ class Doctor:
         summary = f"{host}:{port} accepts TCP; {details['tls']}" + (
             f", certificate {details.get('subject', '')} not verified ({user_key(config, 'insecure_skip_verify')})"
             if skip else f", certificate {details.get('subject', '')} trusted")
-        if details.get("alpn") != "h2":
+        if details.get("alpn") not in _GRPC_ALPN:
             raise _Warn(f"{summary}; the server did not agree to HTTP/2 (ALPN {details.get('alpn')!r})",
                         "gRPC needs HTTP/2: check that the endpoint is the gRPC port, not a web port",
                         user_key(config, "endpoint"), **details)
@@ -486,6 +492,11 @@ class Doctor:
                 raise _Fail(f"the proxy {proxy} for IdP calls is unreachable ({what})",
                             f"Check {proxy_key}, or unset it to connect directly", proxy_key, "wrong",
                             **details) from None
+            differs = self._token_url_differs()
+            if differs:  # the likeliest cause: a tokenUrl the server would not have sent us to
+                raise _Fail(f"the IdP at {url} ({where}) is unreachable ({what}); {differs}",
+                            f"Remove {token_key} to use the advertised endpoint, or correct it", token_key,
+                            "wrong", **details) from None
             raise _Fail(f"the IdP at {url} ({where}) is unreachable ({what}"
                         + (f", via proxy {proxy}" if proxy else "") + ")",
                         f"Check that the IdP is up and reachable from here; {token_key} sets the token endpoint"

@@ -24,6 +24,9 @@ import threading
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 ALPN = ("grpc-exp", "http/1.1", "h2")
 _CHUNK = 64 * 1024
+#: The body of the 503 an HTTP/1.1 client (curl, httpx, a Connect client) gets when only gRPC is served.
+NO_HTTP_BACKEND = (b"Connect and REST are not served: the demo runs without connectrpc. "
+                   b"Install the extra (pip install -e '.[connect]' in the clone) and restart it.\n")
 
 
 class FrontDoor:
@@ -73,7 +76,8 @@ class FrontDoor:
             kind, head = await self._route(reader, writer)
             port = self._backends[kind]
             if port is None:  # no Connect server: answer HTTP/1.1 clients plainly instead of hanging up
-                writer.write(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                writer.write(b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: "
+                             + str(len(NO_HTTP_BACKEND)).encode() + b"\r\nconnection: close\r\n\r\n" + NO_HTTP_BACKEND)
                 await writer.drain()
                 return
             backend_reader, backend_writer = await asyncio.open_connection("127.0.0.1", port)

@@ -141,6 +141,30 @@ def _tls_verify_failure(exc: BaseException) -> str | None:
     return None
 
 
+def with_flyte_ca(config: AuthConfig, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` for an httpx2 client of the Flyte origin, trusting ``caCertFilePath`` as the gRPC channel does.
+
+    Why: a user whose Flyte endpoint has a private CA names it once (``admin.caCertFilePath``); REST calls
+    through ``session.httpx_client()`` to that endpoint must not fail where gRPC succeeds.  httpx2's own
+    trust (certifi, ``SSL_CERT_FILE``) is kept, so a redirect to a public host (a presigned URL) still
+    verifies.  A ``verify=`` the caller passes wins.
+    """
+    if "verify" in kwargs or not config.ca_cert_file_path:
+        return kwargs
+    import ssl
+
+    import httpx2
+
+    context = httpx2.create_ssl_context()
+    try:
+        context.load_verify_locations(cafile=str(Path(config.ca_cert_file_path).expanduser()))
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or type(exc).__name__
+        raise ConfigError(f"Cannot load caCertFilePath {config.ca_cert_file_path!r} ({reason})",
+                          hint="Point admin.caCertFilePath at a PEM file of CA certificates") from None
+    return {**kwargs, "verify": context}
+
+
 def grpc_root_certificates(config: AuthConfig, timeout: float = 10.0) -> bytes | None:
     """Root certificates for the gRPC channel to the Flyte endpoint (None: the system's).
 

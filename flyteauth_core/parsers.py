@@ -26,6 +26,9 @@ def words(value: Any) -> tuple[str, ...]:
         return tuple(v for v in value.replace(",", " ").split() if v)
     return tuple(str(v) for v in value)
 
+#: The fix a list-valued key's error names (scopes, authOrigins, command, ...).
+_LIST_HINT = "Set {} to a YAML list of strings (such as [all]) or one comma-separated string"
+
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
 
@@ -38,14 +41,16 @@ def boolean(key: str, value: Any) -> bool:
         return True
     if text in (*_FALSE, ""):
         return False
-    raise ConfigError(f"{key} must be a boolean (true/false, 1/0, yes/no, on/off), got {value!r}")
+    raise ConfigError(f"{key} must be a boolean (true/false, 1/0, yes/no, on/off), got {value!r}",
+                      hint=f"Set {key} to true or false")
 
 
 def string(key: str, value: Any) -> str | None:
     if value is None:
         return None
     if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-        raise ConfigError(f"{key} must be a string, got {type(value).__name__}")
+        raise ConfigError(f"{key} must be a string, got {type(value).__name__}",
+                          hint=f"Set {key} to one value, quoted if YAML would read it otherwise")
     return str(value) or None
 
 
@@ -59,21 +64,21 @@ def _json_list(key: str, text: str) -> tuple[str, ...] | None:
     except ValueError:
         raise ConfigError(f"{key} looks like a JSON array but is not valid JSON") from None
     if not isinstance(data, list) or not all(isinstance(v, (str, int, float)) for v in data):
-        raise ConfigError(f"{key} must be a list of strings")
+        raise ConfigError(f"{key} must be a list of strings", hint=_LIST_HINT.format(key))
     return tuple(str(v) for v in data)
 
 
 def strings(key: str, value: Any) -> tuple[str, ...]:
     if isinstance(value, (list, tuple)):
         if not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value):
-            raise ConfigError(f"{key} must be a list of strings")
+            raise ConfigError(f"{key} must be a list of strings", hint=_LIST_HINT.format(key))
         return tuple(str(v) for v in value)
     if isinstance(value, str):
         parsed = _json_list(key, value.strip())
         return parsed if parsed is not None else words(value)
     if value is None:
         return ()
-    raise ConfigError(f"{key} must be a list of strings, got {type(value).__name__}")
+    raise ConfigError(f"{key} must be a list of strings, got {type(value).__name__}", hint=_LIST_HINT.format(key))
 
 
 def split_argv(key: str, text: str) -> tuple[str, ...]:
@@ -100,11 +105,12 @@ def argv(key: str, value: Any) -> tuple[str, ...]:
 
 def integer(key: str, value: Any) -> int:
     if isinstance(value, bool):
-        raise ConfigError(f"{key} must be a whole number, got {value!r}")
+        raise ConfigError(f"{key} must be a whole number, got {value!r}", hint=f"Set {key} to a number such as 3")
     try:
         number = int(str(value).strip())
     except ValueError:
-        raise ConfigError(f"{key} must be a whole number, got {value!r}") from None
+        raise ConfigError(f"{key} must be a whole number, got {value!r}",
+                          hint=f"Set {key} to a number such as 3") from None
     if number < 0:
         raise ConfigError(f"{key} must not be negative, got {value!r}")
     return number

@@ -528,20 +528,23 @@ class AuthSession:
         """An ``httpx2.Client(**kwargs)`` that authenticates requests to the Flyte origin (and
         ``authOrigins``) and never sends our headers to another origin, redirects included (a request
         hook strips them from every hop whose origin is not allowed; same-origin redirects keep them).
-        Yours to close.  The request's timeout bounds the wait for the token too."""
+        Yours to close.  The request's timeout bounds the wait for the token too.  ``admin.caCertFilePath`` is
+        trusted beside httpx2's own CAs, as on the gRPC channel (unless you pass ``verify=``)."""
         import httpx2
 
+        from .http import with_flyte_ca
         from .transports.httpx_auth import scoped_client
 
-        return scoped_client(self.httpx_auth(), httpx2.Client, kwargs)
+        return scoped_client(self.httpx_auth(), httpx2.Client, with_flyte_ca(self.config, kwargs))
 
     def httpx_async_client(self, **kwargs: Any) -> Any:
         """:meth:`httpx_client` as an ``httpx2.AsyncClient``."""
         import httpx2
 
+        from .http import with_flyte_ca
         from .transports.httpx_auth import scoped_client
 
-        return scoped_client(self.httpx_auth(), httpx2.AsyncClient, kwargs)
+        return scoped_client(self.httpx_auth(), httpx2.AsyncClient, with_flyte_ca(self.config, kwargs))
 
     def login(self) -> Token:
         """Run the provider's login now (interactive flows included) and store the result."""

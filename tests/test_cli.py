@@ -47,6 +47,8 @@ def test_demo_runs_the_whole_loop_and_reports() -> None:
     assert "0 waited, 0 failed" in out
     assert "server revokes the token" in out and "retried transparently" in out
     assert "FAIL" not in out and out.strip().endswith("demo passed")
+    assert "readable by others" not in result.stderr  # the demo's own secret file is 0600 (0644 under umask 022)
+    assert "WARNING" not in result.stderr, result.stderr
 
 
 def test_token_prints_only_the_access_token(peers: tuple[DemoTokenEndpoint, FlyteTestServer], tmp_path: Path) -> None:

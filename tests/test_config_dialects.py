@@ -445,7 +445,7 @@ def test_flyteauth_config_reports_a_bad_boolean(tmp_path: Path) -> None:
                             env=env, timeout=60, check=False, cwd=tmp_path)
     assert result.returncode == 1
     assert "error: FLYTE_ADMIN_INSECURE must be a boolean" in result.stdout  # in the report, with the rest
-    assert "fix: Fix $FLYTE_ADMIN_INSECURE" in result.stdout
+    assert "fix: Set FLYTE_ADMIN_INSECURE to true or false" in result.stdout
 
 
 # -- sessions built only from one SDK's env vars, against the real IdP ----------------------------------

@@ -99,7 +99,7 @@ def run_python(tmp_path: Path, code: str, *, env: dict[str, str] | None = None) 
 
 
 def test_flytekit_lists_projects(served: Served, tmp_path: Path) -> None:
-    env = sdk_env(tmp_path)  # no FLYTECTL_CONFIG: Config.auto(config_file=...) alone must be enough
+    """The README's flytekit route exactly: ``Config.auto(config_file=...)``, no FLYTECTL_CONFIG, no other step."""
     out = run_python(tmp_path, f"""
         from flytekit.configuration import Config
         from flytekit.remote import FlyteRemote
@@ -107,7 +107,7 @@ def test_flytekit_lists_projects(served: Served, tmp_path: Path) -> None:
         remote = FlyteRemote(Config.auto(config_file={str(served.config)!r}))
         projects, _ = remote.client.list_projects_paginated()
         print([p.id for p in projects])
-    """, env=env)
+    """)
     assert out.strip().splitlines()[-1] == "['flytesnacks']"
 
 
@@ -168,12 +168,26 @@ def test_authsession_and_files(served: Served) -> None:
     with AuthSession(load_config(served.config)) as session:
         projects = session.channel().unary_unary(ADMIN["list_projects"], response_deserializer=Projects.FromString)
         answer = projects(b"", timeout=30)
+        # REST through httpx_client() trusts caCertFilePath as gRPC does: no SSL_CERT_FILE needed
+        with session.httpx_client() as http:
+            rest = http.get(f"https://127.0.0.1:{served.port}/api/v1/projects", timeout=30)
+        assert rest.raise_for_status().json()["projects"][0]["id"] == "flytesnacks"
     assert [(p.id, [d.id for d in p.domains]) for p in answer.projects] == [
         ("flytesnacks", ["development", "staging", "production"])]
     secret = served.config.with_name("client_secret")
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
     assert secret.read_text().strip() not in served.config.read_text()
     assert any("Connect: AuthMetadataService" in line for line in served.lines)  # the dev env has connectrpc
+
+
+def test_doctor_passes_every_step_without_a_warning(served: Served, tmp_path: Path) -> None:
+    """A new user's first doctor run is on the demo: its front door routes by ALPN (gRPC clients offer
+    "grpc-exp"), and doctor's TLS probe offers what grpcio offers, so step 2 is "ok", not "did not agree to HTTP/2"."""
+    result = subprocess.run([sys.executable, "-m", "flyteauth_core.cli", "doctor", "--config", str(served.config)],
+                            capture_output=True, text=True, env=sdk_env(tmp_path), timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "WARN" not in result.stdout and "HTTP/2" not in result.stdout, result.stdout
+    assert "[2/6] endpoint  ok" in result.stdout and "all steps passed" in result.stdout
 
 
 def test_sigint_stops_cleanly_and_closes_the_port(tmp_path: Path) -> None:
@@ -204,7 +218,7 @@ def test_without_connectrpc_it_serves_grpc_and_says_so(tmp_path: Path, monkeypat
         while "config: " not in out.getvalue():
             assert worker.is_alive() and time.monotonic() < deadline, out.getvalue()
             time.sleep(0.05)
-        assert "Connect: not served (no connectrpc; `pip install 'flyteauth[connect]'`" in out.getvalue()
+        assert "Connect: not served (no connectrpc; `pip install -e '.[connect]'`" in out.getvalue()
         config = tmp_path / "demo" / "config.yaml"
         with AuthSession(load_config(config)) as session:
             projects = session.channel().unary_unary(ADMIN["list_projects"], response_deserializer=Projects.FromString)
@@ -213,7 +227,9 @@ def test_without_connectrpc_it_serves_grpc_and_says_so(tmp_path: Path, monkeypat
         conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=30, context=ssl.create_default_context(
             cafile=str(tmp_path / "demo" / "ca.pem")))
         conn.request("GET", "/api/v1/projects")
-        assert conn.getresponse().status == 503
+        response = conn.getresponse()
+        assert response.status == 503  # and says why, for a user's curl: not an empty body
+        assert b"pip install -e '.[connect]'" in response.read()
         conn.close()
     finally:
         stop.set()

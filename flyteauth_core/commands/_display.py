@@ -78,7 +78,8 @@ def not_kept(session: AuthSession) -> str:
     if getattr(session, "_default_store", None):  # Pkce, DeviceFlow: they register default_store="keyring"
         return (f"authType {session.auth_type}'s login is not kept (store: {store_name(session.store)}), so each "
                 "process logs in again; remove tokenStore (or set it to keyring or file) to keep it")
-    return (f"authType {session.auth_type} needs no login: each process gets its own token, and nothing is kept "
+    # the store's own description says what is kept ("memory (this process only; nothing is kept)")
+    return (f"authType {session.auth_type} needs no login: each process gets its own token "
             f"(store: {store_name(session.store)})")
 
 

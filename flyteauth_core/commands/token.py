@@ -74,7 +74,8 @@ exit codes:
   0  ok: the token is on stdout
   1  unexpected error
   2  configuration (a usage error, the helper named as its own provider, an expired or
-     wrong-audience platform token): fix the config
+     wrong-audience platform token, an untrusted per-directory config file: `flyteauth
+     trust`): fix the config
   3  a human must log in: run `flyteauth login`
   4  the IdP rejected the credentials or the grant
   5  transient (IdP or network unreachable, timeout, lock wait): retry later"""
