@@ -85,6 +85,17 @@ class _Composite:
             out.extend(self._record(i, await part.metadata_async()))
         return tuple(out)
 
+    def metadata_nowait(self) -> Metadata | None:
+        """Every part's metadata when each can give it at once (``NoWait``), else None."""
+        out: list[tuple[str, str]] = []
+        for i, part in enumerate(self._parts):
+            nowait = getattr(part, "metadata_nowait", None)
+            metadata = nowait() if nowait is not None else None
+            if metadata is None:
+                return None
+            out.extend(self._record(i, metadata))
+        return tuple(out)
+
     def rejected(self, sent: Metadata) -> bool:
         retry = False
         for part, keys in zip(self._parts, self._keys, strict=True):
