@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -762,28 +762,43 @@ def _has_sections(file: Path, text: str) -> tuple[bool, Any]:
 class _Declared(Mapping[str, list[tuple[Option, Any]]]):
     """Config keys that installed plugins declare, loaded on first use.
 
-    The plugin registry (entry points, plugin modules: no I/O, ~40 ms) is consulted only when the config
-    holds a key the schema does not know or a ``FLYTEAUTH_`` variable that is not ours, so a plain config
-    costs nothing extra.
+    The plugin registry is consulted only when the config holds a key the schema does not know or a
+    ``FLYTEAUTH_`` variable that is not ours, so a plain config costs nothing extra; looking up one key
+    loads only the plugins that may declare it (``PluginRegistry.declared_options(keys)``).  Listing them
+    all (an unknown key's suggestions, plugins' env variables) loads every plugin.
     """
 
     def __init__(self, registry: PluginRegistry | None) -> None:
         self._registry = registry
         self._data: dict[str, list[tuple[Option, Any]]] | None = None
+        self._some: dict[str, list[tuple[Option, Any]]] | None = None  # what keyed lookups loaded
 
     @property
     def loaded(self) -> bool:
-        return self._data is not None
+        return self._data is not None or self._some is not None
+
+    def _plugins(self) -> PluginRegistry:
+        from .plugins import default_registry
+
+        return self._registry or default_registry()
 
     def _load(self) -> dict[str, list[tuple[Option, Any]]]:
         if self._data is None:
-            from .plugins import default_registry
-
-            self._data = (self._registry or default_registry()).declared_options()
+            self._data = self._plugins().declared_options()
         return self._data
 
+    def covering(self, keys: Iterable[str]) -> Mapping[str, list[tuple[Option, Any]]]:
+        """At least the declarations of ``keys`` (and of every plugin loaded to find them)."""
+        if self._data is not None:
+            return self._data
+        self._some = self._plugins().declared_options(keys)
+        return self._some
+
     def __getitem__(self, key: str) -> list[tuple[Option, Any]]:
-        return self._load()[key]
+        entries = self.covering([key]).get(key)
+        if entries is None:
+            entries = self._load()[key]  # not where the built-in table says: every plugin, then KeyError
+        return entries
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._load())
@@ -900,8 +915,9 @@ def load_config(
         options[key] = value
         resolver.option_sources[key] = Source(f"options[{key!r}]", "argument")
     known = {*ALL_KEYS, *_IGNORED_KEYS, *_COMPAT_KEYS, *_DEPRECATED_KEYS}
-    if declared.loaded or any(k not in known for k in resolver.options):
-        _check_declared(resolver, declared)
+    unknown = [k for k in resolver.options if k not in known]
+    if declared.loaded or unknown:
+        _check_declared(resolver, declared.covering(unknown))
     sources.update({f"options.{k}": s for k, s in resolver.option_sources.items() if k in options})
     config = AuthConfig(**values, options=options, sources=sources, problems=tuple(resolver.problems))
     secret = config._secret_field()

@@ -205,26 +205,60 @@ def _hashable(plugin: object) -> object:
     return plugin
 
 
-#: What flyteauth's own entry points register (module -> kind -> lower-case names and aliases), so that a
-#: lookup imports only the built-in module that provides the name asked for.  Third-party entry points are
-#: always all loaded before a lookup (they may replace a built-in name or clash with one), so a name
-#: resolves exactly as if everything had been loaded.  ``tests/test_plugins.py`` checks this table
-#: against what the modules really register.
+#: What flyteauth's own entry points register (module -> kind -> lower-case names and aliases; "option":
+#: the config keys its registrations declare), so that a lookup imports only the built-in module that
+#: provides the name asked for.  Third-party entry points are always all loaded before a lookup (they may
+#: replace a built-in name or clash with one), and a name found nowhere that way loads everything before
+#: it is called unknown: the table only saves imports, it cannot change an answer.
+#: ``tests/test_plugins.py`` checks it against what the modules really register.
 BUILTIN_PROVIDES: dict[str, dict[str, tuple[str, ...]]] = {
-    "flyteauth_providers.client_credentials": {"authenticator": ("clientsecret", "client_credentials", "basic")},
-    "flyteauth_providers.device_flow": {"authenticator": ("deviceflow", "device_flow")},
-    "flyteauth_providers.external_command": {"authenticator": ("externalcommand", "external_process")},
-    "flyteauth_providers.passthrough": {"authenticator": ("passthrough", "noauth", "none", "no_auth", "anonymous")},
-    "flyteauth_providers.pkce": {"authenticator": ("pkce", "standard")},
-    "flyteauth_providers.token_exchange": {
-        "authenticator": ("tokenexchange", "token_exchange", "urn:ietf:params:oauth:grant-type:token-exchange")},
-    "flyteauth_providers.file_store": {"token store": ("file",)},
-    "flyteauth_providers.keyring_store": {"token store": ("keyring",)},
-    "flyteauth_providers.memory_store": {"token store": ("memory",)},
-    "flyteauth_providers.redis_store": {"token store": ("redis",)},
-    "flyteauth_providers.proxy_command": {"interceptor": ("proxy-authorization",)},
+    "flyteauth_providers.client_credentials": {
+        "authenticator": ("clientsecret", "client_credentials", "basic"),
+        "option": ("clientkeyid", "allowinsecuretokenendpoint", "platformtokensource", "platformtokenfile",
+                   "platformtokenaudience", "platformtokencommand", "platformtokenenvvar"),
+    },
+    "flyteauth_providers.device_flow": {
+        "authenticator": ("deviceflow", "device_flow"),
+        "option": ("revocationendpoint",),
+    },
+    "flyteauth_providers.external_command": {
+        "authenticator": ("externalcommand", "external_process"),
+    },
+    "flyteauth_providers.file_store": {
+        "token store": ("file",),
+        "option": ("tokenstorepath", "tokenstorelocktimeout", "discoverycachettl"),
+    },
+    "flyteauth_providers.keyring_store": {
+        "token store": ("keyring",),
+    },
+    "flyteauth_providers.memory_store": {
+        "token store": ("memory",),
+    },
+    "flyteauth_providers.passthrough": {
+        "authenticator": ("passthrough", "noauth", "none", "no_auth", "anonymous"),
+    },
+    "flyteauth_providers.pkce": {
+        "authenticator": ("pkce", "standard"),
+        "option": ("revocationendpoint",),
+    },
     "flyteauth_providers.platform_sources": {
-        "platform token source": ("file", "github-actions", "github_actions", "github", "command", "env", "auto")},
+        "platform token source": ("file", "github-actions", "github_actions", "github", "command", "env", "auto"),
+    },
+    "flyteauth_providers.proxy_command": {
+        "interceptor": ("proxy-authorization",),
+    },
+    "flyteauth_providers.redis_store": {
+        "token store": ("redis",),
+        "option": ("redisurl", "redisencryptionkeyfile", "redisencryptionkey", "redisallowplaintext", "redislockttl",
+                   "redistimeout", "rediskeyprefix", "redisfallback", "rediscluster", "redispassword",
+                   "tokenstorelocktimeout", "discoverycachettl"),
+    },
+    "flyteauth_providers.token_exchange": {
+        "authenticator": ("tokenexchange", "token_exchange", "urn:ietf:params:oauth:grant-type:token-exchange"),
+        "option": ("platformtokensource", "platformtokenfile", "platformtokenaudience", "platformtokencommand",
+                   "platformtokenenvvar", "subjecttokentype", "actortokenfile", "actortokentype", "resource",
+                   "requestedtokentype", "allowinsecuretokenendpoint"),
+    },
 }
 
 
@@ -411,6 +445,9 @@ class PluginRegistry:
     def _resolve(self, kind: str, name: str) -> Registration:
         self._ensure_provides(kind, name)
         regs = self._names.get((kind, name.lower()), [])
+        if not regs and not self._loaded:  # not where BUILTIN_PROVIDES says: look everywhere before failing
+            self._ensure_loaded()
+            regs = self._names.get((kind, name.lower()), [])
         if not regs:
             failed = self._failed.get((kind, name.lower()))
             if failed is not None:
@@ -472,6 +509,10 @@ class PluginRegistry:
     def registrations(self, kind: str | None = None, plugin: str | None = None) -> list[Registration]:
         """Every registration (of one kind, by one plugin), each once."""
         self._ensure_loaded()
+        return self._registered(kind, plugin)
+
+    def _registered(self, kind: str | None = None, plugin: str | None = None) -> list[Registration]:
+        """The registrations of the plugins loaded so far."""
         seen: dict[tuple[str, str, str], Registration] = {}
         for (k, _), regs in self._names.items():
             if kind is None or k == kind:
@@ -480,10 +521,18 @@ class PluginRegistry:
                         seen[(r.kind, r.plugin, r.name)] = r
         return list(seen.values())
 
-    def declared_options(self) -> dict[str, list[tuple[Option, Registration]]]:
-        """Config keys declared by plugins: key -> [(its Option, who declared it)]."""
+    def declared_options(self, keys: Iterable[str] | None = None) -> dict[str, list[tuple[Option, Registration]]]:
+        """Config keys declared by plugins: key -> [(its Option, who declared it)].
+
+        ``keys``: the keys a config holds; then only the plugins that may declare them are loaded (every
+        third-party one, the built-in ones that do), and the answer covers those plugins' keys."""
+        if keys is None:
+            self._ensure_loaded()
+        else:
+            for key in keys:
+                self._ensure_provides("option", key)
         out: dict[str, list[tuple[Option, Registration]]] = {}
-        for reg in self.registrations():
+        for reg in self._registered():
             for option in reg.options:
                 out.setdefault(option.key, []).append((option, reg))
         return out
