@@ -741,7 +741,9 @@ def _read_env_into(resolver: _Resolver, env: Mapping[str, str], declared: Mappin
             resolver.put("env", field, value, Source(f"${API_KEY_ENV}", "environment"))
     if not _wants_plugins(env):
         return
-    for key, entries in declared.items():  # plugins' own keys: FLYTEAUTH_<KEY>
+    # plugins' own keys: FLYTEAUTH_<KEY>; only the plugins that may read these variables are loaded
+    wanted = [k[len(OUR_PREFIX):].replace("_", "").lower() for k in env if k.startswith(OUR_PREFIX)]
+    for key, entries in declared.covering(wanted).items():
         for option, _ in entries:
             var = option.env_var
             if var and env.get(var, "").strip():
