@@ -710,7 +710,7 @@ def _parse_ini(file: Path, text: str) -> Any:
     return parser
 
 
-def _read_env_into(resolver: _Resolver, env: Mapping[str, str], declared: Mapping[str, Any]) -> None:
+def _read_env_into(resolver: _Resolver, env: Mapping[str, str], declared: _Declared) -> None:
     dialects: list[tuple[str, Mapping[str, str]]] = [
         ("FLYTEAUTH", _our_env()), ("flyte 2.x", FLYTE2_ENV), ("flytekit", FLYTEKIT_ENV),
     ]
@@ -745,10 +745,10 @@ def _read_env_into(resolver: _Resolver, env: Mapping[str, str], declared: Mappin
     wanted = [k[len(OUR_PREFIX):].replace("_", "").lower() for k in env if k.startswith(OUR_PREFIX)]
     for key, entries in declared.covering(wanted).items():
         for option, _ in entries:
-            var = option.env_var
-            if var and env.get(var, "").strip():
-                resolver.options[key] = env[var]
-                resolver.option_sources[key] = Source(f"${var}", "environment")
+            name = option.env_var
+            if name and env.get(name, "").strip():
+                resolver.options[key] = env[name]
+                resolver.option_sources[key] = Source(f"${name}", "environment")
                 break
 
 

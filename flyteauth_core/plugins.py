@@ -14,9 +14,8 @@ import re
 import threading
 import traceback
 from collections.abc import Callable, Iterable
-from importlib import metadata as importlib_metadata
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pluggy
@@ -24,6 +23,9 @@ import pluggy
 from . import hookspecs
 from .errors import ConfigError, PluginConflictError, PluginError, UnknownAuthTypeError
 from .options import Option, coerce_options
+
+if TYPE_CHECKING:
+    from importlib import metadata as importlib_metadata
 
 log = logging.getLogger("flyteauth.plugins")
 
@@ -105,7 +107,7 @@ def _dist_of(ep: importlib_metadata.EntryPoint, cache: dict[int, tuple[Any, str,
     if cache is not None and (hit := cache.get(id(dist))) is not None and hit[0] is dist:
         return hit[1], hit[2]
     meta = dist.metadata
-    name, version = meta["Name"] or "unknown", meta["Version"] or "?"
+    name, version = meta.get("Name") or "unknown", meta.get("Version") or "?"
     if cache is not None:
         cache[id(dist)] = (dist, name, version)  # holds dist, so its id is not reused
     return name, version
@@ -304,7 +306,9 @@ class PluginRegistry:
     def _entry_points(self) -> list[importlib_metadata.EntryPoint]:
         if self._explicit_eps is not None:
             return self._explicit_eps
-        return list(importlib_metadata.entry_points(group=self._group))
+        from ._entry_points import entry_points  # importlib.metadata's answer, without its import cost
+
+        return entry_points(self._group)
 
     def _scan(self) -> dict[str, importlib_metadata.EntryPoint]:
         """Read the entry points (once) and give each its plugin key; load the third-party ones now."""
