@@ -25,7 +25,7 @@ from .events import TokenEvent
 from .http import HttpClientFactory, RetryPolicy
 from .lifecycle import EXPIRING, REPLAY, AcquireRequest, ManagerStats, TokenManager
 from .plugins import PluginRegistry, default_registry
-from .protocols import Accepting, Closeable, IdpHeaderSource, Revocable
+from .protocols import Accepting, Closeable, IdpHeaderSource, NoWait, Revocable
 from .token import RefreshPolicy, Token
 from .types import AcquireReason
 
@@ -71,6 +71,7 @@ class _Composite:
         # The keys each part last sent, so a rejection is handed back to the part that sent each pair
         # without asking any part for fresh metadata (which could block).
         self._keys: list[frozenset[str]] = [frozenset() for _ in parts]
+        self._nowaits = [p.metadata_nowait if isinstance(p, NoWait) else None for p in parts]
 
     def _record(self, index: int, metadata: Metadata) -> Metadata:
         self._keys[index] = frozenset(k for k, _ in metadata)
@@ -88,8 +89,7 @@ class _Composite:
     def metadata_nowait(self) -> Metadata | None:
         """Every part's metadata when each can give it at once (``NoWait``), else None."""
         out: list[tuple[str, str]] = []
-        for i, part in enumerate(self._parts):
-            nowait = getattr(part, "metadata_nowait", None)
+        for i, nowait in enumerate(self._nowaits):
             metadata = nowait() if nowait is not None else None
             if metadata is None:
                 return None

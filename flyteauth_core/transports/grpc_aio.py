@@ -36,7 +36,7 @@ import grpc
 from grpc import aio
 
 from ..errors import FlyteAuthError, as_grpc_error
-from ..protocols import Interceptor, Metadata
+from ..protocols import Interceptor, Metadata, NoWait
 from .flow import (
     accepted,
     after_rejection,
@@ -288,7 +288,7 @@ class _AioMulticallable:
     def __init__(self, inner: Any, interceptor: Interceptor) -> None:
         self._inner = inner
         self._interceptor = interceptor
-        self._nowait = getattr(interceptor, "metadata_nowait", None)  # protocols.NoWait
+        self._nowait = interceptor.metadata_nowait if isinstance(interceptor, NoWait) else None
 
     def __call__(self, request: Any, timeout: float | None = None, metadata: Any = None, credentials: Any = None,
                  wait_for_ready: bool | None = None, compression: Any = None) -> _AioCall:
