@@ -523,15 +523,20 @@ _SDK_HOOK_AUTH_TYPES = frozenset({"flyteauth"})
 
 def _read_sections(path: Path, text: str | None = None) -> dict[str, Mapping[str, Any]]:
     """The ``flyteauth`` and ``admin`` sections present in a YAML file (either may be absent)."""
-    import yaml
+    from . import _simple_yaml
 
     text = _read_text(path) if text is None else text
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"Config file {str(path)!r} is not valid YAML{where}") from None
+    data = _simple_yaml.load(text)  # plain configs without importing PyYAML (~10 ms of a cold start)
+    if data is _simple_yaml.NOT_SIMPLE:
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"Config file {str(path)!r} is not valid YAML{where}") from None
+    data = data or {}
     if not isinstance(data, Mapping):
         raise ConfigError(f"Config file {str(path)!r} must be a mapping with an 'admin' or 'flyteauth' section")
     sections: dict[str, Mapping[str, Any]] = {}
