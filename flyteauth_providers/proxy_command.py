@@ -17,8 +17,6 @@ from flyteauth_core.config import AuthConfig
 from flyteauth_core.lifecycle import TokenManager
 from flyteauth_core.token import Token
 
-from .external_command import run_token_command
-
 HEADER = "proxy-authorization"
 
 
@@ -30,6 +28,8 @@ class ProxyAuthorization(TokenManager):
         timeout = config.command_timeout
 
         def acquire(previous: Token | None, reason: str) -> Token:
+            from .external_command import run_token_command  # loaded only where a proxyCommand is configured
+
             return run_token_command(argv, timeout=timeout, key="admin.proxyCommand")
 
         super().__init__(acquire, header_key=lambda: HEADER, auth_type="proxyCommand", endpoint=config.endpoint)
