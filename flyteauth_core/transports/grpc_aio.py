@@ -190,7 +190,10 @@ class _AioCall:
                     sent = nowait()
                 except FlyteAuthError as exc:
                     raise as_grpc_error(exc) from exc.__cause__
-            if sent is not None:
+            if sent is not None and self._metadata is None and self._extra is _NO_EXTRA:  # _start(), inlined
+                self._sent = sent
+                self._call = call = self._mc._inner(self._request, timeout=self._timeout, metadata=sent)
+            elif sent is not None:
                 call = self._start(sent)
             else:  # no fresh token: wait for one (never blocking the loop), then start
                 call = yield from self._begin().__await__()
