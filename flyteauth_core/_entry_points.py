@@ -7,8 +7,8 @@ same files the same way ``importlib.metadata.entry_points(group=...)`` does on a
 ``<name>-<version>.dist-info`` / ``.egg-info`` directories in the ``sys.path`` directories, in path order,
 the first distribution of a (normalised) name winning, and ``entry_points.txt`` parsed as INI sections.
 
-Anything else is left to ``importlib.metadata`` itself, so the answer never differs: a zip or egg file on
-``sys.path``, or a meta path finder other than the standard ``PathFinder`` that provides distributions
+Anything else is left to ``importlib.metadata`` itself, so the answer never differs: a zip or egg (file or
+directory) on ``sys.path``, or a meta path finder other than the standard ``PathFinder`` that provides distributions
 (``find_distributions``), as zipapps and some bundlers install.
 """
 
@@ -112,7 +112,9 @@ def _standard_layout() -> bool:
 
     if any(f is not PathFinder and hasattr(f, "find_distributions") for f in sys.meta_path):
         return False
-    return not any(entry and os.path.isfile(entry) for entry in sys.path)
+    # a zip or egg file, or an unpacked egg directory (its metadata is EGG-INFO): importlib.metadata's cases
+    return not any(entry and (entry.lower().rstrip("/\\").endswith(".egg") or os.path.isfile(entry))
+                   for entry in sys.path)
 
 
 def _scan(group: str) -> list[EntryPoint]:
