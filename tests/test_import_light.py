@@ -119,7 +119,8 @@ def test_first_call_with_a_stored_token_loads_no_http_client_oauth_library_or_un
         fetched = _first_call(config)  # discovery + one token request, both saved in the file store
         assert fetched["token_requests"] == 1
         assert loaded(fetched["modules"], ("httpx2",)) == {"httpx2"}  # the token request needs the client...
-        assert loaded(fetched["modules"], ("authlib",)) == set()  # ...but client_secret_basic no OAuth library
+        # ...but client_secret_basic no OAuth library, and discovery no protobuf
+        assert loaded(fetched["modules"], ("authlib", "google.protobuf")) == set()
         stored = _first_call(config)
         assert stored["token_requests"] == 0 and idp.requests == 1
         assert loaded(stored["modules"], NOT_WHEN_STORED) == set()
