@@ -6,7 +6,7 @@ VARIANT: ``raw`` (a static header), ``aio_channel`` (``session.aio_intercept(raw
 (``aio.insecure_channel(interceptors=session.aio_interceptors())``).  The parent runs it under
 ``valgrind --tool=callgrind --separate-threads=yes`` for two values of N: the difference of the event-loop
 thread's instruction counts divided by the difference of N is the instructions one call costs there,
-start-up and warm-up cancelled.  Instruction counts do not depend on other load on the machine.
+start-up and warm-up cancelled.  Instruction counts move far less than time with other load.
 """
 
 from __future__ import annotations

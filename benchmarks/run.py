@@ -641,7 +641,8 @@ def bench_aio_instructions(target: str, cfg: Settings, raw_loop_us: float) -> di
         f"({high} - {low} calls) difference)",
         table(["variant", "loop instructions/call", "added", "ratio", "≈ added loop CPU µs", "other threads"],
               rows),
-        ["Instruction counts do not depend on other load. ≈ µs = added instructions at the rate of the raw "
+        ["Instruction counts move far less with other load than time does (the event loop's polling still "
+         "depends on timing: repeat for the spread). ≈ µs = added instructions at the rate of the raw "
          f"channel's loop CPU measured in 2a ({raw_loop_us:.1f} µs per call); other threads = grpc's poller and "
          "the rest, per call."],
     )
