@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -566,15 +566,20 @@ _SDK_HOOK_AUTH_TYPES = frozenset({"flyteauth"})
 
 def _read_sections(path: Path, text: str | None = None) -> dict[str, Mapping[str, Any]]:
     """The ``flyteauth`` and ``admin`` sections present in a YAML file (either may be absent)."""
-    import yaml
+    from . import _simple_yaml
 
     text = _read_text(path) if text is None else text
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"Config file {str(path)!r} is not valid YAML{where}") from None
+    data = _simple_yaml.load(text)  # plain configs without importing PyYAML (~10 ms of a cold start)
+    if data is _simple_yaml.NOT_SIMPLE:
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"Config file {str(path)!r} is not valid YAML{where}") from None
+    data = data or {}
     if not isinstance(data, Mapping):
         raise ConfigError(f"Config file {str(path)!r} must be a mapping with an 'admin' or 'flyteauth' section")
     sections: dict[str, Mapping[str, Any]] = {}
@@ -783,7 +788,7 @@ def _parse_ini(file: Path, text: str) -> Any:
     return parser
 
 
-def _read_env_into(resolver: _Resolver, env: Mapping[str, str], declared: Mapping[str, Any]) -> None:
+def _read_env_into(resolver: _Resolver, env: Mapping[str, str], declared: _Declared) -> None:
     dialects: list[tuple[str, Mapping[str, str]]] = [
         ("FLYTEAUTH", _our_env()), ("flyte 2.x", FLYTE2_ENV), ("flytekit", FLYTEKIT_ENV),
     ]
@@ -816,12 +821,14 @@ def _read_env_into(resolver: _Resolver, env: Mapping[str, str], declared: Mappin
             resolver.put("env", field, value, Source(f"${API_KEY_ENV}", "environment"))
     if not _wants_plugins(env):
         return
-    for key, entries in declared.items():  # plugins' own keys: FLYTEAUTH_<KEY>
+    # plugins' own keys: FLYTEAUTH_<KEY>; only the plugins that may read these variables are loaded
+    wanted = [k[len(OUR_PREFIX):].replace("_", "").lower() for k in env if k.startswith(OUR_PREFIX)]
+    for key, entries in declared.covering(wanted).items():
         for option, _ in entries:
-            var = option.env_var
-            if var and env.get(var, "").strip():
-                resolver.options[key] = env[var]
-                resolver.option_sources[key] = Source(f"${var}", "environment")
+            name = option.env_var
+            if name and env.get(name, "").strip():
+                resolver.options[key] = env[name]
+                resolver.option_sources[key] = Source(f"${name}", "environment")
                 break
 
 
@@ -837,28 +844,43 @@ def _has_sections(file: Path, text: str) -> tuple[bool, Any]:
 class _Declared(Mapping[str, list[tuple[Option, Any]]]):
     """Config keys that installed plugins declare, loaded on first use.
 
-    The plugin registry (entry points, plugin modules: no I/O, ~40 ms) is consulted only when the config
-    holds a key the schema does not know or a ``FLYTEAUTH_`` variable that is not ours, so a plain config
-    costs nothing extra.
+    The plugin registry is consulted only when the config holds a key the schema does not know or a
+    ``FLYTEAUTH_`` variable that is not ours, so a plain config costs nothing extra; looking up one key
+    loads only the plugins that may declare it (``PluginRegistry.declared_options(keys)``).  Listing them
+    all (an unknown key's suggestions, plugins' env variables) loads every plugin.
     """
 
     def __init__(self, registry: PluginRegistry | None) -> None:
         self._registry = registry
         self._data: dict[str, list[tuple[Option, Any]]] | None = None
+        self._some: dict[str, list[tuple[Option, Any]]] | None = None  # what keyed lookups loaded
 
     @property
     def loaded(self) -> bool:
-        return self._data is not None
+        return self._data is not None or self._some is not None
+
+    def _plugins(self) -> PluginRegistry:
+        from .plugins import default_registry
+
+        return self._registry or default_registry()
 
     def _load(self) -> dict[str, list[tuple[Option, Any]]]:
         if self._data is None:
-            from .plugins import default_registry
-
-            self._data = (self._registry or default_registry()).declared_options()
+            self._data = self._plugins().declared_options()
         return self._data
 
+    def covering(self, keys: Iterable[str]) -> Mapping[str, list[tuple[Option, Any]]]:
+        """At least the declarations of ``keys`` (and of every plugin loaded to find them)."""
+        if self._data is not None:
+            return self._data
+        self._some = self._plugins().declared_options(keys)
+        return self._some
+
     def __getitem__(self, key: str) -> list[tuple[Option, Any]]:
-        return self._load()[key]
+        entries = self.covering([key]).get(key)
+        if entries is None:
+            entries = self._load()[key]  # not where the built-in table says: every plugin, then KeyError
+        return entries
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._load())
@@ -1010,8 +1032,9 @@ def load_config(
         options[key] = value
         resolver.option_sources[key] = Source(f"options[{key!r}]", "argument")
     known = {*ALL_KEYS, *_IGNORED_KEYS, *_COMPAT_KEYS, *_DEPRECATED_KEYS}
-    if declared.loaded or any(k not in known for k in resolver.options):
-        _check_declared(resolver, declared)
+    unknown = [k for k in resolver.options if k not in known]
+    if declared.loaded or unknown:
+        _check_declared(resolver, declared.covering(unknown))
     sources.update({f"options.{k}": s for k, s in resolver.option_sources.items() if k in options})
     config = AuthConfig(**values, options=options, sources=sources, problems=tuple(resolver.problems),
                         trust=resolver.trust)

@@ -92,12 +92,6 @@ class ServerAuthInfo:
         )
 
 
-def _message_dict(message: Any) -> dict[str, Any]:
-    # Every field of these two messages is a string or a repeated string.
-    return {field.name: (value if isinstance(value, str) else list(value))
-            for field, value in message.ListFields()}
-
-
 class Discovery:
     """Fetches and caches :class:`ServerAuthInfo` for one endpoint.
 
@@ -181,26 +175,19 @@ class Discovery:
     def _grpc(self, version: str, index: int) -> dict[str, Any]:
         import grpc
 
-        from ._proto import (
-            OAuth2MetadataRequest,
-            OAuth2MetadataResponse,
-            PublicClientAuthConfigRequest,
-            PublicClientAuthConfigResponse,
-        )
+        from . import _discovery_wire  # the two answers without importing protobuf (a cold start's largest import)
 
-        request, response = ((OAuth2MetadataRequest, OAuth2MetadataResponse), (
-            PublicClientAuthConfigRequest, PublicClientAuthConfigResponse))[index]
         call = self._channel().unary_unary(
             PATHS[version][index],
-            request_serializer=request.SerializeToString,
-            response_deserializer=response.FromString,
+            request_serializer=_discovery_wire.empty_request,
+            response_deserializer=lambda data: _discovery_wire.decode(data, index),
         )
         for attempt in range(2):
             sent = self._metadata()
             self.calls += 1
             try:
                 extra = {"metadata": sent} if sent else {}
-                return _message_dict(call(request(), timeout=self._timeout, **extra))
+                return call(None, timeout=self._timeout, **extra)  # type: ignore[no-any-return]
             except grpc.RpcError as error:
                 code = error.code() if callable(getattr(error, "code", None)) else None
                 proxy_refused = code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)

@@ -259,6 +259,15 @@ class TokenManager:
             return st.metadata if st.metadata is not None else self._metadata_of(st)
         return self._metadata_of(await self._state_async(st, timeout))
 
+    def metadata_nowait(self) -> Metadata | None:
+        """The metadata of a fresh token, or None when :meth:`metadata_async` must be awaited (no token, or
+        a stale one).  The same check as the two above; it lets the grpc.aio wrapper start a call without
+        creating a coroutine per call (:class:`~flyteauth_core.protocols.NoWait`)."""
+        st = self._state
+        if self._clock() < st.stale_at:
+            return st.metadata if st.metadata is not None else self._metadata_of(st)
+        return None
+
     def _metadata_of(self, st: _State) -> Metadata:
         """The state's metadata, built (once) when a call first needs it: resolving the header key may
         run discovery, which a plain ``get_token()`` never needs."""

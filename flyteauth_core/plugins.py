@@ -14,9 +14,8 @@ import re
 import threading
 import traceback
 from collections.abc import Callable, Iterable
-from importlib import metadata as importlib_metadata
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pluggy
@@ -24,6 +23,9 @@ import pluggy
 from . import hookspecs
 from .errors import ConfigError, PluginConflictError, PluginError, UnknownAuthTypeError
 from .options import Option, coerce_options
+
+if TYPE_CHECKING:
+    from importlib import metadata as importlib_metadata
 
 log = logging.getLogger("flyteauth.plugins")
 
@@ -94,11 +96,21 @@ def _normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name.strip()).lower()
 
 
-def _dist_of(ep: importlib_metadata.EntryPoint) -> tuple[str, str]:
+def _dist_of(ep: importlib_metadata.EntryPoint, cache: dict[int, tuple[Any, str, str]] | None = None,
+             ) -> tuple[str, str]:
+    """The distribution's name and version.  Parsing METADATA costs about 1 ms each time (an email
+    parser), and the entry points of one distribution share one ``dist`` object: ``cache`` (by identity)
+    parses it once."""
     dist = getattr(ep, "dist", None)
     if dist is None:
         return "unknown", "?"
-    return dist.metadata["Name"] or "unknown", dist.version or "?"
+    if cache is not None and (hit := cache.get(id(dist))) is not None and hit[0] is dist:
+        return hit[1], hit[2]
+    meta = dist.metadata
+    name, version = meta.get("Name") or "unknown", meta.get("Version") or "?"
+    if cache is not None:
+        cache[id(dist)] = (dist, name, version)  # holds dist, so its id is not reused
+    return name, version
 
 
 def _names(value: Any, what: str) -> tuple[str, ...]:
@@ -195,8 +207,70 @@ def _hashable(plugin: object) -> object:
     return plugin
 
 
+#: What flyteauth's own entry points register (module -> kind -> lower-case names and aliases; "option":
+#: the config keys its registrations declare), so that a lookup imports only the built-in module that
+#: provides the name asked for.  Third-party entry points are always all loaded before a lookup (they may
+#: replace a built-in name or clash with one), and a name found nowhere that way loads everything before
+#: it is called unknown: the table only saves imports, it cannot change an answer.
+#: ``tests/test_plugins.py`` checks it against what the modules really register.
+BUILTIN_PROVIDES: dict[str, dict[str, tuple[str, ...]]] = {
+    "flyteauth_providers.client_credentials": {
+        "authenticator": ("clientsecret", "client_credentials", "basic"),
+        "option": ("clientkeyid", "allowinsecuretokenendpoint", "platformtokensource", "platformtokenfile",
+                   "platformtokenaudience", "platformtokencommand", "platformtokenenvvar"),
+    },
+    "flyteauth_providers.device_flow": {
+        "authenticator": ("deviceflow", "device_flow"),
+        "option": ("revocationendpoint",),
+    },
+    "flyteauth_providers.external_command": {
+        "authenticator": ("externalcommand", "external_process"),
+    },
+    "flyteauth_providers.file_store": {
+        "token store": ("file",),
+        "option": ("tokenstorepath", "tokenstorelocktimeout", "discoverycachettl"),
+    },
+    "flyteauth_providers.keyring_store": {
+        "token store": ("keyring",),
+    },
+    "flyteauth_providers.memory_store": {
+        "token store": ("memory",),
+    },
+    "flyteauth_providers.passthrough": {
+        "authenticator": ("passthrough", "noauth", "none", "no_auth", "anonymous"),
+    },
+    "flyteauth_providers.pkce": {
+        "authenticator": ("pkce", "standard"),
+        "option": ("revocationendpoint",),
+    },
+    "flyteauth_providers.platform_sources": {
+        "platform token source": ("file", "github-actions", "github_actions", "github", "command", "env", "auto"),
+    },
+    "flyteauth_providers.proxy_command": {
+        "interceptor": ("proxy-authorization",),
+    },
+    "flyteauth_providers.redis_store": {
+        "token store": ("redis",),
+        "option": ("redisurl", "redisencryptionkeyfile", "redisencryptionkey", "redisallowplaintext", "redislockttl",
+                   "redistimeout", "rediskeyprefix", "redisfallback", "rediscluster", "redispassword",
+                   "tokenstorelocktimeout", "discoverycachettl"),
+    },
+    "flyteauth_providers.token_exchange": {
+        "authenticator": ("tokenexchange", "token_exchange", "urn:ietf:params:oauth:grant-type:token-exchange"),
+        "option": ("platformtokensource", "platformtokenfile", "platformtokenaudience", "platformtokencommand",
+                   "platformtokenenvvar", "subjecttokentype", "actortokenfile", "actortokentype", "resource",
+                   "requestedtokentype", "allowinsecuretokenendpoint"),
+    },
+}
+
+
 class PluginRegistry:
-    """Loads the ``flyteauth`` entry points once and resolves names to factories."""
+    """Loads the ``flyteauth`` entry points once and resolves names to factories.
+
+    A lookup by name (``authenticator("ClientSecret")``, ``token_store("file")``) loads every third-party
+    entry point but only the built-in module that provides that name (:data:`BUILTIN_PROVIDES`); listing
+    anything (``names()``, ``plugins()``, ``registrations()``) loads them all.
+    """
 
     def __init__(
         self,
@@ -217,6 +291,10 @@ class PluginRegistry:
         #: (kind, lower-case name) -> why that plugin's registration of it failed
         self._failed: dict[tuple[str, str], tuple[str, str]] = {}
         self._callers: dict[tuple[str, str], Any] = {}
+        #: Entry points found but not loaded yet (built-in ones a lookup has not needed), by plugin key.
+        self._pending: dict[str, importlib_metadata.EntryPoint] | None = None
+        self._dists: dict[int, tuple[Any, str, str]] = {}
+        self._order: dict[str, int] = {}  # plugin key -> position in the entry-point list
 
     # -- loading -------------------------------------------------------------------------------
     def _blocked_names(self) -> set[str]:
@@ -228,7 +306,35 @@ class PluginRegistry:
     def _entry_points(self) -> list[importlib_metadata.EntryPoint]:
         if self._explicit_eps is not None:
             return self._explicit_eps
-        return list(importlib_metadata.entry_points(group=self._group))
+        from ._entry_points import entry_points  # importlib.metadata's answer, without its import cost
+
+        return entry_points(self._group)
+
+    def _scan(self) -> dict[str, importlib_metadata.EntryPoint]:
+        """Read the entry points (once) and give each its plugin key; load the third-party ones now."""
+        if self._pending is not None:
+            return self._pending
+        pending: dict[str, importlib_metadata.EntryPoint] = {}
+        third_party: list[str] = []
+        for ep in self._entry_points():
+            key = ep.name if ep.name not in pending else f"{_dist_of(ep, self._dists)[0]}:{ep.name}"
+            pending[key] = ep
+            if ep.value not in BUILTIN_PROVIDES:
+                third_party.append(key)
+        self._order = {key: i for i, key in enumerate(pending)}
+        self._pending = pending
+        self._load_batch(third_party)
+        return pending
+
+    def _load_batch(self, keys: list[str]) -> None:
+        pending = self._pending
+        assert pending is not None
+        if not keys:
+            return
+        blocked = {_normalize(b) for b in self._blocked_names()}
+        loaded = [key for key in keys if self._load_one(key, pending.pop(key), blocked) is not None]
+        self._callers.clear()  # a cached subset caller would include the plugins registered since
+        self._run_registration_hooks(loaded)
 
     def _ensure_loaded(self) -> None:
         if self._loaded:
@@ -236,14 +342,24 @@ class PluginRegistry:
         with self._lock:
             if self._loaded:
                 return
-            blocked = {_normalize(b) for b in self._blocked_names()}
-            loaded = [key for ep in self._entry_points() if (key := self._load_one(ep, blocked)) is not None]
-            self._run_registration_hooks(loaded)
+            self._load_batch(list(self._scan()))
             self._loaded = True
 
-    def _load_one(self, ep: importlib_metadata.EntryPoint, blocked: set[str]) -> str | None:
-        dist, version = _dist_of(ep)
-        key = ep.name if ep.name not in self._plugins else f"{dist}:{ep.name}"
+    def _ensure_provides(self, kind: str, name: str | None = None) -> None:
+        """Load what a lookup of ``name`` (None: every name) of ``kind`` needs: the third-party plugins and
+        the built-in modules that register it."""
+        if self._loaded:
+            return
+        with self._lock:
+            pending = self._scan()
+            wanted = name.lower() if name is not None else None
+            needed = [key for key, ep in pending.items()
+                      if (names := BUILTIN_PROVIDES.get(ep.value, {}).get(kind)) is not None
+                      and (wanted is None or wanted in names)]
+            self._load_batch(needed)
+
+    def _load_one(self, key: str, ep: importlib_metadata.EntryPoint, blocked: set[str]) -> str | None:
+        dist, version = _dist_of(ep, self._dists)
         info = PluginInfo(name=ep.name, distribution=dist, version=version, module=ep.value)
         self._plugins[key] = info
         if _normalize(ep.name) in blocked or _normalize(dist) in blocked:
@@ -261,7 +377,7 @@ class PluginRegistry:
     def register_module(self, plugin: ModuleType | object, key: str, info: PluginInfo | None = None) -> None:
         """Add an in-process plugin (an application's own provider) and run its registration hooks."""
         with self._lock:
-            self._ensure_loaded()
+            self._scan()  # the third-party plugins; built-in modules stay lazy
             if info is not None:
                 self._plugins[key] = info
             self._plugins.setdefault(key, PluginInfo(key, "local", "?", repr(plugin)))
@@ -331,8 +447,11 @@ class PluginRegistry:
         return out
 
     def _resolve(self, kind: str, name: str) -> Registration:
-        self._ensure_loaded()
+        self._ensure_provides(kind, name)
         regs = self._names.get((kind, name.lower()), [])
+        if not regs and not self._loaded:  # not where BUILTIN_PROVIDES says: look everywhere before failing
+            self._ensure_loaded()
+            regs = self._names.get((kind, name.lower()), [])
         if not regs:
             failed = self._failed.get((kind, name.lower()))
             if failed is not None:
@@ -366,7 +485,7 @@ class PluginRegistry:
 
     def interceptors(self) -> list[Registration]:
         """Extra interceptors, in pluggy's call order of their plugins (``tryfirst`` first)."""
-        self._ensure_loaded()
+        self._ensure_provides("interceptor")
         order = {key: i for i, key in enumerate(self._call_order(_HOOKS["interceptor"]))}
         seen: dict[tuple[str, str], Registration] = {}
         for (kind, _), regs in self._names.items():
@@ -394,6 +513,10 @@ class PluginRegistry:
     def registrations(self, kind: str | None = None, plugin: str | None = None) -> list[Registration]:
         """Every registration (of one kind, by one plugin), each once."""
         self._ensure_loaded()
+        return self._registered(kind, plugin)
+
+    def _registered(self, kind: str | None = None, plugin: str | None = None) -> list[Registration]:
+        """The registrations of the plugins loaded so far."""
         seen: dict[tuple[str, str, str], Registration] = {}
         for (k, _), regs in self._names.items():
             if kind is None or k == kind:
@@ -402,17 +525,28 @@ class PluginRegistry:
                         seen[(r.kind, r.plugin, r.name)] = r
         return list(seen.values())
 
-    def declared_options(self) -> dict[str, list[tuple[Option, Registration]]]:
-        """Config keys declared by plugins: key -> [(its Option, who declared it)]."""
+    def declared_options(self, keys: Iterable[str] | None = None) -> dict[str, list[tuple[Option, Registration]]]:
+        """Config keys declared by plugins: key -> [(its Option, who declared it)].
+
+        ``keys``: the keys a config holds; then only the plugins that may declare them are loaded (every
+        third-party one, the built-in ones that do), and the answer covers those plugins' keys."""
+        if keys is None:
+            self._ensure_loaded()
+        else:
+            for key in keys:
+                self._ensure_provides("option", key)
         out: dict[str, list[tuple[Option, Registration]]] = {}
-        for reg in self.registrations():
+        for reg in self._registered():
             for option in reg.options:
                 out.setdefault(option.key, []).append((option, reg))
         return out
 
     def plugins(self) -> list[PluginInfo]:
+        """Every entry point (and in-process plugin) in the order they were found."""
         self._ensure_loaded()
-        return list(self._plugins.values())
+        last = len(self._order)
+        keys = sorted(self._plugins, key=lambda k: self._order.get(k, last))  # stable: local ones keep theirs
+        return [self._plugins[k] for k in keys]
 
     @property
     def hook(self) -> Any:
@@ -423,9 +557,10 @@ class PluginRegistry:
         """Hand a lifecycle event to every ``flyteauth_token_event`` implementation; never raises.
 
         Each plugin is called through pluggy's hook caller (so ``tryfirst``/``trylast`` order them), one
-        at a time, so one failing observer does not hide events from the others.
+        at a time, so one failing observer does not hide events from the others.  No built-in module
+        observes events, so this loads only the third-party plugins.
         """
-        self._ensure_loaded()
+        self._ensure_provides("token event")
         for key in self._call_order("flyteauth_token_event"):
             try:
                 self._caller("flyteauth_token_event", key)(event=event)

@@ -88,6 +88,19 @@ class Interceptor(Protocol):
 
 # -- optional capabilities ---------------------------------------------------------------------------
 @runtime_checkable
+class NoWait(Protocol):
+    """An interceptor that can hand over its metadata at once when nothing needs to be waited for.
+
+    ``metadata_nowait()`` returns what ``metadata_async()`` would return without awaiting anything, or
+    None when the caller must await ``metadata_async()`` (no token yet, or one due for a refresh).  The
+    grpc.aio wrapper uses it to start an accepted call without a coroutine of its own per call; an
+    interceptor without it is simply awaited.
+    """
+
+    def metadata_nowait(self) -> Metadata | None: ...
+
+
+@runtime_checkable
 class Accepting(Protocol):
     """An interceptor that wants to know when a replacement token worked.
 

@@ -26,7 +26,7 @@ from .http import HttpClientFactory, RetryPolicy
 from .identity import CredentialIdentity
 from .lifecycle import EXPIRING, REPLAY, AcquireRequest, ManagerStats, TokenManager
 from .plugins import PluginRegistry, default_registry
-from .protocols import Accepting, Closeable, IdentitySource, IdpHeaderSource, Revocable
+from .protocols import Accepting, Closeable, IdentitySource, IdpHeaderSource, NoWait, Revocable
 from .token import RefreshPolicy, Token
 from .types import AcquireReason
 
@@ -92,6 +92,7 @@ class _Composite:
         # The keys each part last sent, so a rejection is handed back to the part that sent each pair
         # without asking any part for fresh metadata (which could block).
         self._keys: list[frozenset[str]] = [frozenset() for _ in parts]
+        self._nowaits = [p.metadata_nowait if isinstance(p, NoWait) else None for p in parts]
 
     def _record(self, index: int, metadata: Metadata) -> Metadata:
         self._keys[index] = frozenset(k for k, _ in metadata)
@@ -116,6 +117,16 @@ class _Composite:
             else:
                 got = await part.metadata_async()
             out.extend(self._record(i, got))
+        return tuple(out)
+
+    def metadata_nowait(self) -> Metadata | None:
+        """Every part's metadata when each can give it at once (``NoWait``), else None."""
+        out: list[tuple[str, str]] = []
+        for i, nowait in enumerate(self._nowaits):
+            metadata = nowait() if nowait is not None else None
+            if metadata is None:
+                return None
+            out.extend(self._record(i, metadata))
         return tuple(out)
 
     def rejected(self, sent: Metadata) -> bool:

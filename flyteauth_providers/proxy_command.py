@@ -24,8 +24,6 @@ from flyteauth_core.lifecycle import TokenManager
 from flyteauth_core.options import Option
 from flyteauth_core.token import Token
 
-from .external_command import run_token_command
-
 HEADER = "proxy-authorization"
 
 
@@ -68,6 +66,8 @@ class ProxyAuthorization(TokenManager):
                               "from", hint="Keep one of them")
 
         def run_command(previous: Token | None, reason: str) -> Token:
+            from .external_command import run_token_command  # loaded only where a proxyCommand is configured
+
             return run_token_command(argv, timeout=timeout, key="admin.proxyCommand")
 
         acquire = _from_platform(config, source) if source else run_command

@@ -159,3 +159,54 @@ def test_discovered_header_key_is_used_on_the_first_call(endpoint: DemoTokenEndp
         with AuthSession(config) as session:
             session.channel().unary_unary(ECHO["unary"])(b"x")
     assert server.stats["calls"] == 1 and server.stats["rejected"] == 0
+
+
+# -- the answers decoded without protobuf (issue 19: protobuf is a cold start's largest import) ---------------
+def _listed(message: Any) -> dict[str, Any]:
+    return {f.name: (v if isinstance(v, str) else list(v)) for f, v in message.ListFields()}
+
+
+def test_discovery_wire_table_is_the_proto() -> None:
+    from flyteauth_core._discovery_wire import FIELDS
+    from flyteauth_core._proto import OAuth2MetadataResponse, PublicClientAuthConfigResponse
+
+    for table, message in zip(FIELDS, (OAuth2MetadataResponse, PublicClientAuthConfigResponse), strict=True):
+        fields = message.DESCRIPTOR.fields
+        assert all(f.type == f.TYPE_STRING for f in fields)
+        assert table == {f.number: (f.name, bool(f.is_repeated) if hasattr(f, "is_repeated")
+                                    else f.label == f.LABEL_REPEATED) for f in fields}
+
+
+def test_discovery_answers_decode_as_protobuf_decodes_them() -> None:
+    """Random answers (empty strings, repeats, UTF-8, fields a newer server adds of every wire type)."""
+    import random
+
+    from flyteauth_core._discovery_wire import FIELDS, decode
+    from flyteauth_core._proto import OAuth2MetadataResponse, PublicClientAuthConfigResponse
+
+    rng = random.Random(16)
+    words = ["", "a", "https://idp.example/token", "flyte-authorization", "ünïcode", "x" * 300]
+    for index, message in enumerate((OAuth2MetadataResponse, PublicClientAuthConfigResponse)):
+        for _ in range(300):
+            msg = message()
+            for name, repeated in FIELDS[index].values():
+                if rng.random() < 0.5:
+                    if repeated:
+                        getattr(msg, name).extend(rng.choice(words) for _ in range(rng.randint(0, 3)))
+                    else:
+                        setattr(msg, name, rng.choice(words))
+            data = msg.SerializeToString()
+            if rng.random() < 0.5:  # unknown fields: varint, fixed64, bytes, fixed32
+                data += bytes([0x98, 0x06, 0x96, 0x01]) + bytes([0xA1, 0x06]) + bytes(8) \
+                    + bytes([0xAA, 0x06, 0x02]) + b"hi" + bytes([0xB5, 0x06]) + bytes(4)
+            if rng.random() < 0.3:  # a field sent twice: the last one wins
+                data += message(**{FIELDS[index][1][0]: rng.choice(words)}).SerializeToString()
+            assert decode(data, index) == _listed(message.FromString(data))
+
+
+def test_discovery_answer_that_is_not_protobuf_is_an_error() -> None:
+    from flyteauth_core._discovery_wire import decode
+
+    for data in (b"\x0a\x05ab", b"\x0a", b"\x0f", b"\x0a\x02\xff\xfe", b"\x00\x01"):
+        with pytest.raises(ValueError):
+            decode(data, 0)

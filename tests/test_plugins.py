@@ -408,3 +408,81 @@ def test_register_module_lists_local_plugins() -> None:
     assert registry.authenticator("fixed").plugin == "in-app"
     (info,) = registry.plugins()
     assert (info.name, info.distribution, info.registered) == ("in-app", "local", ["authenticator Fixed"])
+
+
+# -- lookups load only what they need (issue 19) ---------------------------------------------------------
+def test_builtin_table_matches_what_the_builtin_modules_register() -> None:
+    """BUILTIN_PROVIDES is what a lookup trusts to import one module instead of all of them: it must list
+    exactly the names, aliases and option keys each built-in module registers, and no built-in may observe
+    events (event delivery loads only third-party plugins) or read an option from an unusual variable."""
+    from flyteauth_core.config import OUR_PREFIX
+    from flyteauth_core.plugins import BUILTIN_PROVIDES
+
+    registry = PluginRegistry()
+    actual: dict[str, dict[str, set[str]]] = {}
+    for reg in registry.registrations():
+        module = next(p.module for key, p in registry._plugins.items() if key == reg.plugin)
+        if module not in BUILTIN_PROVIDES and not module.startswith("flyteauth_providers"):
+            continue
+        kinds = actual.setdefault(module, {})
+        kinds.setdefault(reg.kind, set()).update(n.lower() for n in (reg.name, *reg.aliases))
+        for option in reg.options:
+            kinds.setdefault("option", set()).add(option.key.lower())
+            var = option.env_var or ""  # config finds the plugins reading $FLYTEAUTH_<KEY> by this spelling
+            assert var.startswith(OUR_PREFIX) and var[len(OUR_PREFIX):].replace("_", "").lower() == option.key.lower()
+    assert actual == {m: {k: set(v) for k, v in kinds.items()} for m, kinds in BUILTIN_PROVIDES.items()}
+    observers = {key for key in registry._call_order("flyteauth_token_event")}
+    assert not observers & {key for key, p in registry._plugins.items() if p.module in BUILTIN_PROVIDES}
+
+
+def test_a_lookup_loads_the_third_party_plugins_and_one_builtin_module(site: Path) -> None:
+    out = run_py(
+        """
+        import sys
+        registry = PluginRegistry()
+        registration = registry.authenticator("client_credentials")
+        out["resolved"] = [registration.name, registration.distribution]
+        out["token_store"] = registry.token_store("file").name
+        out["loaded"] = sorted(m for m in sys.modules if m.startswith(("flyteauth_providers.", "acme")))
+        out["metadata_imported"] = "importlib.metadata" in sys.modules
+        out["names"] = registry.names()  # a listing loads everything
+        """,
+        site,
+    )
+    assert out["resolved"] == ["ClientSecret", "flyteauth"]
+    assert out["token_store"] == "file"
+    assert {"acme_flyteauth", "flyteauth_providers.client_credentials", "flyteauth_providers.file_store"} <= set(
+        out["loaded"])
+    assert not {"flyteauth_providers.pkce", "flyteauth_providers.device_flow", "flyteauth_providers.redis_store",
+                "flyteauth_providers.keyring_store"} & set(out["loaded"])
+    assert out["metadata_imported"] is False
+    assert {"Acme", "ClientSecret", "Pkce", "DeviceFlow"} <= set(out["names"])
+
+
+def test_entry_points_read_without_importlib_metadata_match_it(site: Path, tmp_path: Path) -> None:
+    """The light reader gives importlib.metadata's answer (order, first distribution of a name wins), and
+    hands over to importlib.metadata when a zip is on sys.path."""
+    shadow = tmp_path / "shadow"
+    make_dist(shadow, "acme-flyteauth", "9.9.9", {"shadowed": "acme_flyteauth"}, ())
+    out = run_py(
+        f"""
+        import sys, zipfile
+        from importlib import metadata
+        from flyteauth_core import _entry_points
+        sys.path.append({str(shadow)!r})  # a second acme-flyteauth, later on the path: not listed
+        def rows(eps):
+            return [[e.name, e.value, e.dist.metadata.get("Name"), e.dist.version] for e in eps]
+        out["light"] = rows(_entry_points._scan("flyteauth"))
+        out["stdlib"] = rows(metadata.entry_points(group="flyteauth"))
+        out["standard"] = _entry_points._standard_layout()
+        zipped = {str(tmp_path / "extra.zip")!r}
+        zipfile.ZipFile(zipped, "w").close()
+        sys.path.append(zipped)
+        out["with_zip"] = _entry_points._standard_layout()
+        """,
+        site,
+    )
+    assert out["light"] == out["stdlib"]
+    assert ["acme", "acme_flyteauth", "acme-flyteauth", "1.2.3"] in out["light"]
+    assert not any(row[0] == "shadowed" for row in out["light"])
+    assert out["standard"] is True and out["with_zip"] is False

@@ -521,3 +521,37 @@ def test_an_auth_error_from_rejected_is_raised_as_an_rpc_error(
     assert isinstance(error.value, TokenError) and error.value.code() is grpc.StatusCode.UNAUTHENTICATED
     assert "audience" in error.value.details()
     assert isinstance(error.value.__cause__, grpc.RpcError) and server.stats["rejected"] == 1
+
+
+async def test_aio_wrapper_authenticates_with_or_without_metadata_nowait(
+        session: AuthSession, peers: tuple[DemoTokenEndpoint, FlyteTestServer]) -> None:
+    """The wrapper's short path (a fresh token handed over at once, ``NoWait``) and its awaited path (a cold
+    session, a stale token, or an interceptor that only has ``metadata_async``) send the same token, retry a
+    revoked one once, and expose grpc's call API once the call has started."""
+    from flyteauth_core.transports.grpc_aio import AioAuthChannel
+
+    idp, server = peers
+    manager = session.manager
+
+    class AwaitOnly:  # the Interceptor protocol alone: every call awaits metadata_async()
+        def metadata(self) -> Any:
+            return manager.metadata()
+
+        async def metadata_async(self) -> Any:
+            return await manager.metadata_async()
+
+        def rejected(self, sent: Any) -> bool:
+            return manager.rejected(sent)
+
+    async with grpc.aio.insecure_channel(server.target) as raw:
+        for interceptor in (session.interceptor, AwaitOnly()):  # the first call of the cold session awaits
+            unary = AioAuthChannel(raw, interceptor).unary_unary(ECHO["unary"])
+            call = unary(b"x", timeout=10)
+            with pytest.raises(RuntimeError, match="has not started yet"):
+                call.time_remaining()
+            assert await call == b"x"
+            remaining = call.time_remaining()
+            assert remaining is not None and 0 < remaining <= 10
+            server.revoke(session.get_token().access_token)
+            assert await unary(b"y", wait_for_ready=True) == b"y"  # rejected once, retried with a new token
+    assert idp.requests == 3 and server.stats["rejected"] == 2 and session.stats.invalidations == 2

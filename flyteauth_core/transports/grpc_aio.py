@@ -29,14 +29,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator
 from typing import Any
 
 import grpc
 from grpc import aio
 
 from ..errors import FlyteAuthError, as_grpc_error
-from ..protocols import Interceptor, Metadata
+from ..protocols import Interceptor, Metadata, NoWait
 from .flow import (
     accepted,
     after_rejection,
@@ -97,21 +97,23 @@ class _AioCall:
     """What every wrapped multicallable returns: awaitable (unary response) or async-iterable
     (response stream) like grpc.aio's own call, started on first use and driven by the flow.
 
-    The flow generator is created only when a rejection arrives (with the time the first attempt
-    started), so an accepted call costs one object and two coroutines."""
+    The accepted call is kept short, since its cost shows per call on an event loop (``benchmarks/run.py``
+    §2): when the interceptor has a fresh token at hand (``metadata_nowait()``), ``__await__`` starts
+    grpc's call and awaits it as a generator, with no coroutine of its own; the flow generator is created
+    only when a rejection arrives (with the time the first attempt started).  No ``__getattr__``: a class
+    that has one pays a second attribute lookup on every ``self._x`` read."""
 
-    __slots__ = ("_call", "_can_replay", "_extra", "_flow", "_inner", "_interceptor", "_metadata", "_reader",
-                 "_request", "_sent", "_started", "_timeout", "_write_api")
+    __slots__ = ("_call", "_can_replay", "_extra", "_flow", "_mc", "_metadata", "_reader", "_request", "_sent",
+                 "_started", "_timeout", "_write_api")
 
-    def __init__(self, interceptor: Interceptor, inner: Any, request: Any, timeout: float | None, metadata: Any,
+    def __init__(self, mc: _AioMulticallable, request: Any, timeout: float | None, metadata: Any,
                  extra: dict[str, Any], can_replay: bool, write_api: bool) -> None:
-        self._interceptor = interceptor
-        self._inner = inner
+        self._mc = mc  # the interceptor, grpc's multicallable
         self._request = request
         self._timeout = timeout
         self._started = time.monotonic() if timeout is not None else 0.0
         self._metadata = metadata
-        self._extra = extra  # credentials, wait_for_ready, compression
+        self._extra = extra  # credentials, wait_for_ready, compression (when given)
         self._can_replay = can_replay
         self._write_api = write_api  # the caller writes the requests (and may read) itself
         self._flow: Any = None
@@ -119,24 +121,50 @@ class _AioCall:
         self._sent: Metadata = ()
         self._reader: Any = None
 
+    def _start(self, sent: Metadata, timeout: float | None) -> Any:
+        """Start grpc's call carrying ``sent`` (after the caller's own metadata), with what is left of the
+        caller's deadline."""
+        self._sent = sent
+        metadata = self._metadata
+        if metadata:
+            sent = merge(metadata, sent)
+        extra = self._extra
+        if self._write_api:
+            call = self._mc._inner(timeout=timeout, metadata=sent, **extra)
+        elif extra:
+            call = self._mc._inner(self._request, timeout=timeout, metadata=sent, **extra)
+        else:
+            call = self._mc._inner(self._request, timeout=timeout, metadata=sent)
+        self._call = call
+        if not self._can_replay:
+            _watch(call, self._flows(), self._sent)
+        return call
+
+    def _now(self) -> Any:
+        """grpc's call, started at once when the interceptor has fresh metadata (nothing waited: the call
+        gets its whole deadline); else None."""
+        nowait = self._mc._nowait
+        if nowait is None:
+            return None
+        try:
+            sent = nowait()
+        except FlyteAuthError as exc:
+            raise as_grpc_error(exc) from exc.__cause__
+        return None if sent is None else self._start(sent, self._timeout)
+
     async def _begin(self) -> Any:
         timeout = self._timeout  # the caller's deadline bounds the wait for the token; the call gets the rest
         try:
-            self._sent = sent = await self._interceptor.metadata_async(timeout)
+            sent = await self._mc._interceptor.metadata_async(timeout)
         except FlyteAuthError as exc:
             raise as_grpc_error(exc) from exc.__cause__
         if timeout is not None:
             timeout -= time.monotonic() - self._started
-        args = () if self._write_api else (self._request,)
-        self._call = call = self._inner(*args, timeout=timeout, metadata=merge(self._metadata, sent),
-                                        **self._extra)
-        if not self._can_replay:
-            _watch(call, self._flows(), sent)
-        return call
+        return self._start(sent, timeout)
 
     def _flows(self) -> Any:
         if self._flow is None:
-            self._flow = auth_flow(self._interceptor, self._timeout, started=self._started)
+            self._flow = auth_flow(self._mc._interceptor, self._timeout, started=self._started)
             next(self._flow)
         return self._flow
 
@@ -147,8 +175,7 @@ class _AioCall:
         self._started = time.monotonic()  # the retry's timeout is what was left at this moment
         self._call = None
 
-    async def _response(self) -> Any:
-        retried = False
+    async def _response(self, retried: bool) -> Any:
         while True:
             call = self._call or await self._begin()
             try:
@@ -158,25 +185,44 @@ class _AioCall:
                 retried = True
             else:
                 if retried:  # the replacement token works
-                    accepted(self._interceptor, self._sent)
+                    accepted(self._mc._interceptor, self._sent)
                 return result
 
-    def __await__(self) -> Any:
-        return self._response().__await__()
+    def __await__(self) -> Generator[Any, None, Any]:
+        call = self._call
+        if call is None:  # ``_now()`` inlined: this is the hot path
+            nowait, sent = self._mc._nowait, None
+            if nowait is not None:
+                try:
+                    sent = nowait()
+                except FlyteAuthError as exc:
+                    raise as_grpc_error(exc) from exc.__cause__
+            if sent is not None and self._metadata is None and self._extra is _NO_EXTRA:  # _start(), inlined
+                self._sent = sent
+                self._call = call = self._mc._inner(self._request, timeout=self._timeout, metadata=sent)
+            elif sent is not None:
+                call = self._start(sent, self._timeout)
+            else:  # no fresh token: wait for one (never blocking the loop), then start
+                call = yield from self._begin().__await__()
+        try:
+            return (yield from call.__await__())
+        except aio.AioRpcError as error:
+            self._rejected(error, False)  # re-raises unless a retry was granted
+        return (yield from self._response(True).__await__())
 
     async def _messages(self) -> AsyncIterator[Any]:
         delivered = retried = False
         while True:
-            call = self._call or await self._begin()
+            call = self._call or self._now() or await self._begin()
             try:
                 async for message in call:
                     if retried:  # the replacement token works
                         retried = False
-                        accepted(self._interceptor, self._sent)
+                        accepted(self._mc._interceptor, self._sent)
                     delivered = True
                     yield message
                 if retried:
-                    accepted(self._interceptor, self._sent)
+                    accepted(self._mc._interceptor, self._sent)
                 return
             except aio.AioRpcError as error:
                 self._rejected(error, delivered)
@@ -187,7 +233,7 @@ class _AioCall:
 
     async def read(self) -> Any:
         if self._write_api:  # the caller drives the call
-            return await (self._call or await self._begin()).read()
+            return await (await self._current()).read()
         if self._reader is None:
             self._reader = self._messages()
         try:
@@ -196,13 +242,13 @@ class _AioCall:
             return aio.EOF  # type: ignore[attr-defined]
 
     async def write(self, request: Any) -> None:
-        await (self._call or await self._begin()).write(request)
+        await (await self._current()).write(request)
 
     async def done_writing(self) -> None:
-        await (self._call or await self._begin()).done_writing()
+        await (await self._current()).done_writing()
 
     async def _current(self) -> Any:
-        return self._call or await self._begin()
+        return self._call or self._now() or await self._begin()
 
     async def initial_metadata(self) -> Any:
         return await (await self._current()).initial_metadata()
@@ -228,30 +274,53 @@ class _AioCall:
     def done(self) -> bool:
         return bool(self._call is not None and self._call.done())
 
-    def __getattr__(self, name: str) -> Any:  # time_remaining(), add_done_callback(), ...
-        if name.startswith("_") or self._call is None:
-            raise AttributeError(f"{name}: the call has not started yet (await it or iterate it first)")
-        return getattr(self._call, name)
+    def _running(self, name: str) -> Any:
+        if self._call is None:
+            raise RuntimeError(f"{name}: the call has not started yet (await it or iterate it first)")
+        return self._call
+
+    def time_remaining(self) -> float | None:
+        return self._running("time_remaining").time_remaining()  # type: ignore[no-any-return]
+
+    def add_done_callback(self, callback: Any) -> None:
+        self._running("add_done_callback").add_done_callback(callback)
+
+
+#: The extra keyword arguments of a call that passes none (shared, never mutated).
+_NO_EXTRA: dict[str, Any] = {}
 
 
 class _AioMulticallable:
-    __slots__ = ("_inner", "_interceptor", "_stream")
+    """A unary-request multicallable: grpc.aio's signature, nothing more (no ``**kwargs`` dict per call)."""
 
-    def __init__(self, inner: Any, interceptor: Interceptor, stream: bool) -> None:
+    __slots__ = ("_inner", "_interceptor", "_nowait")
+
+    def __init__(self, inner: Any, interceptor: Interceptor) -> None:
         self._inner = inner
         self._interceptor = interceptor
-        self._stream = stream  # stream requests
+        self._nowait = interceptor.metadata_nowait if isinstance(interceptor, NoWait) else None
+
+    def __call__(self, request: Any, timeout: float | None = None, metadata: Any = None, credentials: Any = None,
+                 wait_for_ready: bool | None = None, compression: Any = None) -> _AioCall:
+        if credentials is None and wait_for_ready is None and compression is None:
+            return _AioCall(self, request, timeout, metadata, _NO_EXTRA, True, False)
+        extra = {"credentials": credentials, "wait_for_ready": wait_for_ready, "compression": compression}
+        return _AioCall(self, request, timeout, metadata, extra, True, False)
+
+
+class _AioStreamMulticallable(_AioMulticallable):
+    """A stream-request multicallable: takes ``request_iterator`` positionally or by keyword, or none
+    (the caller writes the requests through ``write()``)."""
+
+    __slots__ = ()
 
     def __call__(self, request: Any = None, timeout: float | None = None, metadata: Any = None,
                  credentials: Any = None, wait_for_ready: bool | None = None, compression: Any = None,
                  **kwargs: Any) -> _AioCall:
-        """grpc.aio's signature (stream calls take ``request_iterator``, positionally or by keyword)."""
-        stream = self._stream
-        if stream and request is None:
+        if request is None:
             request = kwargs.pop("request_iterator", None)
         extra = {"credentials": credentials, "wait_for_ready": wait_for_ready, "compression": compression, **kwargs}
-        return _AioCall(self._interceptor, self._inner, request, timeout, metadata, extra,
-                        not stream or replayable(request), stream and request is None)
+        return _AioCall(self, request, timeout, metadata, extra, replayable(request), request is None)
 
 
 class AioAuthChannel(aio.Channel):
@@ -263,16 +332,16 @@ class AioAuthChannel(aio.Channel):
         self._owns_channel = owns_channel
 
     def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return _AioMulticallable(self._channel.unary_unary(method, *args, **kwargs), self._interceptor, False)
+        return _AioMulticallable(self._channel.unary_unary(method, *args, **kwargs), self._interceptor)
 
     def unary_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return _AioMulticallable(self._channel.unary_stream(method, *args, **kwargs), self._interceptor, False)
+        return _AioMulticallable(self._channel.unary_stream(method, *args, **kwargs), self._interceptor)
 
     def stream_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return _AioMulticallable(self._channel.stream_unary(method, *args, **kwargs), self._interceptor, True)
+        return _AioStreamMulticallable(self._channel.stream_unary(method, *args, **kwargs), self._interceptor)
 
     def stream_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return _AioMulticallable(self._channel.stream_stream(method, *args, **kwargs), self._interceptor, True)
+        return _AioStreamMulticallable(self._channel.stream_stream(method, *args, **kwargs), self._interceptor)
 
     def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
         return self._channel.get_state(try_to_connect)
