@@ -217,11 +217,12 @@ BUILTIN_PROVIDES: dict[str, dict[str, tuple[str, ...]]] = {
     "flyteauth_providers.client_credentials": {
         "authenticator": ("clientsecret", "client_credentials", "basic"),
         "option": ("clientkeyid", "allowinsecuretokenendpoint", "platformtokensource", "platformtokenfile",
-                   "platformtokenaudience", "platformtokencommand", "platformtokenenvvar"),
+                   "platformtokenaudience", "platformtokencommand", "platformtokenenvvar", "clientcertfilepath",
+                   "idpprofile"),
     },
     "flyteauth_providers.device_flow": {
         "authenticator": ("deviceflow", "device_flow"),
-        "option": ("revocationendpoint",),
+        "option": ("revocationendpoint", "idpprofile", "devicepkce"),
     },
     "flyteauth_providers.external_command": {
         "authenticator": ("externalcommand", "external_process"),
@@ -241,13 +242,15 @@ BUILTIN_PROVIDES: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "flyteauth_providers.pkce": {
         "authenticator": ("pkce", "standard"),
-        "option": ("revocationendpoint",),
+        "option": ("revocationendpoint", "idpprofile"),
     },
     "flyteauth_providers.platform_sources": {
-        "platform token source": ("file", "github-actions", "github_actions", "github", "command", "env", "auto"),
+        "platform token source": ("file", "github-actions", "github_actions", "github", "command", "env", "auto",
+                                  "gcp-metadata", "gcp", "gce", "gke"),
     },
     "flyteauth_providers.proxy_command": {
         "interceptor": ("proxy-authorization",),
+        "option": ("proxytokensource", "proxytokenaudience"),
     },
     "flyteauth_providers.redis_store": {
         "token store": ("redis",),
@@ -259,7 +262,7 @@ BUILTIN_PROVIDES: dict[str, dict[str, tuple[str, ...]]] = {
         "authenticator": ("tokenexchange", "token_exchange", "urn:ietf:params:oauth:grant-type:token-exchange"),
         "option": ("platformtokensource", "platformtokenfile", "platformtokenaudience", "platformtokencommand",
                    "platformtokenenvvar", "subjecttokentype", "actortokenfile", "actortokentype", "resource",
-                   "requestedtokentype", "allowinsecuretokenendpoint"),
+                   "requestedtokentype", "allowinsecuretokenendpoint", "idpprofile"),
     },
 }
 

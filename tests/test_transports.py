@@ -534,11 +534,11 @@ async def test_aio_wrapper_authenticates_with_or_without_metadata_nowait(
     manager = session.manager
 
     class AwaitOnly:  # the Interceptor protocol alone: every call awaits metadata_async()
-        def metadata(self) -> Any:
-            return manager.metadata()
+        def metadata(self, timeout: float | None = None) -> Any:
+            return manager.metadata(timeout)
 
-        async def metadata_async(self) -> Any:
-            return await manager.metadata_async()
+        async def metadata_async(self, timeout: float | None = None) -> Any:
+            return await manager.metadata_async(timeout)
 
         def rejected(self, sent: Any) -> bool:
             return manager.rejected(sent)
