@@ -135,7 +135,7 @@ def format_value(field: str, value: Any, spec: Setting | None = None) -> str:
             return "(not a valid command)"
         return " ".join([words[0], *("****" for _ in words[1:])]) if words else "(unset)"
     if spec is not None and spec.mask == "url":
-        return re.sub(r"//([^/@:]*):[^/@]*@", r"//\1:****@", str(value))
+        return parsers.url_without_password(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, tuple):

@@ -151,3 +151,20 @@ def _duration_seconds(key: str, value: Any) -> float:
 
 #: The historical name (``flyteauth_core.config.parse_duration``).
 parse_duration = duration
+
+
+def url_without_password(url: Any) -> str:
+    """``url`` for display, its password (or a user-info without ``:``, which may be a token) as ``****``.
+
+    The user-info is everything between ``://`` and the *last* ``@``: a password may hold ``/``, ``?``,
+    ``#`` or ``@`` that nobody percent-encoded, and a URL parser would then end the host part at the ``/``
+    and show the rest of the password as the path."""
+    text = str(url)
+    scheme, sep, rest = text.partition("://")
+    if not sep or "@" not in rest:
+        return text
+    userinfo, _, host = rest.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    if colon and user and not any(c in user for c in "/?#"):
+        return f"{scheme}://{user}:****@{host}"
+    return f"{scheme}://****@{host}"

@@ -41,6 +41,7 @@ import json
 import logging
 import os
 import random
+import re
 import secrets
 import socket
 import sys
@@ -75,10 +76,13 @@ SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel")
 
 
 def _masked(url: str) -> str:
-    """The URL without its password (for messages)."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+    """The URL without its user-info, query or fragment (for messages).  The user-info ends at the *last*
+    ``@``: an unencoded ``/``, ``?`` or ``#`` in a password must not make the rest of it look like a path."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return ""
+    rest = rest.rpartition("@")[2]
+    return f"{scheme}://{re.split(r'[?#]', rest, maxsplit=1)[0]}"
 
 
 def _port(key: str, url: str, text: str) -> None:
@@ -100,6 +104,10 @@ def redis_url(key: str, value: Any) -> str | None:
     if value is None or str(value).strip() == "":
         return None
     url = str(value).strip()
+    userinfo = url.partition("://")[2].rpartition("@")[0]
+    if any(c in userinfo for c in "/?#"):
+        raise ConfigError(f"{key}: the user name or password in {_masked(url)!r} holds '/', '?' or '#'; "
+                          "percent-encode them (/ is %2F, ? is %3F, # is %23, @ is %40)")
     try:
         parts = urllib.parse.urlsplit(url)
     except ValueError:

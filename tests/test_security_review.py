@@ -1,0 +1,103 @@
+"""The 0.3.0 review of docs/security.md, done as an attacker and an unlucky operator would: each test here
+broke a guarantee through the public API or the CLI, with real peers, before its fix.
+
+* A password with ``/``, ``?`` or ``#`` in ``redisURL`` or ``httpProxyURL`` (generated passwords have them)
+  was echoed by ``flyteauth config`` and by the typed error (and its WARNING) that names a malformed URL.
+* A person's login in a shared Redis was keyed on the OS user's *name*, which every container and every
+  JupyterHub pod shares (``root``, ``jovyan``): another host's user with the same name and config was
+  handed it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+from flyteauth_core import AuthConfig, AuthSession, Token, load_config
+from flyteauth_core.errors import InteractionRequired
+
+from ._leakscan import register_secret
+from ._redis import RedisServer
+
+REPO = Path(__file__).resolve().parent.parent
+CLONE_NEWUTS = 0x04000000
+
+
+# -- secrets in the messages of a malformed URL ---------------------------------------------------------
+def test_a_url_password_with_a_slash_is_never_shown(tmp_path: Path) -> None:
+    """``redis://:<password>@host`` with an unencoded ``/`` (or ``#``) in the password is malformed; the
+    error says so and names the key, and neither it, ``flyteauth config`` nor the WARNING shows the password."""
+    redis_password, proxy_password = "pa/ssw0rd-redis-8c1e", "pr/oxy-pass-d41f"
+    register_secret(redis_password)
+    register_secret(proxy_password)
+    config = tmp_path / "config.yaml"
+    for url in (f"redis://:{redis_password}@127.0.0.1:6379/0", "redis://:pa#ss-hash-word-5e@127.0.0.1/0"):
+        register_secret(url.split("@")[0].split(":")[-1])
+        config.write_text("admin:\n  endpoint: dns:///127.0.0.1:9\n  insecure: true\n  authType: ClientSecret\n"
+                          "  clientId: app\n  clientSecretEnvVar: APP_SECRET\n  tokenStore: redis\n"
+                          f"  redisURL: \"{url}\"\n  httpProxyURL: \"http://u:{proxy_password}@127.0.0.1:3128\"\n")
+        loaded = load_config(config)
+        problem = next(p for p in loaded.problems if "redisURL" in p)
+        assert "percent-encode" in problem.lower()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("FLYTE", "UCTL_"))}
+        env.update(HOME=str(tmp_path), PYTHONPATH=str(REPO))
+        shown = subprocess.run([sys.executable, "-m", "flyteauth_core.cli", "config", "--config", str(config)],
+                               env=env, capture_output=True, text=True, timeout=60, check=False)
+        output = shown.stdout + shown.stderr
+        assert "admin.redisURL" in output and "admin.httpProxyURL" in output
+        for secret in ("pa/ssw0rd", "pr/oxy", "ss-hash-word"):
+            assert secret not in output  # 0.3.0 before the review: both passwords were printed
+
+
+# -- a person's login and hosts that share an OS user name ----------------------------------------------
+@pytest.mark.skipif(not hasattr(os, "fork") or os.getuid() != 0 or not sys.platform.startswith("linux"),
+                    reason="needs root on Linux for a UTS namespace (another host name)")
+def test_a_persons_login_in_redis_never_reaches_the_same_user_name_on_another_host(
+        redis_fresh: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Alice's device login rests in a shared Redis, made on her pod (user ``root``, as in most
+    containers).  Bob's pod (another host name, the same user name and config) must log in himself."""
+    key = Fernet.generate_key().decode()
+    register_secret(key)
+    monkeypatch.setenv("FLYTEAUTH_REDIS_URL", redis_fresh.url)
+    monkeypatch.setenv("FLYTEAUTH_REDIS_ENCRYPTION_KEY", key)
+    monkeypatch.setenv("FLYTEAUTH_REDIS_FALLBACK", "memory")
+    config = AuthConfig(endpoint="dns:///127.0.0.1:9", insecure=True, auth_type="DeviceFlow", client_id="flytectl",
+                        token_url="http://127.0.0.1:9/token")
+    login = Token(access_token="alice-pod-login-access-3f9", expires_at=time.time() + 600,
+                  refresh_token="alice-pod-login-refresh-a07")
+    register_secret(login.access_token)
+    register_secret(login.refresh_token or "")
+    with AuthSession(config, store="redis", interactive=False) as alice:
+        alice.store.save(alice.identity().store_key, login)  # as `flyteauth login` leaves it
+        assert alice.get_token().access_token == login.access_token
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child reports through the pipe)
+        try:
+            os.close(read)
+            if ctypes.CDLL(None, use_errno=True).unshare(CLONE_NEWUTS) != 0:
+                raise OSError(ctypes.get_errno(), "unshare")
+            socket.sethostname(f"{socket.gethostname()}-bob")
+            try:
+                with AuthSession(config, store="redis", interactive=False) as bob:
+                    answer = bob.get_token().access_token
+            except Exception as exc:
+                answer = type(exc).__name__
+            os.write(write, answer.encode())
+        except BaseException as exc:
+            os.write(write, f"child failed: {exc!r}".encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        answer = pipe.read().decode()
+    os.waitpid(pid, 0)
+    assert answer == InteractionRequired.__name__  # before the review: bob was handed alice's login
