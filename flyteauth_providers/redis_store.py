@@ -590,9 +590,7 @@ class RedisTokenStore:
                f"fallback {self.settings.fallback})"
 
     def _where(self) -> str:
-        parts = urllib.parse.urlsplit(self.settings.url)
-        host = parts.netloc.rpartition("@")[2]  # never the password
-        return f"{parts.scheme}://{host}{parts.path}"
+        return _masked(self.settings.url)  # never the password
 
     # -- keys -------------------------------------------------------------------------------------
     def _digest(self, key: str) -> str:

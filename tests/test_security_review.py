@@ -23,6 +23,7 @@ from cryptography.fernet import Fernet
 
 from flyteauth_core import AuthConfig, AuthSession, Token, load_config
 from flyteauth_core.errors import InteractionRequired
+from flyteauth_providers.redis_store import RedisSettings, RedisTokenStore
 
 from ._leakscan import register_secret
 from ._redis import RedisServer
@@ -55,6 +56,10 @@ def test_a_url_password_with_a_slash_is_never_shown(tmp_path: Path) -> None:
         assert "admin.redisURL" in output and "admin.httpProxyURL" in output
         for secret in ("pa/ssw0rd", "pr/oxy", "ss-hash-word"):
             assert secret not in output  # 0.3.0 before the review: both passwords were printed
+    # A store built in code (no config check) still never shows it (`flyteauth status`, its WARNINGs).
+    store = RedisTokenStore(settings=RedisSettings(url=f"redis://:{redis_password}@127.0.0.1:9/0",
+                                                   allow_plaintext=True))
+    assert store.describe().startswith("redis (redis://127.0.0.1:9/0,")
 
 
 # -- a person's login and hosts that share an OS user name ----------------------------------------------
