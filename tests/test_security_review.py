@@ -106,3 +106,44 @@ def test_a_persons_login_in_redis_never_reaches_the_same_user_name_on_another_ho
         answer = pipe.read().decode()
     os.waitpid(pid, 0)
     assert answer == InteractionRequired.__name__  # before the review: bob was handed alice's login
+
+
+# -- the helper's cache under a token directory another user controls ----------------------------------
+@pytest.mark.skipif(not hasattr(os, "chown") or os.getuid() != 0, reason="needs root to give a directory away")
+def test_the_helper_keeps_no_cache_in_a_token_directory_another_user_controls(tmp_path: Path) -> None:
+    """``FLYTEAUTH_TOKEN_DIR=/tmp/...`` that another user created first (and can write): the file store
+    refuses it for tokens, and so must the helper for its cache (``<dir>/helper``), where that user
+    could swap the directory between the check and the read and plant the token printed.  The helper
+    still works: it prints a fresh token each time and says why it does not cache."""
+    import pwd
+
+    from flyteauth_core.testing import DemoTokenEndpoint
+
+    secret = "helper-review-secret-9a2c"
+    register_secret(secret)
+    idp = DemoTokenEndpoint("app", secret, ttl=300).start()
+    try:
+        shared = tmp_path / "shared-tmp" / "flyteauth-tokens"
+        shared.mkdir(parents=True)
+        nobody = pwd.getpwnam("nobody")
+        os.chown(shared, nobody.pw_uid, nobody.pw_gid)
+        shared.chmod(0o777)
+        (tmp_path / "secret").write_text(secret)
+        (tmp_path / "secret").chmod(0o600)
+        config = tmp_path / "config.yaml"
+        config.write_text("admin:\n  endpoint: dns:///127.0.0.1:9\n  insecure: true\n  authType: ClientSecret\n"
+                          f"  clientId: app\n  clientSecretLocation: {tmp_path / 'secret'}\n  tokenUrl: {idp.url}\n")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("FLYTE", "UCTL_"))}
+        env.update(FLYTEAUTH_TOKEN_DIR=str(shared), HOME=str(tmp_path), PYTHONPATH=str(REPO),
+                   FLYTEAUTH_INTERACTIVE="0")
+        runs = [subprocess.run([sys.executable, "-m", "flyteauth_core.cli", "token", "--config", str(config)],
+                               env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False)
+                for _ in range(2)]
+        for run in runs:
+            register_secret(run.stdout.strip())
+            assert run.returncode == 0, run.stderr
+            assert str(shared) in run.stderr and "not caching" in run.stderr
+        assert list(shared.iterdir()) == []  # before the review: helper/ with the token in it
+        assert idp.requests == 2
+    finally:
+        idp.stop()
