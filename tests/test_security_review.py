@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
@@ -147,3 +148,47 @@ def test_the_helper_keeps_no_cache_in_a_token_directory_another_user_controls(tm
         assert idp.requests == 2
     finally:
         idp.stop()
+
+
+# -- proxyAuthForIdP: the proxy's token is for the IdP, not for the platform token's issuer ------------
+def test_proxy_auth_for_the_idp_is_not_sent_to_githubs_token_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``proxyAuthForIdP: true`` (the IdP sits behind the same authenticating proxy as Flyte) adds
+    ``proxy-authorization`` to the IdP's requests.  GitHub's OIDC token service is not the IdP: it gets
+    only its own bearer, never the proxy's token (a credential for the proxy in front of Flyte)."""
+    from flyteauth_core.testing import LoopbackHTTPServer, send_json
+
+    from ._platform_issuer import PlatformIssuer
+
+    proxy_token = "proxy-token-for-the-idp-6b0e"
+    register_secret(proxy_token)
+    seen: dict[str, list[dict[str, str]]] = {"github": [], "idp": []}
+
+    class GitHub(PlatformIssuer):
+        def _get(self, handler: Any) -> None:
+            seen["github"].append({k.lower(): v for k, v in handler.headers.items()})
+            super()._get(handler)
+
+    def idp(handler: Any) -> None:
+        seen["idp"].append({k.lower(): v for k, v in handler.headers.items()})
+        handler.rfile.read(int(handler.headers.get("content-length") or 0))
+        send_json(handler, 200, {"access_token": "exchanged-access-token-41d7", "token_type": "Bearer",
+                                 "expires_in": 300,
+                                 "issued_token_type": "urn:ietf:params:oauth:token-type:access_token"})
+
+    register_secret("exchanged-access-token-41d7")
+    token_service = LoopbackHTTPServer(idp, methods=("POST",)).start()
+    with GitHub("github") as github:
+        register_secret(github.request_token)
+        monkeypatch.setenv("ACTIONS_ID_TOKEN_REQUEST_URL", github.request_url)
+        monkeypatch.setenv("ACTIONS_ID_TOKEN_REQUEST_TOKEN", github.request_token)
+        config = AuthConfig(endpoint="dns:///127.0.0.1:9", insecure=True, auth_type="TokenExchange",
+                            client_id="ci", token_url=f"{token_service.url}/token", proxy_auth_for_idp=True,
+                            proxy_command=(sys.executable, "-c", f"print({proxy_token!r})"),
+                            options={"platformTokenSource": "github-actions", "platformTokenAudience": "flyte"})
+        try:
+            with AuthSession(config, store="memory", interactive=False) as session:
+                session.get_token()
+        finally:
+            token_service.stop()
+    assert seen["idp"] and all(h.get("proxy-authorization") == f"Bearer {proxy_token}" for h in seen["idp"])
+    assert seen["github"] and all("proxy-authorization" not in h for h in seen["github"])  # before: it was there
