@@ -343,9 +343,10 @@ _LOGIN_TYPES = frozenset({"pkce", "standard", "deviceflow", "device_flow"})
 
 
 def _host(url: str) -> str:
-    from urllib.parse import urlsplit
-
-    return urlsplit(url).netloc or url
+    """The host (and port) of ``url``, never its user-info: that ends at the *last* ``@``, since a password
+    may hold an unencoded ``/``, ``?`` or ``#`` (a URL parser would then show part of it as the host)."""
+    rest = url.partition("://")[2] or url
+    return re.split(r"[/?#]", rest.rpartition("@")[2], maxsplit=1)[0]
 
 
 def actions(config: AuthConfig) -> tuple[str, ...]:

@@ -57,6 +57,17 @@ def test_a_url_password_with_a_slash_is_never_shown(tmp_path: Path) -> None:
         assert "admin.redisURL" in output and "admin.httpProxyURL" in output
         for secret in ("pa/ssw0rd", "pr/oxy", "ss-hash-word"):
             assert secret not in output  # 0.3.0 before the review: both passwords were printed
+    # The refusal of an untrusted per-directory file names the token endpoint's host, not its user-info.
+    repo = tmp_path / "clone"
+    (repo / ".flyte").mkdir(parents=True)
+    (repo / ".git").mkdir()
+    (repo / ".flyte" / "config.yaml").write_text(
+        "admin:\n  endpoint: dns:///127.0.0.1:9\n  insecure: true\n  authType: ClientSecret\n  clientId: app\n"
+        f"  clientSecretEnvVar: APP_SECRET\n  tokenUrl: \"https://app:{redis_password}@idp.example.com/token\"\n")
+    refused = subprocess.run([sys.executable, "-m", "flyteauth_core.cli", "token"], env=env, capture_output=True,
+                             text=True, timeout=60, cwd=repo, check=False)
+    assert refused.returncode == 2 and "idp.example.com" in refused.stderr, refused.stderr
+    assert "pa/ssw0rd" not in refused.stderr  # before the review: "app:pa/ssw0rd...@idp.example.com"
     # A store built in code (no config check) still never shows it (`flyteauth status`, its WARNINGs).
     store = RedisTokenStore(settings=RedisSettings(url=f"redis://:{redis_password}@127.0.0.1:9/0",
                                                    allow_plaintext=True))
