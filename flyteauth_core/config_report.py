@@ -345,8 +345,7 @@ _LOGIN_TYPES = frozenset({"pkce", "standard", "deviceflow", "device_flow"})
 def _host(url: str) -> str:
     """The host (and port) of ``url``, never its user-info: that ends at the *last* ``@``, since a password
     may hold an unencoded ``/``, ``?`` or ``#`` (a URL parser would then show part of it as the host)."""
-    rest = url.partition("://")[2] or url
-    return re.split(r"[/?#]", rest.rpartition("@")[2], maxsplit=1)[0]
+    return re.split(r"[/?#]", parsers.url_parts(url)[2], maxsplit=1)[0]
 
 
 def actions(config: AuthConfig) -> tuple[str, ...]:

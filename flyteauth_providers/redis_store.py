@@ -60,7 +60,7 @@ from flyteauth_core.config import AuthConfig
 from flyteauth_core.discovery_cache import DISCOVERY_TTL
 from flyteauth_core.errors import ConfigError, TokenStoreError
 from flyteauth_core.options import Option
-from flyteauth_core.parsers import boolean, duration
+from flyteauth_core.parsers import boolean, duration, url_parts
 from flyteauth_core.token import Token
 
 log = logging.getLogger("flyteauth.redis_store")
@@ -78,11 +78,8 @@ SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel")
 def _masked(url: str) -> str:
     """The URL without its user-info, query or fragment (for messages).  The user-info ends at the *last*
     ``@``: an unencoded ``/``, ``?`` or ``#`` in a password must not make the rest of it look like a path."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return ""
-    rest = rest.rpartition("@")[2]
-    return f"{scheme}://{re.split(r'[?#]', rest, maxsplit=1)[0]}"
+    scheme, _, rest = url_parts(url)
+    return f"{scheme}://{re.split(r'[?#]', rest, maxsplit=1)[0]}" if scheme else ""
 
 
 def _port(key: str, url: str, text: str) -> None:
@@ -104,8 +101,7 @@ def redis_url(key: str, value: Any) -> str | None:
     if value is None or str(value).strip() == "":
         return None
     url = str(value).strip()
-    userinfo = url.partition("://")[2].rpartition("@")[0]
-    if any(c in userinfo for c in "/?#"):
+    if any(c in url_parts(url)[1] for c in "/?#"):
         raise ConfigError(f"{key}: the user name or password in {_masked(url)!r} holds '/', '?' or '#'; "
                           "percent-encode them (/ is %2F, ? is %3F, # is %23, @ is %40)")
     try:
