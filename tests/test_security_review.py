@@ -3,9 +3,13 @@ broke a guarantee through the public API or the CLI, with real peers, before its
 
 * A password with ``/``, ``?`` or ``#`` in ``redisURL`` or ``httpProxyURL`` (generated passwords have them)
   was echoed by ``flyteauth config`` and by the typed error (and its WARNING) that names a malformed URL.
+  The refusal of an untrusted per-directory file showed a ``tokenUrl``'s user-info.
 * A person's login in a shared Redis was keyed on the OS user's *name*, which every container and every
   JupyterHub pod shares (``root``, ``jovyan``): another host's user with the same name and config was
   handed it.
+* ``flyteauth token`` kept its cache under a token directory another user created (and could write),
+  which the file store refuses for tokens.
+* With ``proxyAuthForIdP``, the proxy's token went to GitHub's OIDC token service too.
 """
 
 from __future__ import annotations
