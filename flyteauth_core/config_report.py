@@ -135,7 +135,7 @@ def format_value(field: str, value: Any, spec: Setting | None = None) -> str:
             return "(not a valid command)"
         return " ".join([words[0], *("****" for _ in words[1:])]) if words else "(unset)"
     if spec is not None and spec.mask == "url":
-        return re.sub(r"//([^/@:]*):[^/@]*@", r"//\1:****@", str(value))
+        return parsers.url_without_password(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, tuple):
@@ -343,9 +343,9 @@ _LOGIN_TYPES = frozenset({"pkce", "standard", "deviceflow", "device_flow"})
 
 
 def _host(url: str) -> str:
-    from urllib.parse import urlsplit
-
-    return urlsplit(url).netloc or url
+    """The host (and port) of ``url``, never its user-info: that ends at the *last* ``@``, since a password
+    may hold an unencoded ``/``, ``?`` or ``#`` (a URL parser would then show part of it as the host)."""
+    return re.split(r"[/?#]", parsers.url_parts(url)[2], maxsplit=1)[0]
 
 
 def actions(config: AuthConfig) -> tuple[str, ...]:

@@ -65,8 +65,22 @@ def _strings(value: Any) -> tuple[str, ...]:
 
 
 def os_user() -> str:
-    """The login name of the user running this process (from the uid, not ``$USER``, which anyone can set);
-    part of an interactive login's identity."""
+    """The OS account running this process, as ``name@host`` on Linux: part of a person's login's identity.
+
+    The name comes from the uid, not ``$USER`` (which anyone can set).  The host is there because a name
+    is not a person across hosts: every container runs as ``root``, every JupyterHub pod as ``jovyan``, so
+    without it one person's login in a shared Redis would reach everyone with that name and config.  Not
+    on macOS and Windows: a laptop's host name follows the network it joins (DHCP), which would make its
+    user log in again after each move, and laptops are not where user names are shared."""
+    import socket
+    import sys
+
+    if sys.platform == "darwin" or sys.platform == "win32":
+        return _user_name()
+    return f"{_user_name()}@{socket.gethostname()}"
+
+
+def _user_name() -> str:
     try:
         import pwd
 

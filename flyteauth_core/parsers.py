@@ -157,3 +157,27 @@ def _duration_seconds(key: str, value: Any) -> float:
 
 #: The historical name (``flyteauth_core.config.parse_duration``).
 parse_duration = duration
+
+
+def url_parts(url: Any) -> tuple[str, str, str]:
+    """``(scheme, user-info, rest)`` of ``url``: the user-info is everything between ``://`` and the *last*
+    ``@``, because a password may hold ``/``, ``?``, ``#`` or ``@`` that nobody percent-encoded (a URL parser
+    would then end the host part at the ``/`` and take the rest of the password for the path).  The one
+    place that decides what of a URL may be shown."""
+    text = str(url)
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return "", "", text
+    userinfo, _, rest = rest.rpartition("@")
+    return scheme, userinfo, rest
+
+
+def url_without_password(url: Any) -> str:
+    """``url`` for display, its password (or a user-info without ``:``, which may be a token) as ``****``."""
+    scheme, userinfo, rest = url_parts(url)
+    if not userinfo:
+        return str(url)
+    user, colon, _ = userinfo.partition(":")
+    if colon and user and not any(c in user for c in "/?#"):
+        return f"{scheme}://{user}:****@{rest}"
+    return f"{scheme}://****@{rest}"

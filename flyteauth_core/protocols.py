@@ -175,10 +175,11 @@ class IdentitySource(Protocol):
     discovery cache and ``flyteauth token`` key on the result, so two callers share a cached token only
     when everything that decides whose token it is agrees.  Contribute whatever else does: the claims of
     a platform or actor token (``iss``/``sub``/``aud``, which survive rotation, never the token), the
-    ``resource``, the OS user of a person's login (``identity.os_user()``).  Values are short strings,
-    never a token or secret (use a digest).  Read anything outside the config (a file, an env var, a
-    command's output) through ``flyteauth_core.identity.observe`` so the credential helper can check it
-    again on its warm path.  Called on every store access (off the hot path): keep it local and cheap.
+    ``resource``, the OS user and host of a person's login (``identity.os_user()``: ``name@host``).
+    Values are short strings, never a token or secret (use a digest).  Read anything outside the config
+    (a file, an env var, a command's output) through ``flyteauth_core.identity.observe`` so the
+    credential helper can check it again on its warm path.  Called on every store access (off the hot
+    path): keep it local and cheap.
     """
 
     def identity_parts(self, request: AcquireRequest) -> Mapping[str, str]: ...

@@ -17,14 +17,13 @@ A leaf module: it imports ``parsers`` and ``errors`` only.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
 
 from .errors import ConfigError
-from .parsers import Parser, argv, string
+from .parsers import Parser, argv, string, url_without_password
 
 __all__ = ["COMPAT", "Setting", "mask", "setting"]
 
@@ -109,7 +108,7 @@ def mask(spec: Setting | None, value: Any) -> str:
     if spec is not None and spec.secret:
         return "****"
     if spec is not None and spec.mask == "url":
-        return repr(re.sub(r"//([^/@:]*):[^/@]*@", r"//\1:****@", str(value)))
+        return repr(url_without_password(value))
     if spec is not None and spec.mask == "argv":
         try:  # a raw option value may be a string ("sh -c ..."): split it, never show it whole
             args = argv(spec.field, value)

@@ -45,6 +45,15 @@ def _present(part: str, source: Any, config: AuthConfig) -> str:
     return part
 
 
+def _issuer_client(request: AcquireRequest, url: str) -> Any:
+    """An HTTP client for a platform token's issuer (GitHub's token service, the metadata server).  It is
+    not the IdP, so it gets none of the headers the session adds to the IdP's requests: with
+    ``proxyAuthForIdP`` that is the proxy's token, a credential for the proxy in front of Flyte."""
+    client = request.http_client(url)
+    client.event_hooks = {"request": [], "response": []}
+    return client
+
+
 def github_identity() -> str:
     """GitHub Actions' part: digests of the job's two token-request variables (``absent`` when unset)."""
     url = identity.observe("env", GITHUB_URL_ENV, mode="exact")
@@ -138,7 +147,7 @@ class GitHubActionsSource:
         if self.audience:
             url += ("&" if "?" in url else "?") + urlencode({"audience": self.audience})
         where = url.split("?", 1)[0]
-        client = request.http_client(url)
+        client = _issuer_client(request, url)
         try:
             response = send_with_retries(
                 lambda: client.get(url, headers={"Authorization": f"bearer {bearer}", "Accept": "application/json"}),
@@ -187,7 +196,7 @@ class GcpMetadataSource:
         host = os.environ.get(GCE_METADATA_HOST_ENV) or "metadata.google.internal"
         where = f"http://{host}{GCP_IDENTITY}"
         url = f"{where}?{urlencode({'audience': self.audience, 'format': 'full'})}"
-        client = request.http_client(url)
+        client = _issuer_client(request, url)
         try:
             response = send_with_retries(lambda: client.get(url, headers={"Metadata-Flavor": "Google"}),
                                          endpoint=where, policy=request.retry)

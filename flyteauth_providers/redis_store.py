@@ -41,6 +41,7 @@ import json
 import logging
 import os
 import random
+import re
 import secrets
 import socket
 import sys
@@ -59,7 +60,7 @@ from flyteauth_core.config import AuthConfig
 from flyteauth_core.discovery_cache import DISCOVERY_TTL
 from flyteauth_core.errors import ConfigError, TokenStoreError
 from flyteauth_core.options import Option
-from flyteauth_core.parsers import boolean, duration
+from flyteauth_core.parsers import boolean, duration, url_parts
 from flyteauth_core.token import Token
 
 log = logging.getLogger("flyteauth.redis_store")
@@ -75,10 +76,10 @@ SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel")
 
 
 def _masked(url: str) -> str:
-    """The URL without its password (for messages)."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+    """The URL without its user-info, query or fragment (for messages).  The user-info ends at the *last*
+    ``@``: an unencoded ``/``, ``?`` or ``#`` in a password must not make the rest of it look like a path."""
+    scheme, _, rest = url_parts(url)
+    return f"{scheme}://{re.split(r'[?#]', rest, maxsplit=1)[0]}" if scheme else ""
 
 
 def _port(key: str, url: str, text: str) -> None:
@@ -100,6 +101,9 @@ def redis_url(key: str, value: Any) -> str | None:
     if value is None or str(value).strip() == "":
         return None
     url = str(value).strip()
+    if any(c in url_parts(url)[1] for c in "/?#"):
+        raise ConfigError(f"{key}: the user name or password in {_masked(url)!r} holds '/', '?' or '#'; "
+                          "percent-encode them (/ is %2F, ? is %3F, # is %23, @ is %40)")
     try:
         parts = urllib.parse.urlsplit(url)
     except ValueError:
@@ -582,9 +586,7 @@ class RedisTokenStore:
                f"fallback {self.settings.fallback})"
 
     def _where(self) -> str:
-        parts = urllib.parse.urlsplit(self.settings.url)
-        host = parts.netloc.rpartition("@")[2]  # never the password
-        return f"{parts.scheme}://{host}{parts.path}"
+        return _masked(self.settings.url)  # never the password
 
     # -- keys -------------------------------------------------------------------------------------
     def _digest(self, key: str) -> str:

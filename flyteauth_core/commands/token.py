@@ -187,6 +187,24 @@ def _cache() -> FileTokenStore:
     return FileTokenStore(directory=default_directory() / "helper")
 
 
+def _private_cache() -> FileTokenStore | None:
+    """:func:`_cache` when the token directory passes the file store's checks (``TokenStoreError``
+    otherwise, said on stderr): whoever can write the token directory can swap ``helper/`` between the
+    check and the read, and plant the token the helper prints.  None: do not cache."""
+    from flyteauth_providers.file_store import FileTokenStore
+
+    from ..errors import TokenStoreError
+
+    cache = _cache()
+    try:
+        FileTokenStore(directory=cache.directory.parent)._check_directory()
+        cache._check_directory()
+    except TokenStoreError as exc:
+        print(f"flyteauth: {exc.message}; not caching" + (f" ({exc.hint})" if exc.hint else ""), file=sys.stderr)
+        return None
+    return cache
+
+
 def clear_cache() -> int:
     """Forget every access token the helper cached (``flyteauth logout``); returns how many."""
     import contextlib
@@ -240,7 +258,9 @@ def get_token(config_path: str | None, *, min_valid: float = DEFAULT_MIN_VALID) 
                  "admin.authType: ExternalCommand with command: [flyteauth, token] for the other clients",
         )
     selector = cache_key(config_path)
-    cache = _cache()
+    cache = _private_cache()
+    if cache is None:
+        return _acquire(config_path, min_valid, None, selector)[0]
     key = _token_key(cache, selector)
     token = None if key is None else _cached(cache, key, min_valid)
     if token is not None:
@@ -288,7 +308,7 @@ def _key(selector: str, inputs: list[Any], print_: str) -> str:
     return selector + ":" + hashlib.sha256(f"{described}\0{print_}".encode()).hexdigest()
 
 
-def _acquire(config_path: str | None, min_valid: float, cache: FileTokenStore,
+def _acquire(config_path: str | None, min_valid: float, cache: FileTokenStore | None,
              selector: str) -> tuple[Token, str | None]:
     """Ask the configured provider (through an AuthSession) for a token that lives long enough, and the
     key to cache it under (None: its identity cannot be checked again without the provider)."""
@@ -313,7 +333,7 @@ def _acquire(config_path: str | None, min_valid: float, cache: FileTokenStore,
     finally:
         os.environ.pop(GUARD_ENV, None)
     # Cache only when the identity can be checked again and did not change while the token was fetched.
-    if not seen.complete or before is None or before != _fingerprint_or_none(seen.inputs):
+    if cache is None or not seen.complete or before is None or before != _fingerprint_or_none(seen.inputs):
         return token, None
     cache.write_private(_inputs_path(cache, selector), json.dumps(
         {"version": _INPUTS_VERSION, "selector": selector, "inputs": [i.to_json() for i in seen.inputs]}).encode())
