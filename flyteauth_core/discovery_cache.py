@@ -80,9 +80,11 @@ def shared_fill(store: Any, config: AuthConfig, key: Callable[[], str] | None = 
             return None
         return from_dict(data) if isinstance(data, Mapping) else None
 
+    channel = channel_marker(config)
+
     def fill(discover: Discover) -> ServerAuthInfo:
         try:
-            name = key()
+            name = key() + channel
         except Exception as exc:  # the identity cannot be told now (an unreadable platform token): no cache
             log.debug("flyteauth: no discovery cache without an identity (%s)", type(exc).__name__)
             return discover()
@@ -101,6 +103,21 @@ def shared_fill(store: Any, config: AuthConfig, key: Callable[[], str] | None = 
             return info
 
     return fill
+
+
+def channel_marker(config: AuthConfig) -> str:
+    """How the answer was fetched: plaintext, TLS without verification, or TLS with a given CA.  Configs that
+    differ only there have one identity, but an answer fetched over the weaker channel (which someone on the
+    path could forge, naming their token endpoint) must not serve the stricter one."""
+    if config.insecure:
+        return ":plaintext"
+    if config.insecure_skip_verify:
+        return ":tls-unverified"
+    if config.ca_cert_file_path:
+        import hashlib
+
+        return ":tls-ca-" + hashlib.sha256(str(config.ca_cert_file_path).encode()).hexdigest()[:12]
+    return ":tls"
 
 
 @contextlib.contextmanager

@@ -207,3 +207,23 @@ def test_proxy_auth_for_the_idp_is_not_sent_to_githubs_token_service(monkeypatch
             token_service.stop()
     assert seen["idp"] and all(h.get("proxy-authorization") == f"Bearer {proxy_token}" for h in seen["idp"])
     assert seen["github"] and all("proxy-authorization" not in h for h in seen["github"])  # before: it was there
+
+
+@pytest.mark.idp
+def test_a_discovery_answer_fetched_in_plaintext_never_serves_a_tls_config(tmp_path: Path, flyte_server: Any) -> None:
+    """Two configs for one endpoint and client that differ only in ``insecure`` have one identity.  The
+    answer the plaintext one cached (which anyone on the path could have forged, naming their token
+    endpoint) must not be what the TLS one uses: it discovers for itself (here it cannot, so it fails)."""
+    import attrs
+
+    from flyteauth_core.errors import DiscoveryError
+
+    from ._idp import CI_BASIC
+
+    server = flyte_server()
+    plain = AuthConfig(endpoint=server.target, insecure=True, auth_type="ClientSecret", client_id=CI_BASIC[0],
+                       client_secret=CI_BASIC[1], store="file", options={"tokenStorePath": str(tmp_path / "t")})
+    with AuthSession(plain) as session:
+        assert session.server_info().token_endpoint
+    with AuthSession(attrs.evolve(plain, insecure=False)) as session, pytest.raises(DiscoveryError):
+        session.server_info()
