@@ -284,7 +284,10 @@ def _poisoned(session: AuthSession, attacker: Attacker) -> tuple[list[str], dict
     record = to_dict(attrs.evolve(info, token_endpoint=f"{attacker.url}/token"))
     keys = [f"flyteauth-discovery:{session.config.endpoint}"]
     if hasattr(session, "identity"):
+        from flyteauth_core.discovery_cache import channel_marker
+
         keys.append(session.identity().discovery_key)
+        keys.append(session.identity().discovery_key + channel_marker(session.config))  # the key read now
     return keys, record
 
 
@@ -330,6 +333,8 @@ def test_plaintext_redis_shares_no_discovery(idp: IdpServer, flyte_server: Any, 
     config = _client_secret_config(server, tmp_path, redisURL=redis_fresh.url, redisAllowPlaintext=True)
     import redis
 
+    from flyteauth_core.discovery_cache import channel_marker
+
     client = redis.Redis.from_url(redis_fresh.url)
     with AuthSession(config, store="redis") as session:
         keys, record = _poisoned(session, attacker)
@@ -341,7 +346,7 @@ def test_plaintext_redis_shares_no_discovery(idp: IdpServer, flyte_server: Any, 
         token = session.get_token()
         assert unverified_claims(token.access_token)["iss"] == idp.issuer
         assert attacker.received == []
-        ours = session.identity().discovery_key
+        ours = session.identity().discovery_key + channel_marker(config)  # the key names the channel too
     # Ours is not shared through the plaintext Redis either (the planted records are untouched); the host's
     # private file store keeps it.
     assert {k: client.get(store.data_key(k)) for k in keys} == {k: v.encode() for k, v in planted.items()}
