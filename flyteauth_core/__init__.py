@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from .lifecycle import TokenManager
     from .session import AuthSession
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 _LAZY = {"AuthSession": "session", "TokenManager": "lifecycle"}
 
