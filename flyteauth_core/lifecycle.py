@@ -550,8 +550,10 @@ class TokenManager:
                         hint="The call can be retried; a refresh token is only ever sent under the fleet lock, "
                         "so that two processes never present it twice")
             else:
-                raise TokenStoreError("The token store's lock was lost three times in a row during one refresh",
-                                      hint="Check redisLockTTL against how long processes get paused")
+                raise TokenStoreError("The token store's lock was lost, or its record could not be read under it, "
+                                      "three times in a row during one refresh",
+                                      hint="Check redisLockTTL against how long processes get paused, and "
+                                      "redisTimeout against how fast Redis answers")
             started = self._clock()
             with self._lock:
                 self.stats.token_requests += 1

@@ -393,6 +393,9 @@ class FleetHold:
         self.token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(8)}"
         self.held = False
         self.lost = False
+        #: The last :meth:`RedisTokenStore.load` under this hold read Redis while the lock was held (not the
+        #: fallback, not before the lock was taken): only then is its refresh token the fleet's newest.
+        self.read_shared = False
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
 
@@ -426,7 +429,7 @@ class FleetHold:
                 store._orphaned(lock_key, self.token)
                 return "down"
             if got:
-                self.held, self.lost = True, False
+                self.held, self.lost, self.read_shared = True, False, False
                 self._start_renewing()
                 return "held"
             watched = store._redis("lock", lambda r: r.pipeline(transaction=False).get(data_key).pttl(lock_key)
@@ -452,11 +455,13 @@ class FleetHold:
             delay = min(delay * 2, 0.05)
 
     def exclusive(self) -> bool:
-        """True when this process holds the fleet lock now, asked of Redis (one GET): call it right before
-        sending a rotating refresh token.  False when it was never taken, was lost, or Redis does not answer."""
-        if not self.held or self.lost:
+        """True when this process holds the fleet lock now, asked of Redis (one GET), and the record last
+        loaded under it came from Redis with the lock held: call it right before sending a rotating refresh
+        token.  False when it was never taken, was lost, Redis does not answer, or the record came from the
+        fallback (then :meth:`acquire_exclusive`, and load again)."""
+        if not self.held or self.lost or not self.read_shared:
             return False
-        owned = self._store._redis("lock", lambda r: self._redis_lock(r).owned())
+        owned = self._store._redis("lock", lambda r: self._redis_lock(r).owned(), force=True)
         if owned is DOWN:
             return False
         if not owned:
@@ -471,7 +476,7 @@ class FleetHold:
         store = self._store
         deadline = time.monotonic() + store.settings.lock_wait
         while self.held and not self.lost:  # held, but Redis did not confirm it: ask until it answers
-            owned = store._redis("lock", lambda r: self._redis_lock(r).owned())
+            owned = store._redis("lock", lambda r: self._redis_lock(r).owned(), force=True)
             if owned is not DOWN:
                 if owned:
                     return True
@@ -508,7 +513,7 @@ class FleetHold:
         def renewing() -> None:
             last_ok = time.monotonic()
             while not stop.wait(interval):
-                result = store._redis("renew", renew)
+                result = store._redis("renew", renew, force=True)
                 if result is DOWN:
                     if time.monotonic() - last_ok > store.settings.lock_ttl:
                         self.lost = True  # unrenewed for a whole TTL: assume it expired
@@ -545,7 +550,7 @@ class FleetHold:
             with contextlib.suppress(LockError):
                 lock.release()
 
-        if self._store._redis("unlock", release) is DOWN:
+        if self._store._redis("unlock", release, force=True) is DOWN:
             self._store._orphaned(self._store.lock_key(self._key), self.token)
 
 
@@ -600,9 +605,13 @@ class RedisTokenStore:
         return self.settings.key_prefix + "lock:{" + self._digest(key) + "}"
 
     # -- talking to Redis, or not -------------------------------------------------------------------
-    def _redis(self, op: str, fn: Callable[[Any], Any]) -> Any:
-        """Run ``fn(client)``, or return :data:`DOWN` (Redis unreachable, slow or recently failed)."""
-        if time.monotonic() < self._down_until:
+    def _redis(self, op: str, fn: Callable[[Any], Any], *, force: bool = False) -> Any:
+        """Run ``fn(client)``, or return :data:`DOWN` (Redis unreachable, slow or recently failed).
+
+        ``force``: ask Redis even within :data:`RETRY_INTERVAL` of a failure.  The fleet lock's holder does
+        (renewals, the read it refreshes from, the fenced save, the release): one command that timed out in
+        another thread must not send its rotated refresh token to the fallback, where no other host sees it."""
+        if not force and time.monotonic() < self._down_until:
             return DOWN
         try:
             import redis
@@ -686,8 +695,21 @@ class RedisTokenStore:
         log.warning("flyteauth: the Redis value %s %s", self.data_key(key), what)
 
     # -- TokenStore -------------------------------------------------------------------------------------
+    def _hold(self, key: str) -> FleetHold | None:
+        """This thread's :class:`FleetHold` on ``key``, inside :meth:`lock`."""
+        hold: FleetHold | None = getattr(self._local, "holds", {}).get(key)
+        return hold
+
     def load(self, key: str) -> Token | None:
-        raw = self._redis("load", lambda r: r.get(self.data_key(key)))
+        """The record in Redis (the fallback's while Redis does not answer).  Inside :meth:`lock` with the
+        fleet lock held, Redis is asked even right after a failure, and the hold notes whether the record came
+        from Redis: :meth:`FleetHold.exclusive` is True only then, so the refresh token the manager sends is
+        the fleet's newest, never a host file's older copy."""
+        hold = self._hold(key)
+        held = hold is not None and hold.held
+        raw = self._redis("load", lambda r: r.get(self.data_key(key)), force=held)
+        if hold is not None:
+            hold.read_shared = held and raw is not DOWN
         if raw is DOWN:
             stored: Token | None = self.fallback().load(key)
             return stored
@@ -705,19 +727,42 @@ class RedisTokenStore:
     def save(self, key: str, token: Token) -> None:
         """Write the token; inside :meth:`lock`, only while this process still holds the fleet lock (or, when
         it never got it, while nobody does): a holder paused past ``redisLockTTL`` never overwrites the newer
-        record its successor saved."""
+        record its successor saved.
+
+        The holder's save of a token with a refresh token returns only once Redis has it (or the lock is known
+        lost, or Redis stayed unreachable for ``tokenStoreLockTimeout``): a save that timed out is sent again,
+        the lock renewed meanwhile.  Otherwise the next holder, on another host, would read the refresh token
+        this one just rotated away from Redis and present it again: IdPs with reuse detection revoke the grant."""
         value = self._encode(key, "token", token.to_dict())
         ttl_ms = 0
         if token.expires_at is not None and token.refresh_token is None:
             ttl_ms = max(int((token.expires_at - time.time()) * 1000), 1)
-        hold: FleetHold | None = getattr(self._local, "holds", {}).get(key)
+        hold = self._hold(key)
         if hold is None:
             done = self._redis("save", lambda r: r.set(self.data_key(key), value, px=ttl_ms or None))
         else:
             fenced = self._script("fenced_set", _FENCED_SET)
-            done = self._redis("save", lambda r: fenced(r, [self.lock_key(key), self.data_key(key)],
-                                                        [hold.token if hold.held else "", value, ttl_ms,
-                                                         self._abandoned_pttl_ms()]))
+            held = hold.held
+
+            def attempt() -> Any:
+                assert hold is not None
+                return self._redis("save", lambda r: fenced(r, [self.lock_key(key), self.data_key(key)],
+                                                            [hold.token if held else "", value, ttl_ms,
+                                                             self._abandoned_pttl_ms()]), force=held)
+
+            done = attempt()
+            # A refresh token must reach the fleet (a token without one may go to the fallback at once).
+            # Idempotent: the same value, written only while the lock is still ours.
+            retry = held and token.refresh_token is not None
+            deadline, delay = time.monotonic() + self.settings.lock_wait, 0.05
+            while done is DOWN and retry and not hold.lost and time.monotonic() < deadline:
+                time.sleep(min(delay, max(deadline - time.monotonic(), 0)))
+                delay = min(delay * 2, 0.5)
+                done = attempt()
+            if done is DOWN and retry:
+                log.warning("flyteauth: Redis did not take the refreshed token under the fleet lock; it is kept "
+                            "in the %s store only, and other hosts may present the refresh token it replaced "
+                            "(an IdP with reuse detection then revokes the grant)", self.settings.fallback)
             if done is not DOWN and not done:
                 hold.lost = hold.lost or hold.held
                 log.warning("flyteauth: not saving the token to Redis: %s, so a newer value may be there "

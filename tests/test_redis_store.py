@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from flyteauth_core import AuthConfig, AuthSession
-from flyteauth_core.errors import ConfigError
+from flyteauth_core.errors import ConfigError, FlyteAuthError
 from flyteauth_core.token import Token
 from flyteauth_providers.redis_store import RedisTokenStore, redis_settings
 
@@ -716,3 +716,78 @@ def test_a_cluster_with_no_reachable_node_falls_back(redis_fresh: RedisServer, t
     assert store.load(KEY).access_token == JWT  # type: ignore[union-attr]
     with store.lock(KEY) as hold:
         assert not hold.held
+
+
+@pytest.mark.idp
+def test_a_rotated_refresh_token_reaches_redis_before_the_fleet_lock_is_released(
+        redis_fresh: RedisServer, tmp_path: Path, native_peers: Any) -> None:
+    """The real IdP rotates the native client's refresh tokens and revokes the grant when a used one comes
+    back.  Host A refreshes under the fleet lock; as it saves the rotated token, Redis stalls its writes
+    (`CLIENT PAUSE 700 WRITE`) past redisTimeout.  Before: the save went to A's host file, the lock expired
+    unreleased, and host B, reading Redis under the lock, sent the used refresh token: reuse detected, grant
+    revoked.  Now A keeps the lock and saves again until Redis has the rotated token; B uses it."""
+    import urllib.request
+
+    from ._idp import http_login
+    from ._interactive_helpers import config_for
+
+    idp, server = native_peers(token_ttl=60)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def browser(url: str) -> bool:
+        opener.open(http_login(idp, url), timeout=10).read()  # the IdP's redirect to our callback
+        return True
+
+    keys = [Fernet.generate_key()]
+    options = {"redisLockTTL": "1s", "redisTimeout": "200ms"}
+    store_a = make_store(redis_fresh, tmp_path / "host-a", keys, **options)
+    store_b = make_store(redis_fresh, tmp_path / "host-b", keys, **options)
+    config = config_for(server, "Pkce", browserOpener=browser)
+    with AuthSession(config, store=store_a, interactive=True) as a:
+        login = a.login()
+        key = a.identity().store_key
+        assert login.refresh_token
+        register_secret(login.refresh_token)
+        store_a.save(key, Token(login.access_token, expires_at=time.time() - 60, refresh_token=login.refresh_token))
+        idp.reset()
+        save = store_a.save
+        stalled: list[float] = []
+
+        def stalled_save(key: str, token: Token) -> None:
+            if not stalled:  # the exact fault: Redis stops taking writes as the rotated token is saved
+                redis_fresh.command("CLIENT", "PAUSE", "700", "WRITE")
+                stalled.append(time.monotonic())
+            save(key, token)
+
+        store_a.save = stalled_save  # type: ignore[method-assign]
+        refreshed = a.manager.refresh("expiring")
+        assert stalled and idp.stats()["by_grant"].get("refresh_token") == 1
+    time.sleep(max(0.0, stalled[0] + 0.8 - time.monotonic()))  # the pause is over
+    with AuthSession(config, store=store_b, interactive=False) as b:
+        try:
+            got: Any = b.get_token()
+        except FlyteAuthError as exc:  # before: B's refresh with the used token was refused (then a login)
+            got = exc
+    stats = idp.stats()
+    assert stats["refresh_reuse_detected"] == 0 and stats["grants_revoked"] == 0, stats
+    assert stats["by_grant"].get("refresh_token") == 1, stats  # A's, read by B from Redis
+    assert isinstance(got, Token) and got.access_token == refreshed.access_token, got
+    assert store_b.load(key).refresh_token == refreshed.refresh_token  # type: ignore[union-attr]
+
+
+def test_the_lock_holder_reads_and_saves_through_redis_right_after_a_failed_command(redis_fresh: RedisServer,
+                                                                                     tmp_path: Path) -> None:
+    """After a command that failed (a renewal timed out in the renewer thread), the store leaves Redis alone
+    for a second.  The fleet lock's holder must not: before, its read under the lock returned the host file's
+    older refresh token and its save of the rotated one went to the host file, where no other host sees it."""
+    store = make_store(redis_fresh, tmp_path / "a")
+    other = make_store(redis_fresh, tmp_path / "b", keys=[store.settings.keys[0]])
+    store.fallback().save(KEY, token("access-in-the-host-file", refresh="refresh-rotated-long-ago"))
+    store.save(KEY, token(refresh="refresh-of-the-fleet"))
+    with store.lock(KEY) as hold:
+        assert hold.held
+        store._down_until = time.monotonic() + 60  # as right after another thread's command timed out
+        assert store.load(KEY).refresh_token == "refresh-of-the-fleet"  # type: ignore[union-attr]
+        assert hold.exclusive()
+        store.save(KEY, token("access-after-the-refresh", refresh="refresh-rotated-now"))
+    assert other.load(KEY).refresh_token == "refresh-rotated-now"  # type: ignore[union-attr]
