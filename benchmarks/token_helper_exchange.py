@@ -14,27 +14,20 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from token_helper import HELPER, spawn  # noqa: E402  (the same timing as benchmarks/token_helper.py)
 
 from flyteauth_core.testing import FlyteTestServer  # noqa: E402
 from tests._idp import IdpServer  # noqa: E402
 from tests._platform_issuer import PlatformIssuer  # noqa: E402
 from tests.conftest import jwt_validator  # noqa: E402
-
-HELPER = Path(sys.executable).with_name("flyteauth")
-
-
-def spawn(argv: list[str], env: dict[str, str]) -> float:
-    started = time.perf_counter()
-    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - started
 
 
 def main(argv: list[str] | None = None) -> int:
