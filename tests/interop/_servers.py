@@ -23,7 +23,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -314,3 +314,23 @@ def _stop(proc: subprocess.Popen[Any] | None) -> None:
 
 def sha256_hex(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
+
+
+@contextlib.contextmanager
+def browser_threads(timeout: float = 30.0) -> Iterator[Callable[..., None]]:
+    """``start(fn, *args)`` runs a browser-driving step (a login, a device approval) in a thread; leaving the
+    block waits for every one.  The Chromium is shared by the whole session: a thread still waiting on its
+    last page when its test ends would drive the next test's pages (seen: an oidc-provider approval thread
+    typing on django-oauth-toolkit's device page)."""
+    threads: list[threading.Thread] = []
+
+    def start(fn: Callable[..., Any], *args: Any) -> None:
+        thread = threading.Thread(target=fn, args=args, daemon=True, name=getattr(fn, "__name__", "browser"))
+        thread.start()
+        threads.append(thread)
+
+    try:
+        yield start
+    finally:
+        for thread in threads:
+            thread.join(timeout)

@@ -20,7 +20,7 @@ from flyteauth_core.testing import ECHO, FlyteTestServer
 
 from .._leakscan import register_secret
 from .._redis import RedisServer
-from ._servers import Peer
+from ._servers import Peer, browser_threads
 
 STORES = ("memory", "file", "redis")
 METHODS = ("client_secret_basic", "client_secret_post")
@@ -162,14 +162,13 @@ def test_pkce_login_in_the_browser_then_refresh(peer: Peer, flyte_for: Callable[
     opened: list[str] = []
 
     def opener(url: str, *args: Any, **kwargs: Any) -> bool:
-        import threading
-
         opened.append(url)
-        threading.Thread(target=peer.browser_login, args=(browser, url), daemon=True).start()
+        start(peer.browser_login, browser, url)
         return True
 
     options = {**store_options(store, tmp_path, request), "browserOpener": opener}
-    with open_session(server, store, options, auth_type="Pkce", pkce_timeout=60) as session:
+    with browser_threads() as start, open_session(server, store, options, auth_type="Pkce",
+                                                  pkce_timeout=60) as session:
         token = session.login()
         register_token(token)
         assert token.refresh_token, f"{peer.name} issued no refresh token"
@@ -193,13 +192,12 @@ def test_device_login_then_refresh(peer: Peer, flyte_for: Callable[..., FlyteTes
     pages: list[str] = []
 
     def prompt(code: Any) -> None:
-        import threading
-
         shown.append(code)
-        threading.Thread(target=lambda: pages.append(peer.device_approve(browser, code)), daemon=True).start()
+        start(lambda: pages.append(peer.device_approve(browser, code)))
 
     options = {**store_options(store, tmp_path, request), "deviceFlowPrompt": prompt}
-    with open_session(server, store, options, auth_type="DeviceFlow", device_flow_timeout=60) as session:
+    with browser_threads() as start, open_session(server, store, options, auth_type="DeviceFlow",
+                                                  device_flow_timeout=60) as session:
         token = session.login()
         register_token(token)
         assert token.refresh_token, f"{peer.name} issued no refresh token"
@@ -223,13 +221,12 @@ def test_logout_revokes_the_refresh_token_at_the_idp(peer: Peer, flyte_for: Call
     server = flyte_for(client_id=peer.device_client)
 
     def prompt(code: Any) -> None:
-        import threading
-
         assert peer.device_approve is not None
-        threading.Thread(target=peer.device_approve, args=(browser, code), daemon=True).start()
+        start(peer.device_approve, browser, code)
 
     options = {**store_options("file", tmp_path, request), "deviceFlowPrompt": prompt}
-    with open_session(server, "file", options, auth_type="DeviceFlow", device_flow_timeout=60) as session:
+    with browser_threads() as start, open_session(server, "file", options, auth_type="DeviceFlow",
+                                                  device_flow_timeout=60) as session:
         token = session.login()
         register_token(token)
         revoked = session.logout(revoke=True)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ import pytest
 
 from flyteauth_core.testing import FlyteTestServer
 
-from ._servers import REPO, http
+from ._servers import REPO, browser_threads, http
 from .test_flows import open_session, register_token, store_options
 
 PROCS, REFRESHES = 8, 10
@@ -82,11 +81,11 @@ def glewlwyd_detector(glewlwyd_server: Any) -> Iterator[Detector]:
 
 def _login(detector: Detector, browser: Any, store: str, options: dict[str, Any]) -> Any:
     def prompt(code: Any) -> None:
-        threading.Thread(target=detector.approve, args=(browser, code), daemon=True).start()
+        start(detector.approve, browser, code)
 
-    with open_session(detector.server, store, {**options, "deviceFlowPrompt": prompt}, auth_type="DeviceFlow",
-                      client_id=ROTATE_CLIENT, token_url=detector.token_endpoint,
-                      device_flow_timeout=60) as session:
+    with browser_threads() as start, open_session(
+            detector.server, store, {**options, "deviceFlowPrompt": prompt}, auth_type="DeviceFlow",
+            client_id=ROTATE_CLIENT, token_url=detector.token_endpoint, device_flow_timeout=60) as session:
         token = session.login()
     register_token(token)
     return token
