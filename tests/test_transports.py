@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -385,6 +386,7 @@ def test_every_sync_call_kind_and_style_after_a_revocation(
     # futures the caller holds: never replayed, never blocking, but their rejection invalidates the token
     for make in (lambda: unary.future(b"f"), lambda: client_stream.future(iter([b"f"]))):
         server.revoke(session.get_token().access_token)
+        invalidations = session.stats.invalidations
         future = make()
         try:
             result = future.result(timeout=5)
@@ -392,6 +394,12 @@ def test_every_sync_call_kind_and_style_after_a_revocation(
             assert error.code() is grpc.StatusCode.UNAUTHENTICATED
         else:  # the interceptor form sees a unary future that is already done as a finished call: one retry
             assert form == "interceptor" and result == b"f"
+        # The rejection is seen by the future's done-callback, which grpc runs just after result() wakes up:
+        # wait for it (bounded), as a caller's next call a moment later would.
+        waited = time.monotonic() + 5
+        while session.stats.invalidations == invalidations and time.monotonic() < waited:
+            time.sleep(0.005)
+        assert session.stats.invalidations == invalidations + 1
         assert unary.future(b"next").result(timeout=5) == b"next"  # the next call carries a fresh token
     assert idp.requests == len(calls) + 3
 
