@@ -558,6 +558,22 @@ with AuthSession(config, interactive=False) as session:
 """
 
 
+def _http_browser(idp: Any) -> Any:
+    """A ``browserOpener`` that plays the user over HTTP: logs in on the IdP's pages and follows its redirect
+    to our loopback callback (no proxy, whatever the environment says)."""
+    import urllib.request
+
+    from ._idp import http_login
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def browser(url: str) -> bool:
+        opener.open(http_login(idp, url), timeout=10).read()
+        return True
+
+    return browser
+
+
 @pytest.mark.idp
 def test_a_rotating_grant_is_refreshed_once_when_its_lock_holder_was_paused(
         redis_fresh: RedisServer, tmp_path: Path, native_peers: Any) -> None:
@@ -567,18 +583,11 @@ def test_a_rotating_grant_is_refreshed_once_when_its_lock_holder_was_paused(
     the used refresh token (0.2.0: a second refresh, reuse detected, grant revoked)."""
     import subprocess
     import sys
-    import urllib.request
 
-    from ._idp import http_login
     from ._interactive_helpers import REPO, config_for
 
     idp, server = native_peers(token_ttl=60)
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-    def browser(url: str) -> bool:
-        opener.open(http_login(idp, url), timeout=10).read()  # the IdP's redirect to our callback
-        return True
-
+    browser = _http_browser(idp)
     keys = [Fernet.generate_key()]
     store = make_store(redis_fresh, tmp_path / "login", keys)
     with AuthSession(config_for(server, "Pkce", browserOpener=browser), store=store, interactive=True) as session:
@@ -726,18 +735,10 @@ def test_a_rotated_refresh_token_reaches_redis_before_the_fleet_lock_is_released
     (`CLIENT PAUSE 700 WRITE`) past redisTimeout.  Before: the save went to A's host file, the lock expired
     unreleased, and host B, reading Redis under the lock, sent the used refresh token: reuse detected, grant
     revoked.  Now A keeps the lock and saves again until Redis has the rotated token; B uses it."""
-    import urllib.request
-
-    from ._idp import http_login
     from ._interactive_helpers import config_for
 
     idp, server = native_peers(token_ttl=60)
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-    def browser(url: str) -> bool:
-        opener.open(http_login(idp, url), timeout=10).read()  # the IdP's redirect to our callback
-        return True
-
+    browser = _http_browser(idp)
     keys = [Fernet.generate_key()]
     options = {"redisLockTTL": "1s", "redisTimeout": "200ms"}
     store_a = make_store(redis_fresh, tmp_path / "host-a", keys, **options)
